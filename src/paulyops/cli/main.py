@@ -1,0 +1,31 @@
+"""The ``paulyops`` command: one Typer root, one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from paulyops import __version__
+from paulyops.cli import db
+from paulyops.cli.health import health
+from paulyops.cli.serve import serve
+
+app = typer.Typer(
+    name="paulyops",
+    help="PaulyOps: self-hosted operations platform. Start with `paulyops serve`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+app.command()(serve)
+app.command()(health)
+app.add_typer(db.app, name="db")
+
+
+@app.command()
+def version() -> None:
+    """Print the PaulyOps version."""
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,70 @@
+"""``paulyops serve``: run the web server."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+import uvicorn
+
+from paulyops.cli.context import console, err_console, handle_errors, read_settings
+from paulyops.core.db import migrate
+from paulyops.core.db.engine import Database
+from paulyops.core.errors import ConfigError
+
+
+def serve(
+    host: str | None = typer.Option(None, help="bind address (default PAULYOPS_HOST)"),
+    port: int | None = typer.Option(None, help="port (default PORT, 8000)"),
+    workers: int = typer.Option(1, min=1, max=64, help="server processes (needs Redis if > 1)"),
+) -> None:
+    """Start PaulyOps, migrating the database first when it is behind."""
+    with handle_errors():
+        settings = read_settings(verbose=True)
+        bind_host = host or settings.host
+        bind_port = port or settings.port
+        if workers > 1 and not settings.redis_url:
+            raise ConfigError(
+                f"--workers {workers} needs REDIS_URL: without Redis, rate limits, CSRF "
+                "tokens and sessions live in each process and would not be shared"
+            )
+        shown_host = "127.0.0.1" if bind_host in {"0.0.0.0", "::"} else bind_host  # noqa: S104  # display only
+        public = settings.public_url or f"http://{shown_host}:{bind_port}"
+        err_console.print(
+            f"[bold green]PaulyOps[/] starting at [link={public}]{public}[/link] "
+            f"(data in {settings.data_dir}, database "
+            f"{'SQLite' if not settings.database_url else 'PostgreSQL'}, "
+            f"{'Redis' if settings.redis_url else 'in-process state'})"
+        )
+        err_console.print(f"  Next: open {public} in your browser. Stop with Ctrl+C.")
+        if workers > 1:
+            # Worker processes re-read settings from the environment: point them at this root
+            # and migrate once here, before they start.
+            os.environ["PAULYOPS_HOME"] = str(settings.root)
+            db = Database(settings.effective_database_url)
+            db.connect(attempts=10)
+            migrate.upgrade_if_behind(db)
+            db.close()
+            uvicorn.run(
+                "paulyops.web.app:create_app_from_env",
+                factory=True,
+                host=bind_host,
+                port=bind_port,
+                workers=workers,
+                log_config=None,
+                timeout_graceful_shutdown=30,
+                proxy_headers=False,
+            )
+            return
+        from paulyops.web.app import create_app
+
+        app = create_app(settings)
+        uvicorn.run(
+            app,
+            host=bind_host,
+            port=bind_port,
+            log_config=None,
+            timeout_graceful_shutdown=30,
+            proxy_headers=False,
+        )
+    console.print("PaulyOps stopped.")

@@ -1,0 +1,1 @@
+"""Core layer: settings, logging, errors, database, key-value store, security primitives, health."""

@@ -1,0 +1,42 @@
+"""Every table of PaulyOps. Import models from here."""
+
+from paulyops.core.db.models.agents import AgentEvent, AgentInstallation, AgentPackage, Job
+from paulyops.core.db.models.audit import INSTANCE_CHAIN, AuditCheckpoint, AuditLog
+from paulyops.core.db.models.auth import ApiToken, SetupToken, WebSession
+from paulyops.core.db.models.base import Base, new_id, utcnow
+from paulyops.core.db.models.org import (
+    AgentConfig,
+    Delegation,
+    Membership,
+    Organization,
+    OrgScoped,
+    Role,
+    SecurityConfig,
+    StorageConfig,
+    User,
+)
+
+__all__ = [
+    "INSTANCE_CHAIN",
+    "AgentConfig",
+    "AgentEvent",
+    "AgentInstallation",
+    "AgentPackage",
+    "ApiToken",
+    "AuditCheckpoint",
+    "AuditLog",
+    "Base",
+    "Delegation",
+    "Job",
+    "Membership",
+    "OrgScoped",
+    "Organization",
+    "Role",
+    "SecurityConfig",
+    "SetupToken",
+    "StorageConfig",
+    "User",
+    "WebSession",
+    "new_id",
+    "utcnow",
+]

@@ -1,0 +1,68 @@
+"""Credentials: browser sessions, API tokens and the first-run setup token."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from paulyops.core.db.models.base import Base, TimestampMixin, id_column
+from paulyops.core.db.models.org import OrgScoped
+
+
+class WebSession(TimestampMixin, Base):
+    """A signed-in browser session, bound to one active organization.
+
+    Only the sha256 of the session id is stored, so a database leak yields no usable
+    cookie. ``csrf_token_hash`` is the fallback for CSRF checks when Redis is down.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = id_column("ses")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    organization_id: Mapped[str | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(20), default="user")
+    csrf_token_hash: Mapped[str | None] = mapped_column(String(64))
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class ApiToken(OrgScoped, TimestampMixin, Base):
+    """A bearer token for API clients; only its hash is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = id_column("tok")
+    name: Mapped[str] = mapped_column(String(120))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    permissions: Mapped[list[str]] = mapped_column(default=list)
+    expires_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class SetupToken(TimestampMixin, Base):
+    """The first-run unlock key: valid 24 h, consumed by a successful provision."""
+
+    __tablename__ = "setup_tokens"
+
+    id: Mapped[str] = id_column("stk")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime]
+    consumed_at: Mapped[datetime | None]
+    consumed_by_org_id: Mapped[str | None] = mapped_column(String(40))
+
+
+__all__ = ["ApiToken", "SetupToken", "WebSession"]

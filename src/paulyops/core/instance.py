@@ -1,0 +1,169 @@
+"""The running instance: settings plus the live database, key-value store and health checks.
+
+Both front ends build one :class:`Instance` and pass it down: the web app in its
+lifespan, the CLI per command. :meth:`Instance.start` connects to the database in the
+background (retrying with backoff) and migrates it once reachable, so the web server
+answers ``/api/livez`` at once even while the database is still down.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from paulyops.core.db import migrate
+from paulyops.core.db.engine import Database, mask_url
+from paulyops.core.errors import ExternalServiceError, ServiceUnavailableError
+from paulyops.core.health import (
+    CheckResult,
+    HealthRegistry,
+    storage_check,
+    stripe_check,
+    system_check,
+)
+from paulyops.core.kv import KeyValueStore, KVUnavailableError, RedisKV, create_kv
+from paulyops.core.logging import add_alert_hook, get_logger, webhook_alert_hook
+from paulyops.core.settings import Settings
+
+log = get_logger("paulyops.instance")
+
+
+class Instance:
+    """Everything a request or a command needs, created once per process.
+
+    Args:
+        settings: the instance settings.
+        migrate_on_start: upgrade the schema when it is behind (``serve`` does).
+    """
+
+    def __init__(self, settings: Settings, *, migrate_on_start: bool = True) -> None:
+        self.settings = settings
+        self.migrate_on_start = migrate_on_start
+        self.db = Database(
+            settings.effective_database_url,
+            pool_min=settings.db_pool_min,
+            pool_max=max(settings.db_pool_max, settings.db_pool_min),
+            pool_timeout=settings.db_pool_timeout,
+            connect_attempts=settings.db_connect_attempts,
+        )
+        self.kv: KeyValueStore = create_kv(
+            settings.redis_url, health_interval=settings.health_interval
+        )
+        self.health = HealthRegistry()
+        self.ready = threading.Event()
+        self.startup_error: str | None = None
+        self._starter: threading.Thread | None = None
+        self._remove_alert_hook = (
+            add_alert_hook(webhook_alert_hook(settings.alert_webhook_url))
+            if settings.alert_webhook_url
+            else None
+        )
+        self._register_checks()
+
+    # --- lifecycle ------------------------------------------------------------------
+    def start(self, *, background: bool = True) -> None:
+        """Connect to the database (retrying), migrate if behind, and start monitors.
+
+        Args:
+            background: return at once and finish in a thread (the web server), or block
+                until ready (CLI commands).
+
+        Raises:
+            ExternalServiceError: blocking mode and the database stayed unreachable.
+        """
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if background:
+            self._starter = threading.Thread(target=self._start, name="db-start", daemon=True)
+            self._starter.start()
+        else:
+            self._start(raise_errors=True)
+
+    def _start(self, *, raise_errors: bool = False) -> None:
+        try:
+            self.db.connect()
+            if self.migrate_on_start:
+                migrate.upgrade_if_behind(self.db)
+        except ExternalServiceError as err:
+            self.startup_error = err.message
+            log.error("instance_start_failed", error=err.message)
+            if raise_errors:
+                raise
+            return
+        self.db.check()
+        self.db.start_monitor(self.settings.health_interval)
+        if isinstance(self.kv, RedisKV):
+            try:
+                self.kv.ping()
+            except KVUnavailableError:
+                log.warning("redis_unreachable_at_start")
+            self.kv.start_monitor(self.settings.health_interval)
+        self.ready.set()
+        log.info("instance_ready", database=mask_url(self.db.url), kv=self.kv.backend)
+
+    def require_ready(self) -> None:
+        """Raise :class:`ServiceUnavailableError` while the database is not ready."""
+        if not self.ready.is_set():
+            raise ServiceUnavailableError(
+                "PaulyOps is starting: waiting for the database"
+                + (f" ({self.startup_error})" if self.startup_error else "")
+            )
+
+    def close(self) -> None:
+        """Stop background work and close every connection (graceful shutdown)."""
+        self.db.close()
+        self.kv.close()
+        if self._remove_alert_hook is not None:
+            self._remove_alert_hook()
+        log.info("instance_closed")
+
+    # --- health ---------------------------------------------------------------------
+    def _register_checks(self) -> None:
+        self.health.register("database", self._database_check, critical=True)
+        self.health.register("redis", self._redis_check, critical=False)
+        self.health.register("storage", storage_check(self.settings.data_dir), critical=False)
+        key = self.settings.stripe_secret_key
+        self.health.register(
+            "stripe",
+            stripe_check(key.get_secret_value() if key else None, self.settings.stripe_api_base),
+            critical=False,
+        )
+        self.health.register("system", system_check, critical=False)
+
+    def _database_check(self) -> CheckResult:
+        details: dict[str, Any] = self.db.pool_details()
+        if not self.ready.is_set():
+            details["connection"] = "connecting"
+            if self.startup_error:
+                details["error"] = self.startup_error
+            return CheckResult("unhealthy", details)
+        state = self.db.check()
+        if state.status != "healthy":
+            details["connection"] = "failed"
+            details["error"] = state.error
+            return CheckResult("unhealthy", details)
+        details["connectionPool"] = "active"
+        up_to_date = migrate.is_up_to_date(self.db)
+        details["migrations"] = "up_to_date" if up_to_date else "behind"
+        return CheckResult("healthy" if up_to_date else "degraded", details)
+
+    def _redis_check(self) -> CheckResult:
+        if not isinstance(self.kv, RedisKV):
+            return CheckResult(
+                "not_configured",
+                {"reason": "REDIS_URL is not set; using the in-process store"},
+            )
+        try:
+            self.kv.ping()
+            memory = self.kv.info_memory()
+        except KVUnavailableError:
+            return CheckResult("unhealthy", {"connection": "failed", **self.kv.pool_details()})
+        return CheckResult(
+            "healthy", {"connection": "active", "memory": memory, **self.kv.pool_details()}
+        )
+
+    def health_report(self, *, include_details: bool) -> dict[str, Any]:
+        """Run every check and return the healthz document."""
+        return self.health.run(environment=self.settings.env.value, include_details=include_details)
+
+
+__all__ = ["Instance"]

@@ -1,0 +1,528 @@
+"""Instance settings: one pydantic-settings class, read once and passed down.
+
+Variable names follow the product brief (``PORT``, ``DATABASE_URL``, ``REDIS_URL``,
+``ENCRYPTION_KEY``, ``STORAGE_PROVIDERS``...); every name the brief does not give starts
+with ``PAULYOPS_``. Values come from the process environment first, then from
+``<instance root>/.env.local``. Tests never read a developer's ``.env.local`` because they
+always point ``PAULYOPS_HOME`` at a temporary directory.
+
+Organization-level values here (``COMPLIANCE_LEVEL``, ``DEFAULT_AGENTS``...) are only
+*defaults for new organizations*; an organization's own rows always win.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from paulyops.core.errors import ConfigError
+
+ENV_FILE_NAME = ".env.local"
+
+# Values that people paste from examples; a production instance must not run on them.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "secret",
+        "your-jwt-secret",
+        "your-encryption-key",
+        "your-session-secret",
+        "password",
+        "test",
+        "dev",
+    }
+)
+# 32 characters of base64url carry 192 bits: enough for an HMAC key, short enough to paste.
+MIN_SECRET_LENGTH = 32
+
+SECRET_FIELDS = ("jwt_secret", "session_secret", "encryption_key", "instance_key")
+
+
+class Environment(StrEnum):
+    """Where the instance runs; production refuses weak or missing secrets."""
+
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+    TEST = "test"
+
+
+class LogFormat(StrEnum):
+    """How log lines are written."""
+
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def _csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every instance setting, with the environment variable that sets it.
+
+    Construct it through :func:`load_settings`, which turns validation errors into a
+    :class:`ConfigError` that names the variable and never echoes a secret.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        case_sensitive=False,
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    # --- instance -------------------------------------------------------------------
+    env: Environment = Field(
+        Environment.DEVELOPMENT,
+        validation_alias=AliasChoices("PAULYOPS_ENV", "env"),
+        description="development, production or test",
+    )
+    home: Path = Field(
+        Path("."),
+        validation_alias=AliasChoices("PAULYOPS_HOME", "home"),
+        description="instance root holding .env.local, configs/ and data/",
+    )
+    data_dir_override: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("PAULYOPS_DATA_DIR", "data_dir"),
+        description="data directory (default <root>/data)",
+    )
+    host: str = Field("127.0.0.1", validation_alias=AliasChoices("PAULYOPS_HOST", "host"))
+    port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "port"))
+    hostname: str | None = Field(None, validation_alias=AliasChoices("HOSTNAME", "hostname"))
+    public_url: str | None = Field(
+        None, validation_alias=AliasChoices("PAULYOPS_PUBLIC_URL", "public_url")
+    )
+    trusted_proxies: CsvList = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("PAULYOPS_TRUSTED_PROXIES", "trusted_proxies"),
+    )
+
+    # --- services ---------------------------------------------------------------------
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+    db_pool_min: int = Field(
+        2, ge=1, le=200, validation_alias=AliasChoices("PAULYOPS_DB_POOL_MIN", "db_pool_min")
+    )
+    db_pool_max: int = Field(
+        10, ge=1, le=500, validation_alias=AliasChoices("PAULYOPS_DB_POOL_MAX", "db_pool_max")
+    )
+    db_pool_timeout: float = Field(
+        10.0, gt=0, validation_alias=AliasChoices("PAULYOPS_DB_POOL_TIMEOUT", "db_pool_timeout")
+    )
+    db_connect_attempts: int = Field(
+        0,
+        ge=0,
+        validation_alias=AliasChoices("PAULYOPS_DB_CONNECT_ATTEMPTS", "db_connect_attempts"),
+        description="0 = keep retrying for ever (the server stays up and answers /api/livez)",
+    )
+    health_interval: float = Field(
+        30.0,
+        gt=0,
+        validation_alias=AliasChoices("PAULYOPS_HEALTH_INTERVAL", "health_interval"),
+        description="seconds between background health checks of the database and Redis",
+    )
+    stripe_secret_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("STRIPE_SECRET_KEY", "stripe_secret_key")
+    )
+    stripe_api_base: str | None = Field(
+        None,
+        validation_alias=AliasChoices("PAULYOPS_STRIPE_API_BASE", "stripe_api_base"),
+        description="override Stripe's API address (a test double or a proxy)",
+    )
+    smtp_url: SecretStr | None = Field(None, validation_alias=AliasChoices("SMTP_URL", "smtp_url"))
+
+    # --- secrets ----------------------------------------------------------------------
+    jwt_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("JWT_SECRET", "jwt_secret")
+    )
+    session_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SESSION_SECRET", "session_secret")
+    )
+    encryption_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("ENCRYPTION_KEY", "encryption_key")
+    )
+    encryption_keys_previous: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("ENCRYPTION_KEYS_PREVIOUS", "encryption_keys_previous"),
+    )
+    instance_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("PAULYOPS_INSTANCE_KEY", "instance_key")
+    )
+
+    # --- logging and alerts -------------------------------------------------------------
+    log_level: str = Field("INFO", validation_alias=AliasChoices("PAULYOPS_LOG_LEVEL", "log_level"))
+    log_format: LogFormat = Field(
+        LogFormat.AUTO, validation_alias=AliasChoices("PAULYOPS_LOG_FORMAT", "log_format")
+    )
+    alert_webhook_url: str | None = Field(
+        None, validation_alias=AliasChoices("PAULYOPS_ALERT_WEBHOOK_URL", "alert_webhook_url")
+    )
+
+    # --- defaults for new organizations (the brief's names) ------------------------------
+    storage_providers: CsvList = Field(
+        default_factory=lambda: ["local"],
+        validation_alias=AliasChoices("STORAGE_PROVIDERS", "storage_providers"),
+    )
+    backup_strategy: str = Field(
+        "local", validation_alias=AliasChoices("BACKUP_STRATEGY", "backup_strategy")
+    )
+    retention_days: int = Field(
+        365, ge=1, le=36500, validation_alias=AliasChoices("RETENTION_DAYS", "retention_days")
+    )
+    compliance_level: str = Field(
+        "basic", validation_alias=AliasChoices("COMPLIANCE_LEVEL", "compliance_level")
+    )
+    audit_logging: bool = Field(
+        True, validation_alias=AliasChoices("AUDIT_LOGGING", "audit_logging")
+    )
+    audit_retention_days: int = Field(
+        2555,
+        ge=1,
+        le=36500,
+        validation_alias=AliasChoices("AUDIT_RETENTION_DAYS", "audit_retention_days"),
+    )
+    encryption_level: str = Field(
+        "standard", validation_alias=AliasChoices("ENCRYPTION_LEVEL", "encryption_level")
+    )
+    default_agents: CsvList = Field(
+        default_factory=lambda: ["file-processor"],
+        validation_alias=AliasChoices("DEFAULT_AGENTS", "default_agents"),
+    )
+    auto_routing: bool = Field(True, validation_alias=AliasChoices("AUTO_ROUTING", "auto_routing"))
+    confidence_threshold: float = Field(
+        0.9,
+        ge=0.0,
+        le=1.0,
+        validation_alias=AliasChoices("CONFIDENCE_THRESHOLD", "confidence_threshold"),
+    )
+    monitoring_enabled: bool = Field(
+        True, validation_alias=AliasChoices("MONITORING_ENABLED", "monitoring_enabled")
+    )
+
+    # --- validators ---------------------------------------------------------------------
+    @field_validator("storage_providers", "default_agents", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        return _csv(value)
+
+    @field_validator("encryption_keys_previous", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        return _csv(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("sqlite", "postgresql", "postgres://")):
+            raise ValueError("expected a sqlite:/// or postgresql:// URL")
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value.removeprefix("postgres://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _check_encryption_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        decode_key(value.get_secret_value())
+        return value
+
+    @field_validator("encryption_keys_previous")
+    @classmethod
+    def _check_previous_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for key in value:
+            decode_key(key.get_secret_value())
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return upper
+
+    # --- derived ------------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        """The instance root (absolute)."""
+        return self.home.expanduser().resolve()
+
+    @property
+    def data_dir(self) -> Path:
+        """The data directory: ``PAULYOPS_DATA_DIR`` or ``<root>/data`` (absolute)."""
+        if self.data_dir_override is not None:
+            return self.data_dir_override.expanduser().resolve()
+        return self.root / "data"
+
+    @property
+    def effective_database_url(self) -> str:
+        """``DATABASE_URL``, or the embedded SQLite file under the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'paulyops.db'}"
+
+    @property
+    def is_production(self) -> bool:
+        """Whether the instance runs in production mode."""
+        return self.env is Environment.PRODUCTION
+
+    @property
+    def json_logs(self) -> bool:
+        """Whether log lines are JSON (production default) or console text."""
+        if self.log_format is LogFormat.AUTO:
+            return self.is_production
+        return self.log_format is LogFormat.JSON
+
+
+def decode_key(text: str) -> bytes:
+    """Decode an ``ENCRYPTION_KEY``: base64url (padding optional) of exactly 32 bytes.
+
+    Raises:
+        ValueError: the text is not base64url or not 32 bytes long.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as err:
+        raise ValueError("expected base64url of 32 random bytes") from err
+    if len(raw) != 32:
+        raise ValueError(f"expected base64url of 32 random bytes, got {len(raw)} bytes")
+    return raw
+
+
+def key_id(raw: bytes) -> str:
+    """Return the key id of a raw key: the first 8 hex characters of its sha256."""
+    return hashlib.sha256(raw).hexdigest()[:8]
+
+
+def new_encryption_key() -> str:
+    """Return a new random ``ENCRYPTION_KEY`` value."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+
+
+def new_instance_key() -> str:
+    """Return a new Ed25519 private key (raw 32 bytes, base64url) for audit checkpoints."""
+    return new_encryption_key()
+
+
+def new_secret() -> str:
+    """Return a new random secret for signing (sessions, one-time links)."""
+    return secrets.token_urlsafe(48)
+
+
+SECRET_VAR_FIELDS = {
+    "JWT_SECRET": "jwt_secret",
+    "SESSION_SECRET": "session_secret",
+    "ENCRYPTION_KEY": "encryption_key",
+    "PAULYOPS_INSTANCE_KEY": "instance_key",
+}
+
+SECRET_GENERATORS = {
+    "JWT_SECRET": new_secret,
+    "SESSION_SECRET": new_secret,
+    "ENCRYPTION_KEY": new_encryption_key,
+    "PAULYOPS_INSTANCE_KEY": new_instance_key,
+}
+
+
+def _env_var_of(field_name: str) -> str:
+    info = Settings.model_fields.get(field_name)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, AliasChoices):
+        first = alias.choices[0]
+        if isinstance(first, str):
+            return first
+    return field_name.upper()
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for item in err.errors():
+        loc = item["loc"][0] if item["loc"] else "?"
+        name = str(loc)
+        var = _env_var_of(name) if name in Settings.model_fields else name
+        message = str(item["msg"]).removeprefix("Value error, ")
+        is_secret = name in SECRET_FIELDS or "KEY" in var or "SECRET" in var
+        shown = "" if is_secret else f", got {item.get('input')!r}"
+        lines.append(f"{var}: {message}{shown}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def weak_secrets(settings: Settings) -> list[str]:
+    """Return the names of secrets that are missing, placeholders or too short."""
+    weak = []
+    for var, value in (
+        ("JWT_SECRET", settings.jwt_secret),
+        ("SESSION_SECRET", settings.session_secret),
+    ):
+        text = value.get_secret_value() if value is not None else ""
+        if len(text) < MIN_SECRET_LENGTH or text.lower() in PLACEHOLDER_SECRETS:
+            weak.append(var)
+    if settings.encryption_key is None:
+        weak.append("ENCRYPTION_KEY")
+    if settings.instance_key is None:
+        weak.append("PAULYOPS_INSTANCE_KEY")
+    return weak
+
+
+def load_settings(
+    *, root: Path | None = None, environ: dict[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Read settings from the environment and ``<root>/.env.local``.
+
+    Args:
+        root: the instance root; default ``PAULYOPS_HOME`` or the current directory.
+        environ: the environment to read (default ``os.environ``); tests pass their own.
+        overrides: field values that win over everything (used by tests and the CLI).
+
+    Raises:
+        ConfigError: a value is malformed; the message names the variable.
+    """
+    env = dict(os.environ if environ is None else environ)
+    if root is None:
+        root = Path(env.get("PAULYOPS_HOME") or ".")
+    env_file = root / ENV_FILE_NAME
+    file_values = read_env_file(env_file) if env_file.is_file() else {}
+    merged = {**file_values, **env}
+    merged["PAULYOPS_HOME"] = str(root)
+    lowered = {key.upper(): value for key, value in merged.items()}
+    known = _known_env_names()
+    source = {key: value for key, value in lowered.items() if key in known}
+    try:
+        return Settings.model_validate({**source, **overrides})
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err)) from None
+
+
+def _known_env_names() -> set[str]:
+    names: set[str] = set()
+    for info in Settings.model_fields.values():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(choice).upper() for choice in alias.choices)
+    return names
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a ``KEY=value`` file; ``#`` comments, blank lines and quotes are allowed.
+
+    Raises:
+        ConfigError: a line is not ``KEY=value``; the message names file and line.
+    """
+    values: dict[str, str] = {}
+    for number, raw_line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw_line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.replace("_", "").isalnum():
+            raise ConfigError(f"{path}:{number}: expected KEY=value")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def ensure_secrets(settings: Settings) -> tuple[Settings, list[str]]:
+    """Make sure every instance secret exists, generating missing ones in development.
+
+    New secrets are appended to ``<root>/.env.local`` (mode 0600); an existing secret is
+    never overwritten. In production a missing or weak secret refuses to start.
+
+    Returns:
+        The settings re-read with the new secrets, and the names that were generated.
+
+    Raises:
+        ConfigError: production mode with missing or weak secrets.
+    """
+    weak = weak_secrets(settings)
+    if not weak:
+        return settings, []
+    if settings.is_production:
+        raise ConfigError(
+            "refusing to start in production with missing or weak secrets: "
+            + ", ".join(weak)
+            + f" (set them in the environment or {settings.root / ENV_FILE_NAME}; "
+            "run `paulyops setup` to generate them)"
+        )
+    env_file = settings.root / ENV_FILE_NAME
+    existing = read_env_file(env_file) if env_file.is_file() else {}
+    generated = {name: SECRET_GENERATORS[name]() for name in weak if name not in existing}
+    if generated:
+        write_env_values(env_file, generated)
+    merged = {**existing, **generated}
+    update = {SECRET_VAR_FIELDS[var]: SecretStr(merged[var]) for var in weak if merged.get(var)}
+    return settings.model_copy(update=update), sorted(generated)
+
+
+def write_env_values(path: Path, values: dict[str, str]) -> None:
+    """Append ``values`` to an env file atomically, creating it with mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if old and not old.endswith("\n"):
+        old += "\n"
+    lines = "".join(f"{key}={value}\n" for key, value in values.items())
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(old + lines)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+__all__ = [
+    "ENV_FILE_NAME",
+    "Environment",
+    "LogFormat",
+    "Settings",
+    "decode_key",
+    "ensure_secrets",
+    "key_id",
+    "load_settings",
+    "new_encryption_key",
+    "new_secret",
+    "read_env_file",
+    "weak_secrets",
+    "write_env_values",
+]

@@ -1,0 +1,71 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from paulyops import __version__
+from paulyops.core.instance import Instance
+from paulyops.core.logging import configure_logging, get_logger
+from paulyops.core.settings import Settings, ensure_secrets, load_settings
+from paulyops.web.api import health
+from paulyops.web.errors import install_error_handlers
+from paulyops.web.middleware import CorrelationIdMiddleware
+
+log = get_logger("paulyops.web")
+
+
+def create_app(settings: Settings, *, instance: Instance | None = None) -> FastAPI:
+    """Build the web application for ``settings``.
+
+    Args:
+        settings: the instance settings (secrets already ensured).
+        instance: an already started instance (tests); otherwise the lifespan creates,
+            starts and closes one.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = instance is None
+        inst = instance or Instance(settings)
+        app.state.instance = inst
+        if own:
+            inst.start(background=True)
+        log.info("server_started", version=__version__, env=settings.env.value)
+        try:
+            yield
+        finally:
+            # uvicorn calls this after in-flight requests finished (graceful shutdown).
+            if own:
+                inst.close()
+            log.info("server_stopped")
+
+    docs = not settings.is_production
+    app = FastAPI(
+        title="PaulyOps",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json" if docs else None,
+    )
+    if instance is not None:
+        app.state.instance = instance
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.add_middleware(CorrelationIdMiddleware)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Uvicorn factory: read settings from the environment (used with ``--workers``)."""
+    settings = load_settings()
+    settings, _generated = ensure_secrets(settings)
+    configure_logging(level=settings.log_level, json_lines=settings.json_logs)
+    return create_app(settings)
+
+
+__all__ = ["create_app", "create_app_from_env"]

@@ -1,0 +1,94 @@
+"""Dependencies shared by every route: the instance, the client address, access markers.
+
+Every route declares exactly one access rule through a dependency from this module:
+:func:`public` now, and ``require("permission")`` / ``setup_token`` from the security
+layer. ``tests/web/test_routes.py`` fails on a route that declares none.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from paulyops.core.instance import Instance
+
+ACCESS_ATTR = "__paulyops_access__"
+
+
+def get_instance(request: Request) -> Instance:
+    """Return the running :class:`Instance` (set by the app's lifespan)."""
+    instance: Instance = request.app.state.instance
+    return instance
+
+
+InstanceDep = Annotated[Instance, Depends(get_instance)]
+
+
+def _mark(func: Callable[..., Any], access: str) -> Callable[..., Any]:
+    setattr(func, ACCESS_ATTR, access)
+    return func
+
+
+def _public() -> None:
+    """Anyone may call this route."""
+
+
+public = _mark(_public, "public")
+Public = Depends(public)
+
+
+def client_address(request: Request) -> str:
+    """Return the caller's address, believing ``X-Forwarded-For`` only from trusted proxies.
+
+    The right-most address not belonging to a trusted proxy is the client: proxies append
+    to the header, so anything left of that could have been forged by the client.
+    """
+    direct = request.client.host if request.client else "unknown"
+    trusted = request.app.state.instance.settings.trusted_proxies
+    if not trusted or not _in_networks(direct, trusted):
+        return direct
+    forwarded = request.headers.get("x-forwarded-for", "")
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _in_networks(hop, trusted):
+            return hop
+    return hops[0] if hops else direct
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` is a loopback address (the machine itself)."""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address in {"testclient", "localhost"}
+
+
+def _in_networks(address: str, networks: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for net in networks:
+        try:
+            if ip in ipaddress.ip_network(net, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+ClientAddress = Annotated[str, Depends(client_address)]
+
+__all__ = [
+    "ACCESS_ATTR",
+    "ClientAddress",
+    "InstanceDep",
+    "Public",
+    "client_address",
+    "get_instance",
+    "is_loopback",
+    "public",
+]

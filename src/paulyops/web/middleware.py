@@ -1,0 +1,59 @@
+"""ASGI middleware: correlation ids and request logging."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from paulyops.core.logging import correlation_scope, get_logger
+
+log = get_logger("paulyops.http")
+
+# An incoming X-Request-ID is reused only when it looks like an id, never as free text
+# that could inject into logs.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+
+
+class CorrelationIdMiddleware:
+    """Bind a correlation id to each request, echo it, and log the request's outcome."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope.get("headers", []):
+            if name == b"x-request-id":
+                text = value.decode("latin-1")
+                incoming = text if _REQUEST_ID.match(text) else None
+                break
+        start = time.perf_counter()
+        status = 500
+        with correlation_scope(incoming) as cid:
+
+            async def send_with_id(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    headers = list(message.get("headers", []))
+                    headers.append((b"x-request-id", cid.encode()))
+                    message["headers"] = headers
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                path = scope.get("path", "")
+                if path not in {"/api/livez"}:
+                    log.info(
+                        "request",
+                        method=scope.get("method"),
+                        path=path,
+                        status=status,
+                        duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                    )
