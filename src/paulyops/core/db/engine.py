@@ -190,7 +190,7 @@ class Database:
 
         retrying = Retrying(
             stop=stop_never if tries == 0 else stop_after_attempt(tries),
-            wait=wait_exponential_jitter(initial=0.2, max=max_wait, jitter=0.5),
+            wait=wait_exponential_jitter(multiplier=0.2, max=max_wait, jitter=0.5),
             retry=retry_if_exception_type((OperationalError, DBAPIError, OSError)),
             before_sleep=before_sleep,
             sleep=self._interruptible_sleep,
