@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -171,3 +172,45 @@ def kv(request: pytest.FixtureRequest) -> Iterator[KeyValueStore]:
     if keys:
         store.client.delete(*keys)
     store.close()
+
+
+# --- the web app ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_settings(tmp_path: Path, db_url: str) -> Settings:
+    """Settings of an instance on the ``db_url`` database (SQLite and PostgreSQL)."""
+    return make_settings(tmp_path, DATABASE_URL=db_url)
+
+
+@pytest.fixture
+def client(app_settings: Settings) -> Iterator[TestClient]:
+    """A TestClient on a started app (lifespan run, database ready)."""
+    from paulyops.web.app import create_app
+
+    app = create_app(app_settings)
+    with TestClient(app, base_url="http://127.0.0.1") as test_client:
+        assert app.state.instance.ready.wait(20), "instance did not become ready"
+        yield test_client
+
+
+# --- CI must not skip for a missing server --------------------------------------------------
+
+
+_MISSING_SERVER_SKIPS: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember tests skipped because a server was not configured."""
+    if report.skipped and "not configured" in str(report.longrepr):
+        _MISSING_SERVER_SKIPS.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI (PAULYOPS_CI=1), fail the run if any test skipped for a missing server."""
+    if os.environ.get("PAULYOPS_CI") == "1" and _MISSING_SERVER_SKIPS:
+        print(  # noqa: T201  # the reason CI failed must be visible in its log
+            f"\nCI: {len(_MISSING_SERVER_SKIPS)} test(s) skipped for a missing server, e.g. "
+            f"{_MISSING_SERVER_SKIPS[0]}; CI must run them all"
+        )
+        session.exitstatus = 1

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import IO, Any, Literal, ParamSpec, TypeVar
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
@@ -155,13 +155,17 @@ def _format_exception_redacted(
     return event_dict
 
 
-def configure_logging(*, level: str = "INFO", json_lines: bool = False) -> None:
+def configure_logging(
+    *, level: str = "INFO", json_lines: bool = False, stream: IO[str] | None = None
+) -> None:
     """Configure structlog and the standard library's logging once for the process.
 
     Args:
         level: the lowest level written.
         json_lines: JSON lines (production) or coloured console text (development).
+        stream: where lines go (default standard error).
     """
+    out = stream if stream is not None else sys.stderr
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         _add_correlation_id,
@@ -174,7 +178,7 @@ def configure_logging(*, level: str = "INFO", json_lines: bool = False) -> None:
         renderer = structlog.processors.JSONRenderer()
         final: list[Any] = [_format_exception_redacted, redact, renderer]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
         final = [redact, renderer]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -186,7 +190,7 @@ def configure_logging(*, level: str = "INFO", json_lines: bool = False) -> None:
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
