@@ -209,7 +209,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """In CI (PAULYOPS_CI=1), fail the run if any test skipped for a missing server."""
     if os.environ.get("PAULYOPS_CI") == "1" and _MISSING_SERVER_SKIPS:
-        print(  # noqa: T201  # the reason CI failed must be visible in its log
+        print(  # the reason CI failed must be visible in its log
             f"\nCI: {len(_MISSING_SERVER_SKIPS)} test(s) skipped for a missing server, e.g. "
             f"{_MISSING_SERVER_SKIPS[0]}; CI must run them all"
         )

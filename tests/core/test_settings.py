@@ -126,7 +126,7 @@ def test_existing_secret_is_never_overwritten(tmp_path):
     """A secret already in .env.local is kept; only the missing ones are added."""
     key = new_encryption_key()
     (tmp_path / ".env.local").write_text(f"ENCRYPTION_KEY={key}\n")
-    settings, generated = ensure_secrets(load_settings(root=tmp_path, environ={}))
+    _, generated = ensure_secrets(load_settings(root=tmp_path, environ={}))
     assert "ENCRYPTION_KEY" not in generated
     assert read_env_file(tmp_path / ".env.local")["ENCRYPTION_KEY"] == key
 

@@ -67,7 +67,7 @@ def test_request_id_is_echoed_or_generated(client):
 class _FakeStripe(BaseHTTPRequestHandler):
     """A loopback stand-in for api.stripe.com's balance endpoint."""
 
-    def do_GET(self):  # noqa: N802  # http.server's method name
+    def do_GET(self):  # http.server names it
         auth = self.headers.get("Authorization", "")
         if auth == "Bearer sk_test_good0000000000":
             status, body = 200, {"object": "balance", "available": [], "pending": []}
