@@ -128,6 +128,8 @@ def truncate_all(db: Database) -> None:
     """Empty every table (PostgreSQL), so the next test starts clean."""
     names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with db.engine.begin() as conn:
+        # The audit table refuses TRUNCATE unless the purge switch is on (migration 0002).
+        conn.execute(text("SET LOCAL paulyops.audit_purge = 'on'"))
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 

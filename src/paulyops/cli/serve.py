@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+from types import FrameType
+from typing import Any
 
 import typer
 import uvicorn
@@ -11,6 +14,30 @@ from paulyops.cli.context import console, err_console, handle_errors, read_setti
 from paulyops.core.db import migrate
 from paulyops.core.db.engine import Database
 from paulyops.core.errors import ConfigError
+
+
+class _TerminatedError(Exception):
+    """SIGTERM arrived: uvicorn re-raises it once its graceful shutdown is done."""
+
+
+def _raise_terminated(_signum: int, _frame: FrameType | None) -> None:
+    raise _TerminatedError
+
+
+def _run_until_terminated(app: Any, **kwargs: Any) -> None:
+    """Run uvicorn; a SIGTERM that stopped it gracefully is a normal stop (exit 0).
+
+    uvicorn >= 0.29 restores the previous SIGTERM handler after its shutdown and raises
+    the signal again; with the default handler the process dies by the signal (exit
+    status -15/143) and nothing after ``uvicorn.run`` runs.
+    """
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        uvicorn.run(app, **kwargs)
+    except _TerminatedError:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def serve(
@@ -45,7 +72,7 @@ def serve(
             db.connect(attempts=10)
             migrate.upgrade_if_behind(db)
             db.close()
-            uvicorn.run(
+            _run_until_terminated(
                 "paulyops.web.app:create_app_from_env",
                 factory=True,
                 host=bind_host,
@@ -59,7 +86,7 @@ def serve(
         from paulyops.web.app import create_app
 
         app = create_app(settings)
-        uvicorn.run(
+        _run_until_terminated(
             app,
             host=bind_host,
             port=bind_port,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from paulyops.core.db import migrate
 from paulyops.core.db.engine import Database, mask_url
 from paulyops.core.errors import ExternalServiceError, ServiceUnavailableError
@@ -22,10 +24,18 @@ from paulyops.core.health import (
     system_check,
 )
 from paulyops.core.kv import KeyValueStore, KVUnavailableError, RedisKV, create_kv
-from paulyops.core.logging import add_alert_hook, get_logger, webhook_alert_hook
-from paulyops.core.settings import Settings
+from paulyops.core.logging import add_alert_hook, get_logger, redact_text, webhook_alert_hook
+from paulyops.core.security.crypto import KeyRing, openssl_fips_enabled, set_default_keyring
+from paulyops.core.security.csrf import CsrfTokens
+from paulyops.core.security.passwords import PasswordHashing
+from paulyops.core.security.ratelimit import DEFAULT_LIMITS, STRICT_LIMITS, RateLimiter
+from paulyops.core.settings import Environment, Settings
 
 log = get_logger("paulyops.instance")
+
+# Sign-in is throttled per address ("signin") and per account: guessing one account's
+# password from many addresses still hits this limit.
+EXTRA_LIMITS = {"signin_account": "10/15minutes"}
 
 
 class Instance:
@@ -48,6 +58,24 @@ class Instance:
         )
         self.kv: KeyValueStore = create_kv(
             settings.redis_url, health_interval=settings.health_interval
+        )
+        self.keyring = KeyRing.from_settings(settings)
+        set_default_keyring(self.keyring)
+        fips = settings.encryption_level == "fips"
+        self.hashing = (
+            PasswordHashing.for_tests(fips=fips)
+            if settings.env is Environment.TEST
+            else PasswordHashing(fips=fips)
+        )
+        self.limiter = RateLimiter(
+            self.kv,
+            {**DEFAULT_LIMITS, **EXTRA_LIMITS, **settings.rate_limits},
+            strict=STRICT_LIMITS | {"signin_account"},
+            allowlist=settings.ratelimit_allowlist,
+        )
+        session_secret = settings.session_secret
+        self.csrf = CsrfTokens(
+            self.kv, secret=session_secret.get_secret_value() if session_secret else None
         )
         self.health = HealthRegistry()
         self.ready = threading.Event()
@@ -79,16 +107,30 @@ class Instance:
             self._start(raise_errors=True)
 
     def _start(self, *, raise_errors: bool = False) -> None:
-        try:
-            self.db.connect()
-            if self.migrate_on_start:
-                migrate.upgrade_if_behind(self.db)
-        except ExternalServiceError as err:
-            self.startup_error = err.message
-            log.error("instance_start_failed", error=err.message)
-            if raise_errors:
-                raise
-            return
+        while True:
+            try:
+                self.db.connect()
+                if self.migrate_on_start:
+                    migrate.upgrade_if_behind(self.db)
+                break
+            except ExternalServiceError as err:
+                self.startup_error = err.message
+                log.error("instance_start_failed", error=err.message)
+                if raise_errors:
+                    raise
+                return
+            except SQLAlchemyError as err:
+                # The database went away between connecting and migrating: start over
+                # instead of letting the starter thread die with the instance never ready.
+                self.startup_error = redact_text(f"{type(err).__name__}: {err}".splitlines()[0])
+                log.warning("instance_start_retry", error=self.startup_error)
+                if raise_errors:
+                    raise ExternalServiceError(
+                        f"database failed while starting: {type(err).__name__}"
+                    ) from err
+                if self.db.wait_stopped(1.0):
+                    return
+        self.startup_error = None
         self.db.check()
         self.db.start_monitor(self.settings.health_interval)
         if isinstance(self.kv, RedisKV):
@@ -128,6 +170,19 @@ class Instance:
             critical=False,
         )
         self.health.register("system", system_check, critical=False)
+        self.health.register("encryption", self._encryption_check, critical=False)
+
+    def _encryption_check(self) -> CheckResult:
+        return CheckResult(
+            "healthy",
+            {
+                "level": self.settings.encryption_level,
+                "activeKeyId": self.keyring.active_key_id,
+                "keyIds": list(self.keyring.key_ids),
+                # Whether OpenSSL's FIPS provider is active; nothing more is claimed.
+                "opensslFipsMode": openssl_fips_enabled(),
+            },
+        )
 
     def _database_check(self) -> CheckResult:
         details: dict[str, Any] = self.db.pool_details()

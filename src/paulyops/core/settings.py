@@ -184,6 +184,23 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("PAULYOPS_ALERT_WEBHOOK_URL", "alert_webhook_url")
     )
 
+    # --- request protection ----------------------------------------------------------------
+    rate_limits: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("PAULYOPS_RATE_LIMITS", "rate_limits"),
+        description="overrides like 'signin=10/minute,onboarding_setup=5/hour'",
+    )
+    ratelimit_allowlist: CsvList = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("PAULYOPS_RATELIMIT_ALLOWLIST", "ratelimit_allowlist"),
+        description="addresses or networks (CIDR) that bypass rate limits, e.g. a monitor",
+    )
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        validation_alias=AliasChoices("PAULYOPS_MAX_BODY_BYTES", "max_body_bytes"),
+    )
+
     # --- defaults for new organizations (the brief's names) ------------------------------
     storage_providers: CsvList = Field(
         default_factory=lambda: ["local"],
@@ -230,6 +247,24 @@ class Settings(BaseSettings):
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         return _csv(value)
+
+    @field_validator("ratelimit_allowlist", mode="before")
+    @classmethod
+    def _split_allowlist(cls, value: Any) -> Any:
+        return _csv(value)
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _parse_rate_limits(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        out: dict[str, str] = {}
+        for part in _csv(value):
+            name, sep, rate = part.partition("=")
+            if not sep or not name.strip() or not rate.strip():
+                raise ValueError("expected name=rate pairs like 'signin=10/minute'")
+            out[name.strip()] = rate.strip()
+        return out
 
     @field_validator("encryption_keys_previous", mode="before")
     @classmethod

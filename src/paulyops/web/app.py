@@ -11,6 +11,8 @@ from paulyops import __version__
 from paulyops.core.instance import Instance
 from paulyops.core.logging import configure_logging, get_logger
 from paulyops.core.settings import Settings, ensure_secrets, load_settings
+from paulyops.web.api import admin as admin_api
+from paulyops.web.api import auth as auth_api
 from paulyops.web.api import health
 from paulyops.web.errors import install_error_handlers
 from paulyops.web.middleware import CorrelationIdMiddleware
@@ -56,6 +58,8 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
         app.state.instance = instance
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(auth_api.router)
+    app.include_router(admin_api.router)
     app.add_middleware(CorrelationIdMiddleware)
     return app
 

@@ -11,7 +11,8 @@ import ipaddress
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from paulyops.core.instance import Instance
 
@@ -82,8 +83,34 @@ def _in_networks(address: str, networks: list[str]) -> bool:
 
 ClientAddress = Annotated[str, Depends(client_address)]
 
+
+def api_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:
+    """Return every API route with its full path, including routes of included routers.
+
+    FastAPI 0.16x includes routers lazily, so ``app.routes`` alone does not list them.
+    """
+    out = []
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute):
+            out.append((context.path or route.path, route))
+    return out
+
+
+def access_rules(route: APIRoute) -> list[str]:
+    """Return the access rules a route declares (normally exactly one)."""
+    rules = []
+    for dependency in route.dependant.dependencies:
+        rule = getattr(dependency.call, ACCESS_ATTR, None)
+        if isinstance(rule, str):
+            rules.append(rule)
+    return rules
+
+
 __all__ = [
     "ACCESS_ATTR",
+    "access_rules",
+    "api_routes",
     "ClientAddress",
     "InstanceDep",
     "Public",

@@ -104,6 +104,7 @@ class Database:
         self.connect_attempts = connect_attempts
         self._on_state_change = on_state_change
         self._stop = threading.Event()
+        self._check_lock = threading.Lock()
         self._monitor: threading.Thread | None = None
         self.engine = self._create_engine(pool_min, pool_max, pool_timeout)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -211,6 +212,10 @@ class Database:
     def _interruptible_sleep(self, seconds: float) -> None:
         self._stop.wait(seconds)
 
+    def wait_stopped(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; return whether :meth:`close` was called meanwhile."""
+        return self._stop.wait(seconds)
+
     def ping(self) -> float:
         """Run ``SELECT 1`` and return the round trip in milliseconds."""
         start = time.perf_counter()
@@ -247,6 +252,10 @@ class Database:
     # --- health ---------------------------------------------------------------------
     def check(self) -> HealthState:
         """Ping the database once, record the result and report state changes."""
+        with self._check_lock:  # the monitor and healthz may check at once: report once
+            return self._check()
+
+    def _check(self) -> HealthState:
         old = self.health.status
         try:
             elapsed = self.ping()

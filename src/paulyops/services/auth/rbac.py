@@ -1,0 +1,350 @@
+"""Role-based access control: who holds which permission in which organization.
+
+A member's *effective permissions* are their role's permissions, plus (enterprise) every
+permission of the roles below it in the hierarchy, plus permissions delegated to them that
+have not expired and that the delegator still holds. Everything here goes through
+:class:`~paulyops.core.db.scoped.OrgScope`, so a question about one organization can never
+be answered with another organization's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from paulyops.core.db.models import Delegation, Membership, Organization, Role, User, utcnow
+from paulyops.core.db.scoped import OrgScope
+from paulyops.core.errors import (
+    ConflictError,
+    FieldError,
+    NotFoundError,
+    PermissionDeniedError,
+    SpecValidationError,
+)
+from paulyops.services.auth.permissions import (
+    MAX_DELEGATION_DAYS,
+    OWNER,
+    RbacModel,
+    allows_custom_roles,
+    is_hierarchical,
+    role_templates,
+    unknown_permissions,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What one user may do in one organization."""
+
+    organization_id: str
+    user_id: str
+    role_name: str
+    role_rank: int
+    permissions: frozenset[str]
+
+
+def seed_roles(scope: OrgScope, model: RbacModel | str) -> dict[str, Role]:
+    """Create the built-in roles of ``model`` in the scope's organization.
+
+    In the enterprise model each role's ``parent`` is the role directly above it, so a role
+    inherits everything its descendants may do.
+    """
+    roles: dict[str, Role] = {}
+    above: Role | None = None
+    for template in role_templates(model):
+        role = scope.add(
+            Role(
+                name=template.name,
+                description=template.description,
+                permissions=sorted(template.permissions),
+                is_builtin=True,
+                rank=template.rank,
+            )
+        )
+        scope.session.flush()
+        if is_hierarchical(model) and above is not None:
+            role.parent_id = above.id
+        roles[template.name] = role
+        above = role
+    return roles
+
+
+def _expand(roles: list[Role], start: Role, hierarchical: bool) -> frozenset[str]:
+    perms = set(start.permissions)
+    if not hierarchical:
+        return frozenset(perms)
+    children: dict[str | None, list[Role]] = {}
+    for role in roles:
+        children.setdefault(role.parent_id, []).append(role)
+    stack, seen = [start.id], {start.id}
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child.id not in seen:
+                seen.add(child.id)
+                perms.update(child.permissions)
+                stack.append(child.id)
+    return frozenset(perms)
+
+
+def role_permissions(scope: OrgScope, role: Role, model: RbacModel | str) -> frozenset[str]:
+    """Return a role's permissions including (enterprise) those inherited from below."""
+    return _expand(list(scope.list(Role)), role, is_hierarchical(model))
+
+
+def grant_for(
+    session: Session, organization_id: str, user_id: str, *, now: datetime | None = None
+) -> Grant | None:
+    """Return what ``user_id`` may do in ``organization_id``, or ``None`` if not a member."""
+    now = now or utcnow()
+    scope = OrgScope(session, organization_id)
+    membership = scope.first(Membership, Membership.user_id == user_id)
+    if membership is None:
+        return None
+    org = session.get(Organization, organization_id)
+    if org is None:
+        return None
+    roles = list(scope.list(Role))
+    by_id = {role.id: role for role in roles}
+    role = by_id[membership.role_id]
+    hierarchical = is_hierarchical(org.rbac_model)
+    perms = set(_expand(roles, role, hierarchical))
+    if hierarchical:
+        for delegation in scope.list(
+            Delegation,
+            Delegation.to_user_id == user_id,
+            Delegation.revoked_at.is_(None),
+            Delegation.expires_at > now,
+        ):
+            giver = scope.first(Membership, Membership.user_id == delegation.from_user_id)
+            if giver is None:
+                continue
+            giver_perms = _expand(roles, by_id[giver.role_id], hierarchical)
+            perms.update(set(delegation.permissions) & giver_perms)
+    return Grant(organization_id, user_id, role.name, role.rank, frozenset(perms))
+
+
+def memberships_of(session: Session, user_id: str) -> list[tuple[Organization, Role]]:
+    """Return every organization the user belongs to, with their role there."""
+    rows = session.execute(
+        select(Organization, Role)
+        .join(Membership, Membership.organization_id == Organization.id)
+        .join(Role, Role.id == Membership.role_id)
+        .where(Membership.user_id == user_id)
+        .order_by(Organization.name)
+    ).all()
+    return [(org, role) for org, role in rows]
+
+
+# --- changing roles and members ---------------------------------------------------------
+
+
+def _check_permissions(permissions: Iterable[str], field: str) -> list[str]:
+    perms = sorted(set(permissions))
+    unknown = unknown_permissions(perms)
+    if unknown:
+        raise SpecValidationError(
+            "unknown permission",
+            [FieldError(field, f"unknown permission(s) {', '.join(unknown)}; see `roles:read`")],
+        )
+    return perms
+
+
+def create_custom_role(
+    scope: OrgScope,
+    model: RbacModel | str,
+    *,
+    name: str,
+    permissions: Iterable[str],
+    description: str = "",
+    parent_id: str | None = None,
+) -> Role:
+    """Create a custom role (granular and enterprise models).
+
+    Raises:
+        PermissionDeniedError: the simple model allows no custom roles.
+        SpecValidationError: a bad name or an unknown permission.
+        ConflictError: a role with that name exists.
+    """
+    if not allows_custom_roles(model):
+        raise ConflictError(
+            "the simple RBAC model has no custom roles; switch to granular or enterprise"
+        )
+    clean = name.strip()
+    if not 1 <= len(clean) <= 80:
+        raise SpecValidationError(
+            "bad role name", [FieldError("name", "expected 1 to 80 characters")]
+        )
+    perms = _check_permissions(permissions, "permissions")
+    if scope.first(Role, Role.name == clean) is not None:
+        raise ConflictError(f"a role named {clean!r} already exists")
+    if parent_id is not None:
+        if not is_hierarchical(model):
+            raise SpecValidationError(
+                "hierarchy needs the enterprise model",
+                [FieldError("parentId", "only the enterprise model arranges roles in a hierarchy")],
+            )
+        scope.get(Role, parent_id)
+    role = scope.add(
+        Role(name=clean, description=description.strip(), permissions=perms, parent_id=parent_id)
+    )
+    scope.session.flush()
+    return role
+
+
+def update_role_permissions(scope: OrgScope, role_id: str, permissions: Iterable[str]) -> Role:
+    """Replace a custom role's permissions; built-in roles cannot be edited."""
+    role = scope.get(Role, role_id)
+    if role.is_builtin:
+        raise ConflictError(f"the built-in role {role.name!r} cannot be changed")
+    role.permissions = _check_permissions(permissions, "permissions")
+    return role
+
+
+def delete_role(scope: OrgScope, role_id: str) -> None:
+    """Delete a custom role nobody holds."""
+    role = scope.get(Role, role_id)
+    if role.is_builtin:
+        raise ConflictError(f"the built-in role {role.name!r} cannot be deleted")
+    if scope.count(Membership, Membership.role_id == role.id):
+        raise ConflictError(f"role {role.name!r} is still assigned; move its members first")
+    for child in scope.list(Role, Role.parent_id == role.id):
+        child.parent_id = role.parent_id
+    scope.delete(role)
+
+
+def _owner_count(scope: OrgScope) -> int:
+    owner = scope.first(Role, Role.name == OWNER, Role.is_builtin.is_(True))
+    return 0 if owner is None else scope.count(Membership, Membership.role_id == owner.id)
+
+
+def add_member(scope: OrgScope, user_id: str, role_id: str) -> Membership:
+    """Add a user to the organization with a role."""
+    scope.get(Role, role_id)
+    if scope.first(Membership, Membership.user_id == user_id) is not None:
+        raise ConflictError("that person is already a member")
+    if scope.session.get(User, user_id) is None:
+        raise NotFoundError(f"user {user_id!r} not found")
+    membership = scope.add(Membership(user_id=user_id, role_id=role_id))
+    scope.session.flush()
+    return membership
+
+
+def change_member_role(
+    scope: OrgScope, actor: Grant, membership_id: str, role_id: str
+) -> Membership:
+    """Give a member another role.
+
+    Raises:
+        PermissionDeniedError: the actor would grant a role above their own, or the last
+            Owner would be demoted.
+    """
+    membership = scope.get(Membership, membership_id)
+    new_role = scope.get(Role, role_id)
+    old_role = scope.get(Role, membership.role_id)
+    if new_role.rank > actor.role_rank or old_role.rank > actor.role_rank:
+        raise PermissionDeniedError("you cannot assign or change a role above your own")
+    is_owner = old_role.name == OWNER and old_role.is_builtin
+    if is_owner and new_role.id != old_role.id and _owner_count(scope) <= 1:
+        raise PermissionDeniedError(
+            "the last Owner cannot be demoted; make someone else Owner first"
+        )
+    membership.role_id = new_role.id
+    return membership
+
+
+def remove_member(scope: OrgScope, actor: Grant, membership_id: str) -> str:
+    """Remove a member; returns the removed user's id.
+
+    Raises:
+        PermissionDeniedError: removing someone ranked above the actor, or the last Owner.
+    """
+    membership = scope.get(Membership, membership_id)
+    role = scope.get(Role, membership.role_id)
+    if role.rank > actor.role_rank:
+        raise PermissionDeniedError("you cannot remove someone ranked above you")
+    if role.name == OWNER and role.is_builtin and _owner_count(scope) <= 1:
+        raise PermissionDeniedError("the last Owner cannot be removed")
+    user_id = membership.user_id
+    for delegation in scope.list(Delegation, Delegation.to_user_id == user_id):
+        delegation.revoked_at = utcnow()
+    scope.delete(membership)
+    return user_id
+
+
+def delegate(
+    scope: OrgScope,
+    model: RbacModel | str,
+    giver: Grant,
+    *,
+    to_user_id: str,
+    permissions: Iterable[str],
+    expires_at: datetime,
+) -> Delegation:
+    """Delegate a subset of the giver's own permissions to another member for a time.
+
+    Raises:
+        PermissionDeniedError: not the enterprise model, or a permission the giver lacks.
+        SpecValidationError: expiry in the past or beyond :data:`MAX_DELEGATION_DAYS`.
+    """
+    if not is_hierarchical(model):
+        raise ConflictError("delegation needs the enterprise RBAC model")
+    perms = _check_permissions(permissions, "permissions")
+    lacking = sorted(set(perms) - giver.permissions)
+    if lacking:
+        raise PermissionDeniedError(
+            f"you can only delegate permissions you hold (not {', '.join(lacking)})"
+        )
+    now = utcnow()
+    if not now < expires_at <= now + timedelta(days=MAX_DELEGATION_DAYS):
+        raise SpecValidationError(
+            "bad expiry",
+            [
+                FieldError(
+                    "expiresAt", f"expected a time within the next {MAX_DELEGATION_DAYS} days"
+                )
+            ],
+        )
+    if to_user_id == giver.user_id:
+        raise SpecValidationError(
+            "bad recipient", [FieldError("toUserId", "cannot delegate to yourself")]
+        )
+    if scope.first(Membership, Membership.user_id == to_user_id) is None:
+        raise NotFoundError("the recipient is not a member of this organization")
+    delegation = scope.add(
+        Delegation(
+            from_user_id=giver.user_id,
+            to_user_id=to_user_id,
+            permissions=perms,
+            expires_at=expires_at,
+        )
+    )
+    scope.session.flush()
+    return delegation
+
+
+def revoke_delegation(scope: OrgScope, delegation_id: str) -> Delegation:
+    """End a delegation now."""
+    delegation = scope.get(Delegation, delegation_id)
+    delegation.revoked_at = utcnow()
+    return delegation
+
+
+__all__ = [
+    "Grant",
+    "add_member",
+    "change_member_role",
+    "create_custom_role",
+    "delegate",
+    "delete_role",
+    "grant_for",
+    "memberships_of",
+    "remove_member",
+    "revoke_delegation",
+    "role_permissions",
+    "seed_roles",
+    "update_role_permissions",
+]

@@ -1,0 +1,187 @@
+"""Server-side browser sessions: created at sign-in, rotated, timed out, listed, revoked.
+
+The cookie carries a random token; the database keeps only its sha256 (a leaked table
+yields no usable cookie). Rows are the source of truth, so sessions survive restarts and
+can be listed and revoked; the key-value store caches revocations so a revoked session
+stops working in every process at once.
+
+Timeouts come from the organization's :class:`~paulyops.core.db.models.SecurityConfig`
+(idle minutes, absolute hours). Sessions not bound to an organization yet (the first-run
+setup session, a sign-in waiting for its second factor) use short fixed limits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from paulyops.core.db.models import SecurityConfig, WebSession, utcnow
+from paulyops.core.errors import NotFoundError
+
+SessionKind = Literal["user", "setup", "pending_2fa"]
+
+# Without an organization's settings: a setup session lasts as long as its setup token
+# could (24 h), but dies after an hour of inactivity; a half-finished sign-in gets 5 minutes.
+DEFAULT_LIMITS: dict[str, tuple[int, int]] = {
+    "user": (60, 12 * 60),
+    "setup": (60, 24 * 60),
+    "pending_2fa": (5, 5),
+}
+# Writing last_seen_at on every request would turn each read into a write.
+TOUCH_EVERY = timedelta(seconds=60)
+
+
+def hash_token(token: str) -> str:
+    """Return the sha256 hex digest stored for a session or API token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """A created session and the cookie value (shown once, never stored)."""
+
+    token: str
+    row: WebSession
+
+
+def _limits(session: Session, kind: str, organization_id: str | None) -> tuple[int, int]:
+    if kind == "user" and organization_id is not None:
+        config = session.scalars(
+            select(SecurityConfig).where(SecurityConfig.organization_id == organization_id)
+        ).first()
+        if config is not None:
+            return config.session_idle_minutes, config.session_absolute_hours * 60
+    return DEFAULT_LIMITS[kind]
+
+
+def create_session(
+    session: Session,
+    *,
+    user_id: str | None,
+    organization_id: str | None,
+    kind: SessionKind = "user",
+    client_address: str | None = None,
+    user_agent: str | None = None,
+) -> NewSession:
+    """Create a session row and return it with its cookie token."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    _idle, absolute = _limits(session, kind, organization_id)
+    row = WebSession(
+        token_hash=hash_token(token),
+        user_id=user_id,
+        organization_id=organization_id,
+        kind=kind,
+        client_address=client_address,
+        user_agent=(user_agent or "")[:300] or None,
+        last_seen_at=now,
+        expires_at=now + timedelta(minutes=absolute),
+    )
+    session.add(row)
+    session.flush()
+    return NewSession(token, row)
+
+
+def resolve_session(
+    session: Session, token: str, *, now: datetime | None = None
+) -> WebSession | None:
+    """Return the live session for a cookie token, or ``None`` if unknown, revoked or expired.
+
+    Enforces the absolute and idle timeouts and records activity (at most once a minute).
+    """
+    if not token or len(token) > 200:
+        return None
+    now = now or utcnow()
+    row = session.scalars(
+        select(WebSession).where(WebSession.token_hash == hash_token(token))
+    ).first()
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        return None
+    idle, _absolute = _limits(session, row.kind, row.organization_id)
+    if row.last_seen_at + timedelta(minutes=idle) <= now:
+        row.revoked_at = now
+        return None
+    if now - row.last_seen_at >= TOUCH_EVERY:
+        row.last_seen_at = now
+    return row
+
+
+def rotate_session(session: Session, old: WebSession, **changes: str | None) -> NewSession:
+    """Replace ``old`` with a new session id (sign-in, privilege change, org switch).
+
+    Args:
+        changes: new ``user_id``, ``organization_id`` or ``kind`` for the new session.
+    """
+    old.revoked_at = utcnow()
+    kind = changes.get("kind", old.kind)
+    return create_session(
+        session,
+        user_id=changes.get("user_id", old.user_id),
+        organization_id=changes.get("organization_id", old.organization_id),
+        kind=kind if kind in DEFAULT_LIMITS else "user",  # type: ignore[arg-type]  # checked
+        client_address=old.client_address,
+        user_agent=old.user_agent,
+    )
+
+
+def revoke_session(session: Session, session_id: str, *, user_id: str | None = None) -> WebSession:
+    """Revoke one session; with ``user_id``, only one of that user's own sessions.
+
+    Raises:
+        NotFoundError: no such session (or not the user's).
+    """
+    row = session.get(WebSession, session_id)
+    if row is None or (user_id is not None and row.user_id != user_id):
+        raise NotFoundError("session not found")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row
+
+
+def revoke_user_sessions(session: Session, user_id: str, *, keep: str | None = None) -> int:
+    """Revoke every live session of a user except ``keep``; return how many."""
+    now = utcnow()
+    rows = session.scalars(
+        select(WebSession).where(WebSession.user_id == user_id, WebSession.revoked_at.is_(None))
+    ).all()
+    count = 0
+    for row in rows:
+        if row.id != keep:
+            row.revoked_at = now
+            count += 1
+    return count
+
+
+def list_sessions(session: Session, user_id: str) -> list[WebSession]:
+    """Return the user's live sessions, newest first."""
+    now = utcnow()
+    return list(
+        session.scalars(
+            select(WebSession)
+            .where(
+                WebSession.user_id == user_id,
+                WebSession.revoked_at.is_(None),
+                WebSession.expires_at > now,
+                WebSession.kind == "user",
+            )
+            .order_by(WebSession.created_at.desc())
+        ).all()
+    )
+
+
+__all__ = [
+    "NewSession",
+    "create_session",
+    "hash_token",
+    "list_sessions",
+    "resolve_session",
+    "revoke_session",
+    "revoke_user_sessions",
+    "rotate_session",
+]

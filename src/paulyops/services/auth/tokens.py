@@ -1,0 +1,197 @@
+"""API tokens (bearer credentials for scripts) and the first-run setup token.
+
+Both are random strings shown once and stored only as sha256. API tokens start with
+``pot_`` and setup tokens with ``pos_``, so a leaked token is recognisable (log redaction
+and secret scanners match these prefixes).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from paulyops.core.db.models import ApiToken, SetupToken, utcnow
+from paulyops.core.db.scoped import OrgScope
+from paulyops.core.errors import (
+    FieldError,
+    NotFoundError,
+    PermissionDeniedError,
+    SpecValidationError,
+)
+from paulyops.services.auth.permissions import unknown_permissions
+from paulyops.services.auth.sessions import hash_token
+
+API_TOKEN_PREFIX = "pot_"  # noqa: S105  # a public prefix, not a secret
+SETUP_TOKEN_PREFIX = "pos_"  # noqa: S105  # a public prefix, not a secret
+SETUP_TOKEN_TTL = timedelta(hours=24)
+SETUP_TOKEN_FILE = "setup-token"  # noqa: S105  # a file name, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A token as created: the secret (shown once) and its row."""
+
+    secret: str
+    row: ApiToken
+
+
+def create_api_token(
+    scope: OrgScope,
+    *,
+    user_id: str,
+    name: str,
+    permissions: Iterable[str],
+    holder_permissions: frozenset[str],
+    expires_at: datetime | None = None,
+) -> IssuedToken:
+    """Create an API token acting for ``user_id`` with at most the holder's permissions.
+
+    Raises:
+        SpecValidationError: a bad name or an unknown permission.
+        PermissionDeniedError: a permission the creating user does not hold.
+    """
+    clean = name.strip()
+    if not 1 <= len(clean) <= 120:
+        raise SpecValidationError(
+            "bad token name", [FieldError("name", "expected 1 to 120 characters")]
+        )
+    perms = sorted(set(permissions))
+    if not perms:
+        raise SpecValidationError(
+            "no permissions", [FieldError("permissions", "choose at least one")]
+        )
+    unknown = unknown_permissions(perms)
+    if unknown:
+        raise SpecValidationError(
+            "unknown permission", [FieldError("permissions", f"unknown: {', '.join(unknown)}")]
+        )
+    lacking = sorted(set(perms) - holder_permissions)
+    if lacking:
+        raise PermissionDeniedError(
+            f"a token cannot hold permissions you lack ({', '.join(lacking)})"
+        )
+    secret = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = scope.add(
+        ApiToken(
+            name=clean,
+            user_id=user_id,
+            token_hash=hash_token(secret),
+            prefix=secret[:10],
+            permissions=perms,
+            expires_at=expires_at,
+        )
+    )
+    scope.session.flush()
+    return IssuedToken(secret, row)
+
+
+def resolve_api_token(
+    session: Session, secret: str, *, now: datetime | None = None
+) -> ApiToken | None:
+    """Return the live token for a bearer secret, or ``None``."""
+    if not secret.startswith(API_TOKEN_PREFIX) or len(secret) > 200:
+        return None
+    now = now or utcnow()
+    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == hash_token(secret))).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and row.expires_at <= now:
+        return None
+    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
+        row.last_used_at = now
+    return row
+
+
+def list_api_tokens(scope: OrgScope) -> list[ApiToken]:
+    """Return the organization's tokens that are not revoked, newest first."""
+    return list(
+        scope.list(ApiToken, ApiToken.revoked_at.is_(None), order_by=ApiToken.created_at.desc())
+    )
+
+
+def revoke_api_token(scope: OrgScope, token_id: str) -> ApiToken:
+    """Revoke a token of this organization."""
+    row = scope.get(ApiToken, token_id)
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row
+
+
+# --- setup token ------------------------------------------------------------------------
+
+
+def issue_setup_token(session: Session, data_dir: Path) -> str:
+    """Create a new setup token (revoking older unused ones) and write it to the data dir.
+
+    The file is mode 0600: whoever can read it can claim the instance.
+    """
+    now = utcnow()
+    session.execute(
+        update(SetupToken)
+        .where(SetupToken.consumed_at.is_(None), SetupToken.expires_at > now)
+        .values(expires_at=now)
+    )
+    secret = SETUP_TOKEN_PREFIX + secrets.token_urlsafe(24)
+    session.add(SetupToken(token_hash=hash_token(secret), expires_at=now + SETUP_TOKEN_TTL))
+    session.flush()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / SETUP_TOKEN_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secret + "\n")
+    os.replace(tmp, path)
+    return secret
+
+
+def find_setup_token(session: Session, secret: str, *, now: datetime | None = None) -> SetupToken:
+    """Return the valid, unconsumed setup token matching ``secret``.
+
+    Raises:
+        PermissionDeniedError: unknown, expired or already used.
+    """
+    now = now or utcnow()
+    if not secret.startswith(SETUP_TOKEN_PREFIX):
+        raise PermissionDeniedError("that is not a valid setup token")
+    row = session.scalars(
+        select(SetupToken).where(SetupToken.token_hash == hash_token(secret.strip()))
+    ).first()
+    if row is None or row.consumed_at is not None or row.expires_at <= now:
+        raise PermissionDeniedError(
+            "that setup token is unknown, used or expired; run `paulyops setup token` for a new one"
+        )
+    return row
+
+
+def consume_setup_token(
+    session: Session, token_id: str, organization_id: str, data_dir: Path
+) -> None:
+    """Mark a setup token used by a successful provision and delete its file."""
+    row = session.get(SetupToken, token_id)
+    if row is None:
+        raise NotFoundError("setup token not found")
+    row.consumed_at = utcnow()
+    row.consumed_by_org_id = organization_id
+    (data_dir / SETUP_TOKEN_FILE).unlink(missing_ok=True)
+
+
+__all__ = [
+    "API_TOKEN_PREFIX",
+    "SETUP_TOKEN_FILE",
+    "SETUP_TOKEN_PREFIX",
+    "IssuedToken",
+    "consume_setup_token",
+    "create_api_token",
+    "find_setup_token",
+    "issue_setup_token",
+    "list_api_tokens",
+    "resolve_api_token",
+    "revoke_api_token",
+]
