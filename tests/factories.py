@@ -26,7 +26,9 @@ class OrgFixture:
     memberships: dict[str, str] = field(default_factory=dict)
 
 
-def make_org(db: Database, slug: str, *, model: str = "simple", hashing: PasswordHashing = HASHING) -> OrgFixture:
+def make_org(
+    db: Database, slug: str, *, model: str = "simple", hashing: PasswordHashing = HASHING
+) -> OrgFixture:
     """Create an organization with the model's built-in roles and one member per role."""
     with db.write_session() as session:
         org = Organization(

@@ -136,3 +136,24 @@ def test_stripe_degrades_healthz_when_configured_and_failing(tmp_path, db_url):
     assert response.status_code == 200
     assert response.json()["status"] == "degraded"
     assert response.json()["checks"]["stripe"]["status"] == "unhealthy"
+
+
+def test_every_response_carries_security_headers(client):
+    """Responses carry the settled CSP and the other security headers."""
+    response = client.get("/api/livez")
+    assert response.headers["content-security-policy"] == (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    )
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "referrer-policy" in response.headers
+    assert "strict-transport-security" not in response.headers  # plain http here
+
+
+def test_oversized_body_is_refused_with_413(client):
+    """A request body over the limit gets 413 in the JSON error shape."""
+    response = client.post(
+        "/api/auth/sign-in", content=b"x" * 2_000_000, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["success"] is False

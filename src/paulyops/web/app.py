@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from paulyops import __version__
 from paulyops.core.instance import Instance
 from paulyops.core.logging import configure_logging, get_logger
+from paulyops.core.security.limits_http import BodyLimitMiddleware, install_security_headers
 from paulyops.core.settings import Settings, ensure_secrets, load_settings
 from paulyops.web.api import admin as admin_api
 from paulyops.web.api import auth as auth_api
@@ -60,7 +61,11 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(health.router)
     app.include_router(auth_api.router)
     app.include_router(admin_api.router)
+    # Outermost first: correlation id, then body limits; security headers wrap everything
+    # (also the 500 page) through install_security_headers.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CorrelationIdMiddleware)
+    install_security_headers(app)
     return app
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from paulyops.core.db.models import User, WebSession
@@ -27,6 +27,7 @@ from paulyops.services.auth import rbac
 from paulyops.services.auth.sessions import resolve_session
 from paulyops.services.auth.tokens import resolve_api_token
 from paulyops.web.deps import ACCESS_ATTR, client_address, get_instance
+from paulyops.web.ratelimit import limit_request
 
 SESSION_COOKIE = "paulyops_session"
 SECURE_SESSION_COOKIE = "__Host-paulyops_session"
@@ -190,7 +191,7 @@ def require(permission: str) -> Any:
     if permission not in ALL:
         raise ValueError(f"require({permission!r}): not in the permission vocabulary")
 
-    async def guard(request: Request, principal: PrincipalDep) -> Principal:
+    async def guard(request: Request, response: Response, principal: PrincipalDep) -> Principal:
         if not principal.is_authenticated:
             raise AuthenticationError("sign in first")
         if not principal.can(permission):
@@ -204,6 +205,7 @@ def require(permission: str) -> Any:
             )
             raise PermissionDeniedError(f"you need the {permission!r} permission for this")
         await check_csrf(request, principal)
+        limit_request(request, response, user_id=principal.user_id)
         return principal
 
     _mark(guard, f"perm:{permission}")
@@ -211,10 +213,13 @@ def require(permission: str) -> Any:
     return Depends(guard)
 
 
-async def _authenticated(request: Request, principal: PrincipalDep) -> Principal:
+async def _authenticated(
+    request: Request, response: Response, principal: PrincipalDep
+) -> Principal:
     if not principal.is_authenticated:
         raise AuthenticationError("sign in first")
     await check_csrf(request, principal)
+    limit_request(request, response, user_id=principal.user_id)
     return principal
 
 

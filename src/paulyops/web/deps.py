@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from paulyops.core.instance import Instance
@@ -33,8 +33,11 @@ def _mark(func: Callable[..., Any], access: str) -> Callable[..., Any]:
     return func
 
 
-def _public() -> None:
-    """Anyone may call this route."""
+def _public(request: Request, response: Response) -> None:
+    """Anyone may call this route (counted per address against the ``api`` limit)."""
+    from paulyops.web.ratelimit import limit_request  # ratelimit builds on this module
+
+    limit_request(request, response, user_id=None)
 
 
 public = _mark(_public, "public")
@@ -109,11 +112,11 @@ def access_rules(route: APIRoute) -> list[str]:
 
 __all__ = [
     "ACCESS_ATTR",
-    "access_rules",
-    "api_routes",
     "ClientAddress",
     "InstanceDep",
     "Public",
+    "access_rules",
+    "api_routes",
     "client_address",
     "get_instance",
     "is_loopback",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,6 +22,8 @@ from paulyops.core.errors import (
     SpecValidationError,
 )
 from paulyops.core.logging import get_logger
+from paulyops.core.security.ratelimit import LimitExceededError
+from paulyops.core.security.ratelimit import headers as ratelimit_headers
 
 log = get_logger("paulyops.http")
 
@@ -79,7 +82,17 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _status_of(err)
         errors = [e.as_dict() for e in err.errors] if isinstance(err, SpecValidationError) else []
         headers: dict[str, str] = {}
-        if isinstance(err, RateLimitedError):
+        if isinstance(err, LimitExceededError):
+            headers.update(ratelimit_headers(err.decision))
+            reset = datetime.fromtimestamp(err.decision.reset_at, UTC).isoformat()
+            errors = [
+                {
+                    "field": "rateLimit",
+                    "message": f"limit {err.limit_name!r} resets at {reset}",
+                    "allowed": [f"{err.decision.limit} per {err.decision.window} s"],
+                }
+            ]
+        elif isinstance(err, RateLimitedError):
             headers["Retry-After"] = str(err.retry_after)
         if code >= 500 and code != 503:
             log.error("request_failed", error=type(err).__name__, message=err.message)

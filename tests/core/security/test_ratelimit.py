@@ -387,7 +387,7 @@ def test_redis_outage_fails_strict_limits_closed_and_others_open(
         socket_timeout=0.5,
     )
     try:
-        limiter = _limiter(kv)
+        limiter = _limiter(kv, outage_probe_interval=0.5)
         assert limiter.hit("signin", "m").allowed
         redis_proxy.disable()
         with pytest.raises(ServiceUnavailableError, match="signin is unavailable"):
@@ -401,7 +401,13 @@ def test_redis_outage_fails_strict_limits_closed_and_others_open(
         closed = [e for e in _kinds(events, "ratelimit.unavailable") if e["failed"] == "closed"]
         assert len(opened) == 1
         assert len(closed) == 1
+        # Within the probe interval checks do not even try Redis: answers come at once.
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailableError):
+            limiter.hit("signin", "m")
+        assert time.monotonic() - started < 0.1
         redis_proxy.enable()
+        time.sleep(0.6)
         assert limiter.hit("signin", "m").remaining == 3
     finally:
         keys = list(kv.client.scan_iter(match=kv.prefix + "*"))

@@ -73,9 +73,12 @@ MAX_BLOCKS = 200
 # Seconds a process trusts its copy of the runtime allowlist before re-reading the store:
 # reading it on every hit would double the cost of a check.
 ALLOWLIST_REFRESH = 5.0
-# At most one "failed open" event per limit and process in this many seconds, so an outage
+# At most one "unavailable" event per limit and process in this many seconds, so an outage
 # does not turn every request into an alert.
-FAIL_OPEN_EVENT_INTERVAL = 60.0
+OUTAGE_EVENT_INTERVAL = 60.0
+# After a failed check, checks skip Redis for this many seconds (failing open or closed at
+# once) instead of each request waiting through the client's connection retries.
+OUTAGE_PROBE_INTERVAL = 2.0
 
 _KEY_PREFIX = "ratelimit"
 _ALLOWLIST_KEY = "ratelimit:allowlist"
@@ -226,6 +229,7 @@ class RateLimiter:
             more can be added at runtime with :meth:`add_to_allowlist`.
         max_blocks: how many recent blocks are kept.
         allowlist_refresh: seconds between re-reads of the runtime allowlist.
+        outage_probe_interval: seconds checks skip an unreachable Redis before trying again.
     """
 
     def __init__(
@@ -238,6 +242,7 @@ class RateLimiter:
         allowlist: Iterable[str] = (),
         max_blocks: int = MAX_BLOCKS,
         allowlist_refresh: float = ALLOWLIST_REFRESH,
+        outage_probe_interval: float = OUTAGE_PROBE_INTERVAL,
     ) -> None:
         if not 0 < warn_at <= 1:
             raise ConfigError(f"rate limit warn_at: expected a share in (0, 1], got {warn_at}")
@@ -250,7 +255,9 @@ class RateLimiter:
         self._runtime_allowlist: list[str] = []
         self._allowlist_read_at = -math.inf
         self._matcher = _AllowlistMatcher(self._configured_allowlist)
-        self._fail_open_logged: dict[str, float] = {}
+        self._outage_logged: dict[str, float] = {}
+        self._outage_probe_interval = outage_probe_interval
+        self._store_down_until = -math.inf
         self._memory: _MemoryState | None = None
         storage: Storage
         if isinstance(kv, RedisKV):
@@ -306,9 +313,12 @@ class RateLimiter:
             raise ValueError("rate limit client_key must not be empty")
         if self.is_allowlisted(client_key, address=address):
             return _unlimited(policy, "allowlisted")
+        if time.monotonic() < self._store_down_until:
+            return self._store_failed(policy, None)
         try:
             decision = self._count(policy, client_id(client_key))
         except _STORE_ERRORS as err:
+            self._store_down_until = time.monotonic() + self._outage_probe_interval
             return self._store_failed(policy, err)
         if decision.limit - decision.remaining >= self._warn_count(policy):
             self._warn_once(policy, client_key, decision)
@@ -365,26 +375,23 @@ class RateLimiter:
         # Redis runs each check as one atomic script; only the in-process store needs a lock.
         return self._memory.lock if self._memory is not None else contextlib.nullcontext()
 
-    def _store_failed(self, policy: LimitPolicy, err: BaseException) -> Decision:
-        if policy.strict:
-            security_event(
-                "ratelimit.unavailable", severity="critical", limit=policy.name, failed="closed"
-            )
-            raise ServiceUnavailableError(
-                f"{policy.name} is unavailable: its rate limit needs shared state (Redis), "
-                "which is unreachable; try again shortly"
-            ) from err
+    def _store_failed(self, policy: LimitPolicy, err: BaseException | None) -> Decision:
+        failed = "closed" if policy.strict else "open"
         now = time.monotonic()
-        last = self._fail_open_logged.get(policy.name, -math.inf)
-        if now - last >= FAIL_OPEN_EVENT_INTERVAL:
-            self._fail_open_logged[policy.name] = now
+        if now - self._outage_logged.get(policy.name, -math.inf) >= OUTAGE_EVENT_INTERVAL:
+            self._outage_logged[policy.name] = now
             security_event(
                 "ratelimit.unavailable",
                 severity="critical",
                 limit=policy.name,
-                failed="open",
-                error=type(err).__name__,
+                failed=failed,
+                error=type(err).__name__ if err is not None else "recently unreachable",
             )
+        if policy.strict:
+            raise ServiceUnavailableError(
+                f"{policy.name} is unavailable: its rate limit needs shared state (Redis), "
+                "which is unreachable; try again shortly"
+            ) from err
         return _unlimited(policy, "unavailable")
 
     # --- warnings and blocks ----------------------------------------------------------------
