@@ -14,6 +14,7 @@ from paulyops.cli.audit import app
 from paulyops.core.db.engine import Database
 from paulyops.services import audit
 from tests.conftest import fresh_secrets
+from tests.factories import make_org
 from tests.services.test_audit import ORG, add_rows, bypassing_guard, clear_audit_rows
 
 
@@ -128,3 +129,14 @@ def test_purge_needs_confirmation_and_keeps_the_log_verifiable(audit_db, env):
     assert result.exit_code == 0, result.output
     assert "Purged 3 rows" in result.output
     assert run(env, "verify").exit_code == 0
+
+
+def test_org_option_accepts_the_organization_slug(audit_db, env):
+    """--org takes an organization's slug as well as its id."""
+    org = make_org(audit_db, "acme-audit")
+    add_rows(audit_db, 2, chain=org.id)
+    add_rows(audit_db, 1)
+    result = run(env, "export", "--org", "acme-audit")
+    assert result.exit_code == 0, result.output
+    chains = {json.loads(line)["chain"] for line in result.stdout.splitlines()}
+    assert chains == {org.id}

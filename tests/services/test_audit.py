@@ -549,8 +549,8 @@ def pg_db(pg_database_url: str) -> Iterator[Database]:
     database.close()
 
 
-def test_postgres_refuses_truncate_of_a_non_empty_audit_log(pg_db):
-    """TRUNCATE audit_logs fails while it holds rows (an empty table has nothing to lose)."""
+def test_postgres_refuses_truncate_of_the_audit_log(pg_db):
+    """TRUNCATE audit_logs fails unless the purge switch is on."""
     add_rows(pg_db, 1)
     with pytest.raises(DBAPIError, match="append-only: TRUNCATE"), pg_db.engine.begin() as conn:
         conn.execute(text("TRUNCATE audit_logs"))

@@ -13,13 +13,16 @@ from typing import TextIO
 import typer
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy import select
 
 from paulyops.cli.context import console, err_console, handle_errors, open_instance, read_settings
+from paulyops.core.db.engine import Database
+from paulyops.core.db.models import INSTANCE_CHAIN, Organization
 from paulyops.services import audit
 
 app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
-ORG_HELP = "an organization id, or 'instance' for the instance chain (default: every chain)"
+ORG_HELP = "an organization id or slug, or 'instance' (default: every chain)"
 
 
 class ExportFormatChoice(StrEnum):
@@ -38,6 +41,23 @@ def _parse_date(value: str, option: str) -> datetime:
             f"expected a date like 2026-01-31, got {value!r}", param_hint=option
         ) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _chain_of(db: Database, ref: str | None) -> str | None:
+    """Return the chain of ``--org``: an organization id, its slug, or ``instance``.
+
+    A value that names no organization is used as given: the chain of a deleted
+    organization outlives it.
+    """
+    if ref is None or ref == INSTANCE_CHAIN:
+        return ref
+    with db.session() as session:
+        if session.get(Organization, ref) is not None:
+            return ref
+        by_slug = session.scalar(
+            select(Organization.id).where(Organization.slug == ref.strip().lower())
+        )
+    return by_slug or ref
 
 
 @contextlib.contextmanager
@@ -89,7 +109,7 @@ def verify(org: str | None = typer.Option(None, "--org", help=ORG_HELP)) -> None
         settings = read_settings(generate_secrets=False)
         public_key = audit.verifying_key(settings)
         with open_instance(settings) as instance:
-            report = audit.verify(instance.db, public_key, chain=org)
+            report = audit.verify(instance.db, public_key, chain=_chain_of(instance.db, org))
     _print_report(report)
     raise typer.Exit(0 if report.is_ok else 1)
 
@@ -109,7 +129,7 @@ def export(
             result = audit.export(
                 instance.db,
                 settings,
-                chain=org,
+                chain=_chain_of(instance.db, org),
                 since=cutoff,
                 fmt="csv" if fmt is ExportFormatChoice.CSV else "jsonl",
                 out=out,
@@ -128,7 +148,8 @@ def checkpoint(org: str | None = typer.Option(None, "--org", help=ORG_HELP)) -> 
     with handle_errors():
         settings = read_settings(generate_secrets=False)
         with open_instance(settings) as instance:
-            checkpoints = audit.checkpoint_all(instance.db, settings, chain=org)
+            chain = _chain_of(instance.db, org)
+            checkpoints = audit.checkpoint_all(instance.db, settings, chain=chain)
     if not checkpoints:
         console.print("[yellow]No audit rows yet: nothing to sign.[/]")
         return
@@ -144,7 +165,7 @@ def checkpoint(org: str | None = typer.Option(None, "--org", help=ORG_HELP)) -> 
 
 @app.command()
 def purge(
-    org: str = typer.Option(..., "--org", help="the organization id, or 'instance'"),
+    org: str = typer.Option(..., "--org", help="the organization id or slug, or 'instance'"),
     before: str = typer.Option(..., "--before", help="delete rows older than this date (UTC)"),
     yes: bool = typer.Option(False, "--yes", help="do not ask for confirmation"),
 ) -> None:
@@ -158,7 +179,8 @@ def purge(
     with handle_errors():
         settings = read_settings(generate_secrets=False)
         with open_instance(settings) as instance:
-            result = audit.purge(instance.db, settings, chain=org, before=cutoff)
+            chain = _chain_of(instance.db, org) or org
+            result = audit.purge(instance.db, settings, chain=chain, before=cutoff)
     if result.through_seq is None:
         console.print(f"Nothing to purge: no row of {escape(org)} is older than {cutoff:%Y-%m-%d}.")
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from paulyops import __version__
-from paulyops.cli import db
+from paulyops.cli import audit, db, keys, tokens, users
 from paulyops.cli.health import health
 from paulyops.cli.serve import serve
 
@@ -19,6 +19,10 @@ app = typer.Typer(
 app.command()(serve)
 app.command()(health)
 app.add_typer(db.app, name="db")
+app.add_typer(users.app, name="user")
+app.add_typer(tokens.app, name="token")
+app.add_typer(keys.app, name="keys")
+app.add_typer(audit.app, name="audit")
 
 
 @app.command()

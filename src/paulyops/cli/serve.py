@@ -50,6 +50,7 @@ def serve(
         settings = read_settings(verbose=True)
         bind_host = host or settings.host
         bind_port = port or settings.port
+        settings = settings.model_copy(update={"host": bind_host, "port": bind_port})
         if workers > 1 and not settings.redis_url:
             raise ConfigError(
                 f"--workers {workers} needs REDIS_URL: without Redis, rate limits, CSRF "
@@ -68,6 +69,8 @@ def serve(
             # Worker processes re-read settings from the environment: point them at this root
             # and migrate once here, before they start.
             os.environ["PAULYOPS_HOME"] = str(settings.root)
+            os.environ["PAULYOPS_HOST"] = bind_host
+            os.environ["PORT"] = str(bind_port)
             db = Database(settings.effective_database_url)
             db.connect(attempts=10)
             migrate.upgrade_if_behind(db)

@@ -9,6 +9,7 @@ answers ``/api/livez`` at once even while the database is still down.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -79,6 +80,7 @@ class Instance:
         )
         self.health = HealthRegistry()
         self.ready = threading.Event()
+        self.on_ready: list[Callable[[Instance], None]] = []
         self.startup_error: str | None = None
         self._starter: threading.Thread | None = None
         self._remove_alert_hook = (
@@ -139,6 +141,11 @@ class Instance:
             except KVUnavailableError:
                 log.warning("redis_unreachable_at_start")
             self.kv.start_monitor(self.settings.health_interval)
+        for callback in self.on_ready:
+            try:
+                callback(self)
+            except Exception:  # a start-up hook must not take the running server down
+                log.exception("on_ready_hook_failed")
         self.ready.set()
         log.info("instance_ready", database=mask_url(self.db.url), kv=self.kv.backend)
 
@@ -152,6 +159,10 @@ class Instance:
 
     def close(self) -> None:
         """Stop background work and close every connection (graceful shutdown)."""
+        self.db.stop()
+        if self._starter is not None:
+            # Let a start in progress finish its transaction before the pool goes away.
+            self._starter.join(timeout=10)
         self.db.close()
         self.kv.close()
         if self._remove_alert_hook is not None:

@@ -199,7 +199,7 @@ def configure_logging(
     handler._paulyops = True  # type: ignore[attr-defined]  # marks our handler for reconfiguration
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("uvicorn.access",):
+    for noisy in ("uvicorn.access", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers = []

@@ -335,6 +335,14 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.data_dir / 'paulyops.db'}"
 
     @property
+    def effective_public_url(self) -> str:
+        """``PAULYOPS_PUBLIC_URL``, or the address the server listens on."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in {"0.0.0.0", "::"} else self.host  # noqa: S104  # display only
+        return f"http://{host}:{self.port}"
+
+    @property
     def is_production(self) -> bool:
         """Whether the instance runs in production mode."""
         return self.env is Environment.PRODUCTION

@@ -313,11 +313,19 @@ def record(
     try:
         session.flush()
     except IntegrityError as err:
+        if not _is_seq_clash(err):
+            raise  # another pending object of the caller failed, not the audit row
         raise ConflictError(
             f"audit chain {chain!r}: seq {row.seq} was taken by a concurrent writer "
             "that did not hold the chain lock"
         ) from err
     return row
+
+
+def _is_seq_clash(err: IntegrityError) -> bool:
+    message = str(err.orig)
+    # PostgreSQL names the constraint; SQLite names the columns.
+    return "uq_audit_logs_chain_seq" in message or "audit_logs.chain, audit_logs.seq" in message
 
 
 def append(
@@ -636,11 +644,12 @@ class _ChainCheck:
         return compute_row_hash({**row, "seq": seq}) == str(row["row_hash"])
 
     def _inserted(self, first: int, row: RowMapping, linked: int) -> Problem:
+        inserted_id = self._id_at(first)
         return Problem(
             first,
-            self._id_at(first),
+            inserted_id,
             "inserted",
-            f"row seq {first} ({self._id_at(first)}) was inserted: row {row['id']} now at "
+            f"row seq {first} ({inserted_id}) was inserted: row {row['id']} now at "
             f"seq {row['seq']} was chained to seq {linked}",
         )
 

@@ -12,9 +12,16 @@ from paulyops.core.instance import Instance
 from paulyops.core.logging import configure_logging, get_logger
 from paulyops.core.security.limits_http import BodyLimitMiddleware, install_security_headers
 from paulyops.core.settings import Settings, ensure_secrets, load_settings
+from paulyops.services.actor import SYSTEM
+from paulyops.services.onboarding.firstrun import (
+    announce_setup_token,
+    ensure_setup_token,
+    has_organization,
+)
 from paulyops.web.api import admin as admin_api
 from paulyops.web.api import auth as auth_api
 from paulyops.web.api import health
+from paulyops.web.api import onboarding as onboarding_api
 from paulyops.web.errors import install_error_handlers
 from paulyops.web.middleware import CorrelationIdMiddleware
 
@@ -36,6 +43,7 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
         inst = instance or Instance(settings)
         app.state.instance = inst
         if own:
+            inst.on_ready.append(_first_run)
             inst.start(background=True)
         log.info("server_started", version=__version__, env=settings.env.value)
         try:
@@ -61,12 +69,23 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(health.router)
     app.include_router(auth_api.router)
     app.include_router(admin_api.router)
+    app.include_router(onboarding_api.router)
     # Outermost first: correlation id, then body limits; security headers wrap everything
     # (also the 500 page) through install_security_headers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CorrelationIdMiddleware)
     install_security_headers(app)
     return app
+
+
+def _first_run(instance: Instance) -> None:
+    """While no organization exists, make sure a setup token is there, and print it."""
+    data_dir = instance.settings.data_dir
+    secret = ensure_setup_token(instance.db, data_dir, actor=SYSTEM)
+    if secret is not None:
+        announce_setup_token(secret, data_dir, instance.settings.effective_public_url)
+    elif not has_organization(instance.db):
+        log.info("setup_pending", token_file=str(data_dir / "setup-token"))
 
 
 def create_app_from_env() -> FastAPI:

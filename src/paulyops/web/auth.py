@@ -97,12 +97,13 @@ def get_principal(request: Request, session: DbSession) -> Principal:
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
-    principal = _authenticate(request, session)
+    principal = authenticate(request, session)
     request.state.principal = principal
     return principal
 
 
-def _authenticate(request: Request, session: Session) -> Principal:
+def authenticate(request: Request, session: Session) -> Principal:
+    """Resolve the caller from a bearer token or the session cookie (no caching)."""
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, secret = header.partition(" ")
@@ -234,6 +235,7 @@ __all__ = [
     "Principal",
     "PrincipalDep",
     "SignedIn",
+    "authenticate",
     "check_csrf",
     "db_session",
     "get_principal",

@@ -124,10 +124,11 @@ def test_sanitize_keeps_safe_links_with_noopener() -> None:
     )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(html_fragments)
 @example("<scr<script>ipt>alert(1)</script>")
 @example('<a href="&#106;avascript:alert(1)">x</a>')
+@example("<h3><table><h3>x")  # dropping <table> leaves <h3> in <h3>; a re-parse splits it
 def test_sanitized_html_is_safe_and_stable(text: str) -> None:
     """No <script, no on* attribute, no javascript: link; sanitizing again changes nothing."""
     out = sanitize_html(text)

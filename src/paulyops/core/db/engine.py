@@ -319,6 +319,10 @@ class Database:
             )
         return details
 
+    def stop(self) -> None:
+        """Ask background work (monitor, connect retries) to stop, without waiting."""
+        self._stop.set()
+
     def close(self) -> None:
         """Stop the monitor and any pending retries, and close every pooled connection."""
         self._stop.set()

@@ -6,7 +6,10 @@ The caller also writes :func:`hash_token` of it to the session's database row. E
 replaces the previous token. :meth:`CsrfTokens.validate` compares in constant time against
 the store, and against the row's hash (``fallback_hash``) when the store is unreachable or
 no longer holds the session's entry (Redis restarted): forms keep working while Redis is
-down (DESIGN.md, "Sessions, CSRF and Redis").
+down (DESIGN.md, "Sessions, CSRF and Redis"). One edge: a token issued while Redis was
+down reaches only the row; if Redis comes back still holding the session's older token,
+that form fails once, and the token issued with the next page works. :meth:`revoke` clears
+only the store: signing out must also end the session row.
 
 **Pre-session tokens** (unlock, sign-in and owner-creation forms): a random value in an
 HttpOnly cookie (:func:`new_pre_session_nonce`) plus a token in the form, signed with

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import limits
+import redis
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import (
@@ -47,7 +48,9 @@ from limits.strategies import (
 from limits.strategies import (
     RateLimiter as LimitsStrategy,
 )
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from paulyops.core.errors import ConfigError, RateLimitedError, ServiceUnavailableError
 from paulyops.core.kv import KeyValueStore, KVUnavailableError, MemoryKV, RedisKV
@@ -83,6 +86,7 @@ OUTAGE_PROBE_INTERVAL = 2.0
 _KEY_PREFIX = "ratelimit"
 _ALLOWLIST_KEY = "ratelimit:allowlist"
 _BLOCKS_KEY = "ratelimit:blocks"
+_MAX_LOCAL_MARKERS = 10_000
 _STORE_ERRORS = (StorageError, RedisError, KVUnavailableError, OSError)
 
 Outcome = Literal["ok", "exceeded", "allowlisted", "unavailable"]
@@ -256,18 +260,23 @@ class RateLimiter:
         self._allowlist_read_at = -math.inf
         self._matcher = _AllowlistMatcher(self._configured_allowlist)
         self._outage_logged: dict[str, float] = {}
+        self._markers: dict[str, float] = {}
         self._outage_probe_interval = outage_probe_interval
         self._store_down_until = -math.inf
         self._memory: _MemoryState | None = None
+        self._fast: _OneRoundTripCheck | None = None
         storage: Storage
         if isinstance(kv, RedisKV):
             # Same pool, so limits shares the pool's size, timeouts and retry policy.
-            storage = RedisStorage(
+            redis_storage = RedisStorage(
                 "redis://",
                 connection_pool=kv.pool,
                 key_prefix=kv.prefix + _KEY_PREFIX,
                 wrap_exceptions=True,
             )
+            if _OneRoundTripCheck.is_supported(redis_storage):
+                self._fast = _OneRoundTripCheck(redis_storage, kv.pool)
+            storage = redis_storage
         elif isinstance(kv, MemoryKV):
             self._memory = _memory_state(kv, max_blocks)
             storage = self._memory.storage
@@ -277,9 +286,6 @@ class RateLimiter:
             True: MovingWindowRateLimiter(storage),
             False: SlidingWindowCounterRateLimiter(storage),
         }
-        self._pipelined: _PipelinedRedisCheck | None = None
-        if isinstance(storage, RedisStorage) and _PipelinedRedisCheck.is_supported(storage):
-            self._pipelined = _PipelinedRedisCheck(storage)
 
     # --- checking -----------------------------------------------------------------------
 
@@ -346,7 +352,7 @@ class RateLimiter:
 
     def _count(self, policy: LimitPolicy, cid: str) -> Decision:
         strategy = self._strategies[policy.strict]
-        outcome = self._pipelined.check(policy, cid) if self._pipelined is not None else None
+        outcome = self._fast.check(policy, cid) if self._fast is not None else None
         if outcome is not None:
             allowed, stats = outcome
         else:
@@ -400,12 +406,7 @@ class RateLimiter:
         return max(1, math.ceil(self.warn_at * policy.amount))
 
     def _warn_once(self, policy: LimitPolicy, client_key: str, decision: Decision) -> None:
-        key = f"ratelimit:warned:{policy.name}:{client_id(client_key)}"
-        try:
-            first = self.kv.set(key, "1", ttl=policy.window, only_new=True)
-        except KVUnavailableError:
-            return
-        if first:
+        if self._mark_once(f"ratelimit:warned:{policy.name}:{client_id(client_key)}", policy):
             security_event(
                 "ratelimit.warning",
                 limit=policy.name,
@@ -430,10 +431,29 @@ class RateLimiter:
             except RedisError:
                 log.warning("ratelimit_block_not_recorded", limit=policy.name)
         # One event per window and client: a flood of refused requests is one incident.
-        blocked_key = f"ratelimit:blocked:{policy.name}:{client_id(client_key)}"
-        with contextlib.suppress(KVUnavailableError):
-            if self.kv.set(blocked_key, "1", ttl=policy.window, only_new=True):
-                security_event("ratelimit.blocked", limit=policy.name, client=client_key)
+        if self._mark_once(f"ratelimit:blocked:{policy.name}:{client_id(client_key)}", policy):
+            security_event("ratelimit.blocked", limit=policy.name, client=client_key)
+
+    def _mark_once(self, key: str, policy: LimitPolicy) -> bool:
+        """Set a once-per-window marker in the store; return whether this call set it.
+
+        The store makes it once across processes. A local note of markers already set
+        spares a round trip on every later hit of a client over the threshold; a marker
+        another process set is only noted briefly, as its expiry is unknown here.
+        """
+        now = time.monotonic()
+        if self._markers.get(key, -math.inf) > now:
+            return False
+        try:
+            first = self.kv.set(key, "1", ttl=policy.window, only_new=True)
+        except KVUnavailableError:
+            return False
+        if len(self._markers) >= _MAX_LOCAL_MARKERS:
+            self._markers = {k: t for k, t in self._markers.items() if t > now}
+            if len(self._markers) >= _MAX_LOCAL_MARKERS:
+                self._markers.clear()
+        self._markers[key] = now + (policy.window if first else min(policy.window, 5.0))
+        return first
 
     def recent_blocks(self, limit: int = 50) -> list[BlockRecord]:
         """Return the most recent blocks, newest first."""
@@ -508,46 +528,58 @@ class RateLimiter:
 
     def _refresh_allowlist(self, *, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self._allowlist_read_at < self._allowlist_refresh:
+        if not force and (
+            now - self._allowlist_read_at < self._allowlist_refresh or now < self._store_down_until
+        ):
             return
         self._allowlist_read_at = now
         try:
             runtime = self._read_runtime_allowlist()
-        except (KVUnavailableError, ValueError):
+        except KVUnavailableError:
+            self._store_down_until = time.monotonic() + self._outage_probe_interval
             return  # keep the last known list while the store is down
+        except ValueError:
+            return
         if runtime != self._runtime_allowlist:
             self._runtime_allowlist = runtime
             self._matcher = _AllowlistMatcher([*self._configured_allowlist, *runtime])
 
 
-class _PipelinedRedisCheck:
+class _OneRoundTripCheck:
     """Count a hit and read the window in one Redis round trip.
 
-    ``limits`` needs two round trips per check (``hit``, then ``get_window_stats``); a
-    check then costs about twice a PING, which halves the API's request rate under load.
-    This sends the same two ``limits`` scripts (same keys, same arguments, registered by
-    :class:`RedisStorage`) together in one pipeline and reads the window the way
-    ``limits``' strategies do. Any surprise (scripts not loaded yet, a changed ``limits``)
-    returns ``None`` and the caller uses ``limits``' own API, which loads the scripts.
-    ``tests/core/security/test_ratelimit.py`` checks both give the same answers.
+    ``limits`` needs two round trips per check (``hit``, then ``get_window_stats``), and
+    redis-py's pipeline machinery costs more CPU than the round trip it saves; under load
+    (threads sharing the GIL) a check then runs at about a third of PING's rate. This
+    sends the same two ``limits`` scripts (same keys and arguments, registered by
+    :class:`RedisStorage`) as one packed write on a pooled connection, reads both replies,
+    and reads the window the way ``limits``' strategies do.
+
+    Anything unexpected returns ``None`` and the caller uses ``limits``' own API: scripts
+    not loaded yet (it loads them), or a broken connection (it retries on a fresh one; a
+    hit whose reply was lost may then count twice). ``tests/core/security/
+    test_ratelimit.py`` checks both paths give the same answers, so a ``limits`` release
+    that changes its scripts or keys fails there.
     """
 
-    _SCRIPTS = (
+    _NEEDED = (
         "lua_acquire_moving_window",
         "lua_moving_window",
         "lua_acquire_sliding_window",
         "lua_sliding_window",
+        "prefixed_key",
+        "_current_window_key",
+        "_previous_window_key",
     )
 
-    def __init__(self, storage: RedisStorage) -> None:
+    def __init__(self, storage: RedisStorage, pool: redis.ConnectionPool) -> None:
         self.storage = storage
-        self.client: Any = storage.get_connection()
+        self.pool = pool
 
     @classmethod
     def is_supported(cls, storage: RedisStorage) -> bool:
         """Whether this ``limits`` version exposes what the fast path relies on."""
-        needed = (*cls._SCRIPTS, "prefixed_key", "_current_window_key", "_previous_window_key")
-        return all(hasattr(storage, name) for name in needed)
+        return all(hasattr(storage, name) for name in cls._NEEDED)
 
     def check(self, policy: LimitPolicy, cid: str) -> tuple[bool, limits.WindowStats] | None:
         """Return (allowed, window stats), or ``None`` to fall back to ``limits``' API."""
@@ -555,19 +587,28 @@ class _PipelinedRedisCheck:
         expiry, amount = item.get_expiry(), item.amount
         base = item.key_for(cid)
         now = time.time()
-        pipe = self.client.pipeline(transaction=False)
         if policy.strict:
             key = storage.prefixed_key(base)
-            pipe.evalsha(storage.lua_acquire_moving_window.sha, 1, key, now, amount, expiry, 1)
-            pipe.evalsha(storage.lua_moving_window.sha, 1, key, now - expiry, amount)
+            payload = _command(
+                "EVALSHA", storage.lua_acquire_moving_window.sha, 1, key, now, amount, expiry, 1
+            ) + _command("EVALSHA", storage.lua_moving_window.sha, 1, key, now - expiry, amount)
         else:
-            keys = (
-                storage.prefixed_key(storage._previous_window_key(base)),
-                storage.prefixed_key(storage._current_window_key(base)),
-            )
-            pipe.evalsha(storage.lua_acquire_sliding_window.sha, 2, *keys, amount, expiry, 1)
-            pipe.evalsha(storage.lua_sliding_window.sha, 2, *keys, expiry)
-        acquired, window = pipe.execute(raise_on_error=False)
+            previous = storage.prefixed_key(storage._previous_window_key(base))
+            current = storage.prefixed_key(storage._current_window_key(base))
+            payload = _command(
+                "EVALSHA",
+                storage.lua_acquire_sliding_window.sha,
+                2,
+                previous,
+                current,
+                amount,
+                expiry,
+                1,
+            ) + _command("EVALSHA", storage.lua_sliding_window.sha, 2, previous, current, expiry)
+        try:
+            acquired, window = self._send(payload)
+        except (RedisConnectionError, RedisTimeoutError):
+            return None
         if isinstance(acquired, NoScriptError):
             return None  # nothing was counted; limits' API loads the scripts and retries
         if isinstance(acquired, Exception):
@@ -581,6 +622,33 @@ class _PipelinedRedisCheck:
             else _sliding_stats(window, amount, expiry)
         )
         return bool(acquired), stats
+
+    def _send(self, payload: bytes) -> list[Any]:
+        conn: Any = self.pool.get_connection()  # redis-py's connection methods are untyped
+        try:
+            conn.send_packed_command([payload])
+            replies: list[Any] = []
+            for _ in range(2):
+                try:
+                    replies.append(conn.read_response())
+                except ResponseError as err:  # an error reply: the connection is still in step
+                    replies.append(err)
+            return replies
+        except BaseException:
+            # Interrupted between request and replies: the connection is out of step.
+            conn.disconnect()
+            raise
+        finally:
+            self.pool.release(conn)
+
+
+def _command(*args: str | int | float) -> bytes:
+    """Encode one command in the Redis protocol (an array of bulk strings)."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = repr(arg).encode() if isinstance(arg, float) else str(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
 
 
 def _moving_stats(window: Any, amount: int, expiry: int, now: float) -> limits.WindowStats:

@@ -63,6 +63,8 @@ _REPEATS = re.compile(r"([_ ])\1+")
 # deeper than this (entity-encoded markup inside entity-encoded markup ...) lose their
 # remaining "<", ">" and "&" instead.
 _MAX_PLAIN_PASSES = 8
+# sanitize_html re-sanitizes until stable; real input settles in one or two passes.
+_MAX_HTML_PASSES = 4
 
 _html_cleaner = nh3.Cleaner(
     tags=set(ALLOWED_TAGS),
@@ -83,8 +85,20 @@ _text_cleaner = nh3.Cleaner(
 
 
 def sanitize_html(text: str) -> str:
-    """Return ``text`` with only the allowlisted tags, attributes and link schemes."""
-    return str(_html_cleaner.clean(text))
+    """Return ``text`` with only the allowlisted tags, attributes and link schemes.
+
+    The result is stable: sanitizing it again changes nothing. (One pass is not always:
+    dropping a tag can leave a nesting, such as ``<h3>`` in ``<h3>``, that the next parse
+    rearranges, so passes repeat until nothing changes.)
+    """
+    current = str(_html_cleaner.clean(text))
+    for _ in range(_MAX_HTML_PASSES):
+        again = str(_html_cleaner.clean(current))
+        if again == current:
+            return current
+        current = again
+    # Pathological nesting that keeps moving: keep its text only, which is stable.
+    return str(_html_cleaner.clean(html.escape(plain_text(text), quote=False)))
 
 
 def plain_text(text: str) -> str:

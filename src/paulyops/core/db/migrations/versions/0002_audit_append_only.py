@@ -7,15 +7,15 @@ Create Date: 2026-11-27 09:00:00
 The database itself refuses to change audit rows, so a bug or a stray SQL session cannot
 quietly rewrite history (``paulyops audit verify`` would still notice, but only later):
 
-* **PostgreSQL**: a statement trigger on ``audit_logs`` raises on UPDATE and DELETE unless
-  the transaction-local setting ``paulyops.audit_purge`` is ``on``, and on TRUNCATE of a
-  non-empty table likewise (an empty table holds nothing to lose, and the test suite empties
-  every table between tests). ``paulyops_audit_purge(chain, through_seq)`` is the one
-  privileged path: a ``SECURITY DEFINER`` function that deletes a chain's prefix only when
-  a purge checkpoint for exactly that row and hash exists. Where the connected role may
-  create roles, a ``paulyops_app`` role (NOLOGIN) is created, or reused when it exists,
-  with SELECT/INSERT/UPDATE/DELETE on every table except the two audit tables (SELECT and
-  INSERT only) and EXECUTE on the purge function. Without that right this step is skipped.
+* **PostgreSQL**: statement triggers on ``audit_logs`` raise on UPDATE, DELETE and TRUNCATE
+  unless the transaction-local setting ``paulyops.audit_purge`` is ``on``.
+  ``paulyops_audit_purge(chain, through_seq)`` is the one privileged path: a ``SECURITY
+  DEFINER`` function that deletes a chain's prefix only when a purge checkpoint for exactly
+  that row and hash exists. Where the connected role may create roles, a ``paulyops_app``
+  role (NOLOGIN) is created, or reused when it exists, with SELECT/INSERT/UPDATE/DELETE on
+  every table except the two audit tables (SELECT and INSERT only) and EXECUTE on the purge
+  function. Without that right this step is skipped. ``paulyops_audit_lock_head`` serves
+  the append path: the chain's advisory lock and head read in one round trip.
 * **SQLite**: ``BEFORE UPDATE`` and ``BEFORE DELETE`` triggers ``RAISE(ABORT)``. A trigger on
   a main-schema table cannot consult a TEMP table, so the purge service drops the delete
   trigger, deletes and recreates it inside its one write transaction (SQLite DDL is
@@ -43,18 +43,9 @@ depends_on: str | Sequence[str] | None = None
 PG_GUARD_FUNCTION = """
 CREATE OR REPLACE FUNCTION paulyops_audit_logs_guard() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
-DECLARE
-    has_rows boolean;
 BEGIN
     IF coalesce(current_setting('paulyops.audit_purge', true), '') = 'on' THEN
         RETURN NULL;
-    END IF;
-    IF TG_OP = 'TRUNCATE' THEN
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.%I)', TG_TABLE_SCHEMA, TG_TABLE_NAME)
-            INTO has_rows;
-        IF NOT has_rows THEN
-            RETURN NULL;
-        END IF;
     END IF;
     RAISE EXCEPTION 'audit_logs is append-only: % refused', TG_OP
         USING ERRCODE = 'insufficient_privilege',

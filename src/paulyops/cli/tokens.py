@@ -1,0 +1,154 @@
+"""``paulyops token``: API tokens for scripts: create, list and revoke.
+
+A token acts for one member of one organization and can never hold a permission that
+member lacks. Its secret is printed once, alone on standard output (so
+``TOKEN=$(paulyops token create ... --quiet)`` captures exactly the secret); PaulyOps
+keeps only its hash.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from paulyops.cli.context import console, err_console, handle_errors, open_instance, read_settings
+from paulyops.cli.users import find_organization
+from paulyops.core.db.models import utcnow
+from paulyops.core.db.scoped import OrgScope
+from paulyops.core.errors import NotFoundError, PermissionDeniedError
+from paulyops.services.actor import CLI
+from paulyops.services.auth import accounts, manage, rbac, tokens
+
+app = typer.Typer(help="API tokens for scripts and integrations.", no_args_is_help=True)
+
+ORG_HELP = "the organization (id or slug)"
+MAX_EXPIRES_DAYS = 3650
+
+
+@app.command()
+def create(
+    org: str = typer.Option(..., "--org", help=ORG_HELP),
+    user: str = typer.Option(..., "--user", help="e-mail of the member the token acts for"),
+    name: str = typer.Option(..., "--name", help="what the token is for, e.g. 'backup script'"),
+    permission: list[str] = typer.Option(
+        ...,
+        "--permission",
+        "-p",
+        help="a permission the token holds, e.g. storage:read (repeat for more)",
+    ),
+    expires_days: int | None = typer.Option(
+        None,
+        "--expires-days",
+        min=1,
+        max=MAX_EXPIRES_DAYS,
+        help="days until the token stops working (default: never)",
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the secret"),
+) -> None:
+    """Create an API token; its secret is shown this one time only."""
+    expires_at = utcnow() + timedelta(days=expires_days) if expires_days else None
+    with handle_errors():
+        settings = read_settings(generate_secrets=False)
+        with open_instance(settings) as instance, instance.db.write_session() as session:
+            organization = find_organization(session, org)
+            holder = accounts.find_user(session, user)
+            if holder is None:
+                raise NotFoundError(f"--user: no account has the e-mail address {user.strip()!r}")
+            grant = rbac.grant_for(session, organization.id, holder.id)
+            if grant is None:
+                raise NotFoundError(
+                    f"--user: {holder.email} is not a member of {organization.slug} "
+                    f"({organization.id})"
+                )
+            try:
+                issued = manage.create_token(
+                    OrgScope(session, organization.id),
+                    grant=grant,
+                    name=name,
+                    permissions=permission,
+                    expires_at=expires_at,
+                    actor=CLI,
+                )
+            except PermissionDeniedError as err:
+                # The service speaks to a signed-in holder ("you lack"); here the
+                # operator creates the token for someone else, so name that person.
+                lacking = ", ".join(sorted(set(permission) - grant.permissions))
+                raise PermissionDeniedError(
+                    f"--permission: {holder.email} is {grant.role_name} of "
+                    f"{organization.slug} and does not hold {lacking}; a token can only "
+                    "hold permissions its holder has"
+                ) from err
+            row = issued.row
+            token_id, perms, org_slug = row.id, list(row.permissions), organization.slug
+            holder_email = holder.email
+    if not quiet:
+        expiry = f"expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "never expires"
+        err_console.print(
+            f"Created API token {token_id} for {escape(holder_email)} in {escape(org_slug)} "
+            f"with {', '.join(perms)}; it {expiry}.",
+            highlight=False,
+        )
+    # The secret goes alone to stdout through plain echo: no markup, no line wrapping.
+    typer.echo(issued.secret)
+    if not quiet:
+        err_console.print(
+            "[bold yellow]Store it now:[/] this is the only time the token is shown; "
+            "PaulyOps keeps only its hash. Lost it? Revoke it and create a new one.",
+            highlight=False,
+        )
+
+
+@app.command("list")
+def list_(org: str = typer.Option(..., "--org", help=ORG_HELP)) -> None:
+    """List the organization's live API tokens (never their secrets)."""
+    with handle_errors():
+        settings = read_settings(generate_secrets=False)
+        with open_instance(settings) as instance, instance.db.session() as session:
+            organization = find_organization(session, org)
+            rows = tokens.list_api_tokens(OrgScope(session, organization.id))
+            emails = {u.id: u.email for u in accounts.list_users(session)} if rows else {}
+            org_slug = organization.slug
+    if not rows:
+        console.print(f"{escape(org_slug)} has no API tokens.")
+        return
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("id", no_wrap=True)
+    table.add_column("name")
+    table.add_column("holder", overflow="fold")
+    table.add_column("prefix", no_wrap=True)
+    table.add_column("permissions")
+    table.add_column("expires")
+    table.add_column("last used")
+    for row in rows:
+        table.add_row(
+            row.id,
+            escape(row.name),
+            escape(emails.get(row.user_id, row.user_id)),
+            f"{row.prefix}…",
+            "\n".join(row.permissions),
+            f"{row.expires_at:%Y-%m-%d}" if row.expires_at else "never",
+            f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never",
+        )
+    console.print(table)
+
+
+@app.command()
+def revoke(
+    token_id: str = typer.Argument(..., help="the token's id (tok_...), from `token list`"),
+    org: str = typer.Option(..., "--org", help=ORG_HELP),
+) -> None:
+    """Revoke an API token: it stops working at once."""
+    with handle_errors():
+        settings = read_settings(generate_secrets=False)
+        with open_instance(settings) as instance, instance.db.write_session() as session:
+            organization = find_organization(session, org)
+            manage.revoke_token(
+                OrgScope(session, organization.id), token_id=token_id.strip(), actor=CLI
+            )
+    console.print(f"Revoked API token {escape(token_id.strip())}.", highlight=False)
+
+
+__all__ = ["app"]

@@ -1,0 +1,252 @@
+"""``paulyops user``: create people, list them and reset their passwords.
+
+The CLI has local access to the instance, so it acts as the operator (actor ``cli``)
+without signing in. Passwords come from a hidden prompt (asked twice) or, for scripts,
+from standard input with ``--password-stdin``; they are never taken as an argument,
+where they would end up in the shell history and the process list.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from paulyops.cli.context import console, err_console, handle_errors, open_instance, read_settings
+from paulyops.core.db.models import Organization, Role, User
+from paulyops.core.db.scoped import OrgScope
+from paulyops.core.errors import (
+    ConflictError,
+    FieldError,
+    NotFoundError,
+    SpecValidationError,
+)
+from paulyops.core.security.passwords import validate_password
+from paulyops.services import actor as actors
+from paulyops.services.actor import CLI
+from paulyops.services.auth import accounts, manage, rbac
+
+app = typer.Typer(
+    help="People who can sign in: create, list, reset passwords.", no_args_is_help=True
+)
+
+DEFAULT_ROLE = "User"
+# A mistyped password at the prompt is asked again; after this many policy failures the
+# command stops, so a script stuck on a prompt does not loop forever.
+PROMPT_ATTEMPTS = 3
+
+STDIN_HELP = "read the password from standard input (for scripts) instead of a prompt"
+
+
+def find_organization(session: Session, ref: str) -> Organization:
+    """Return the organization with id or slug ``ref``.
+
+    Raises:
+        NotFoundError: no organization has that id or slug.
+    """
+    clean = ref.strip()
+    org = session.get(Organization, clean)
+    if org is None:
+        org = session.scalars(
+            select(Organization).where(Organization.slug == clean.lower())
+        ).first()
+    if org is None:
+        raise NotFoundError(f"--org: expected an organization id (org_...) or slug, got {ref!r}")
+    return org
+
+
+def _find_role(scope: OrgScope, name: str) -> Role:
+    roles = scope.list(Role, order_by=Role.rank.desc())
+    for role in roles:
+        if role.name.lower() == name.strip().lower():
+            return role
+    raise SpecValidationError(
+        "unknown role",
+        [
+            FieldError(
+                "role",
+                f"expected one of {', '.join(r.name for r in roles)}, got {name!r}",
+                allowed=[r.name for r in roles],
+            )
+        ],
+    )
+
+
+def _require_user(session: Session, email: str) -> User:
+    user = accounts.find_user(session, email)
+    if user is None:
+        raise NotFoundError(f"no account has the e-mail address {email.strip()!r}")
+    return user
+
+
+def read_new_password(*, from_stdin: bool, email: str, name: str) -> str:
+    """Return a new password from standard input, or from a hidden prompt asked twice.
+
+    At the prompt a password that breaks the policy is refused at once, with the reasons,
+    and asked again. From standard input the first line is taken as is (only its line
+    break is removed); the service checks the policy.
+
+    Raises:
+        SpecValidationError: standard input was empty, or the prompt failed too often.
+    """
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise SpecValidationError(
+                "no password", [FieldError("password", "expected a password on stdin, got none")]
+            )
+        return password
+    for attempt in range(1, PROMPT_ATTEMPTS + 1):
+        password = str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+        try:
+            validate_password(password, email=email, name=name)
+        except SpecValidationError as err:
+            if attempt == PROMPT_ATTEMPTS:
+                raise
+            for item in err.errors:
+                err_console.print(f"  • {item.field}: {item.message}", highlight=False)
+            err_console.print("Please choose another password.")
+            continue
+        return password
+    raise AssertionError("unreachable")  # pragma: no cover  # the loop returns or raises
+
+
+@app.command()
+def create(
+    email: str = typer.Option(..., "--email", help="their e-mail address (the sign-in name)"),
+    name: str = typer.Option(..., "--name", help="their display name"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help=STDIN_HELP),
+    platform_admin: bool = typer.Option(
+        False, "--platform-admin", help="may manage the whole instance (every organization)"
+    ),
+    org: str | None = typer.Option(
+        None, "--org", help="also make them a member of this organization (id or slug)"
+    ),
+    role: str | None = typer.Option(
+        None, "--role", help=f"their role in --org, e.g. Admin (default: {DEFAULT_ROLE})"
+    ),
+) -> None:
+    """Create a user who signs in with an e-mail address and password."""
+    if role is not None and org is None:
+        raise typer.BadParameter(
+            "needs --org, the organization the role is in", param_hint="--role"
+        )
+    with handle_errors():
+        settings = read_settings(generate_secrets=False)
+        with open_instance(settings) as instance:
+            # Check what can fail before asking for a password, so nobody types one twice
+            # only to learn the address is taken or the role is misspelled.
+            with instance.db.session() as session:
+                if accounts.find_user(session, email) is not None:
+                    raise ConflictError(
+                        f"an account for {accounts.normalize_email(email)} already exists"
+                    )
+                if org is not None:
+                    org_id = find_organization(session, org).id
+                    _find_role(OrgScope(session, org_id), role or DEFAULT_ROLE)
+            password = read_new_password(from_stdin=password_stdin, email=email, name=name)
+            with instance.db.write_session() as session:
+                user = manage.create_user(
+                    session,
+                    hashing=instance.hashing,
+                    email=email,
+                    name=name,
+                    password=password,
+                    is_platform_admin=platform_admin,
+                    actor=CLI,
+                )
+                where = None
+                if org is not None:
+                    organization = find_organization(session, org)
+                    scope = OrgScope(session, organization.id)
+                    role_row = _find_role(scope, role or DEFAULT_ROLE)
+                    membership = rbac.add_member(scope, user.id, role_row.id)
+                    actors.record(
+                        session,
+                        CLI,
+                        "member.added",
+                        organization_id=organization.id,
+                        target_type="membership",
+                        target_id=membership.id,
+                        changes={"user_id": user.id, "role_id": role_row.id},
+                    )
+                    where = f"{role_row.name} of {organization.name} ({organization.id})"
+                user_id, user_email = user.id, user.email
+    console.print(f"Created {escape(user_email)} ({user_id}).", highlight=False)
+    if platform_admin:
+        console.print("Platform administrator: may manage every organization.")
+    if where is not None:
+        console.print(f"Member: {escape(where)}.", highlight=False)
+    console.print("They can sign in now with this e-mail address and password.")
+
+
+@app.command("list")
+def list_() -> None:
+    """List every user of the instance (no passwords or secrets are shown)."""
+    with handle_errors():
+        settings = read_settings(generate_secrets=False)
+        with open_instance(settings) as instance, instance.db.session() as session:
+            rows = []
+            for user in accounts.list_users(session):
+                orgs = ", ".join(
+                    f"{org.slug} ({role.name})"
+                    for org, role in rbac.memberships_of(session, user.id)
+                )
+                rows.append((user, orgs))
+    if not rows:
+        console.print("No users yet. Create one with `paulyops user create`.")
+        return
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("email", overflow="fold")
+    table.add_column("name")
+    table.add_column("platform admin")
+    table.add_column("2FA")
+    table.add_column("last sign-in")
+    table.add_column("organizations")
+    for user, orgs in rows:
+        name = escape(user.name) + ("" if user.is_active else " [dim](disabled)[/]")
+        table.add_row(
+            escape(user.email),
+            name,
+            "yes" if user.is_platform_admin else "no",
+            "on" if user.totp_enabled else "off",
+            f"{user.last_sign_in_at:%Y-%m-%d %H:%M} UTC" if user.last_sign_in_at else "never",
+            escape(orgs) or "[dim]none[/]",
+        )
+    console.print(table)
+
+
+@app.command("reset-password")
+def reset_password(
+    email: str = typer.Argument(..., help="the e-mail address of the account"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help=STDIN_HELP),
+) -> None:
+    """Set a new password for EMAIL and sign them out everywhere."""
+    with handle_errors():
+        settings = read_settings(generate_secrets=False)
+        with open_instance(settings) as instance:
+            with instance.db.session() as session:
+                found = _require_user(session, email)
+                user_email, user_name = found.email, found.name
+            password = read_new_password(
+                from_stdin=password_stdin, email=user_email, name=user_name
+            )
+            with instance.db.write_session() as session:
+                revoked = manage.reset_password(
+                    session,
+                    hashing=instance.hashing,
+                    user=_require_user(session, user_email),
+                    password=password,
+                    actor=CLI,
+                )
+    sessions = "1 session" if revoked == 1 else f"{revoked} sessions"
+    console.print(
+        f"New password set for {escape(user_email)}; signed out {sessions}.", highlight=False
+    )
+
+
+__all__ = ["app", "find_organization", "read_new_password"]

@@ -1,0 +1,427 @@
+"""``provision(spec)``: the one writer of a new organization.
+
+Everything happens in one transaction — the organization, its roles, the owner's account
+and membership, storage connections (credentials encrypted), security and agent settings,
+and the audit rows — so a failure at any step leaves nothing behind.
+
+The organization's identity is its normalized slug. Provisioning the same spec again
+returns the existing organization and changes nothing; a different spec under a slug that
+is taken is a :class:`ConflictError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from paulyops.core.db.engine import Database
+from paulyops.core.db.models import (
+    AgentConfig,
+    Membership,
+    Organization,
+    SecurityConfig,
+    StorageConfig,
+    User,
+)
+from paulyops.core.db.scoped import OrgScope
+from paulyops.core.errors import (
+    ConflictError,
+    FieldError,
+    PermissionDeniedError,
+    SpecValidationError,
+)
+from paulyops.core.logging import business_metric, timed
+from paulyops.core.security.crypto import write_secret_json
+from paulyops.services import actor as actors
+from paulyops.services.actor import Actor
+from paulyops.services.auth import accounts, rbac, tokens
+from paulyops.services.auth.permissions import OWNER, role_templates
+from paulyops.services.onboarding.spec import SECRET_FIELDS, SetupSpec
+
+PASSWORD_LINK_SALT = "paulyops.password-set"  # noqa: S105  # a signing salt, not a secret
+PASSWORD_LINK_MAX_AGE = 7 * 24 * 3600
+
+
+@dataclass
+class ProvisionResult:
+    """The brief's response, plus what the front door needs to show once."""
+
+    success: bool
+    organization_id: str
+    message: str
+    next_steps: list[str]
+    created: bool
+    owner_user_id: str | None = None
+    owner_password_link: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_wire(self) -> dict[str, Any]:
+        """Return the JSON response body (camelCase)."""
+        body: dict[str, Any] = {
+            "success": self.success,
+            "organizationId": self.organization_id,
+            "message": self.message,
+            "nextSteps": self.next_steps,
+            "created": self.created,
+        }
+        if self.owner_password_link:
+            body["ownerPasswordLink"] = self.owner_password_link
+        return body
+
+
+@dataclass(frozen=True)
+class ProvisionContext:
+    """What provisioning needs from the instance.
+
+    Args:
+        actor: who asked (user, token, setup token holder, CLI).
+        jwt_secret: signs the owner's one-time password link.
+        public_url: the address links point at.
+        owner_user_id: an existing user who becomes the owner (a platform admin creating
+            another organization), instead of ``spec.owner``.
+        setup_token_id: the setup token to consume on success.
+        data_dir: where the setup token file lives (deleted when consumed).
+        redis_configured: whether REDIS_URL is set (for next steps).
+    """
+
+    actor: Actor
+    jwt_secret: str
+    public_url: str
+    data_dir: Path
+    owner_user_id: str | None = None
+    setup_token_id: str | None = None
+    redis_configured: bool = False
+
+
+def provision(db: Database, spec: SetupSpec, ctx: ProvisionContext) -> ProvisionResult:
+    """Create the organization described by ``spec`` (or return it if it exists).
+
+    Raises:
+        ConflictError: the slug is taken by an organization set up differently.
+        SpecValidationError: no owner was named where one is required.
+    """
+    spec_hash = spec.canonical_hash()
+    with timed("provision", slug=spec.slug):
+        existing = _existing(db, spec, spec_hash, ctx)
+        if existing is not None:
+            return existing
+        try:
+            with db.write_session() as session:
+                result = _create(session, spec, spec_hash, ctx)
+        except IntegrityError:
+            # Another request created the same slug between our check and our insert.
+            existing = _existing(db, spec, spec_hash, ctx)
+            if existing is not None:
+                return existing
+            raise
+    business_metric("organization.provisioned", industry=spec.organization.industry.value)
+    return result
+
+
+def _existing(
+    db: Database, spec: SetupSpec, spec_hash: str, ctx: ProvisionContext
+) -> ProvisionResult | None:
+    with db.session() as session:
+        org = session.scalars(select(Organization).where(Organization.slug == spec.slug)).first()
+        if org is None:
+            return None
+        if org.spec_hash != spec_hash:
+            raise ConflictError(
+                f"an organization with the slug {spec.slug!r} already exists with different "
+                "settings; choose another name or change it in the console"
+            )
+        return ProvisionResult(
+            success=True,
+            organization_id=org.id,
+            message="Organization already set up with these settings; nothing changed",
+            next_steps=_next_steps(session, spec, org.id, ctx, link=None),
+            created=False,
+        )
+
+
+def _create(
+    session: Session, spec: SetupSpec, spec_hash: str, ctx: ProvisionContext
+) -> ProvisionResult:
+    org = _create_organization(session, spec, spec_hash)
+    scope = OrgScope(session, org.id)
+    record = _recorder(session, ctx.actor, org.id)
+    roles = rbac.seed_roles(scope, spec.security.rbac_model.value)
+    for name, role in roles.items():
+        record("role.created", "role", role.id, {"name": name, "builtin": True})
+    owner, link = _owner(session, spec, ctx)
+    membership = scope.add(Membership(user_id=owner.id, role_id=roles[OWNER].id))
+    session.flush()
+    record("member.added", "membership", membership.id, {"user_id": owner.id, "role": OWNER})
+    for index, provider in enumerate(spec.storage.providers):
+        row = _storage_row(scope, spec, provider, index)
+        record(
+            "storage.created",
+            "storage_config",
+            row.id,
+            {"provider": row.provider, "name": row.name},
+        )
+    security = scope.add(
+        SecurityConfig(
+            rbac_model=spec.security.rbac_model.value,
+            audit_logging=spec.security.audit_logging,
+            audit_retention_days=spec.security.data_retention,
+            encryption_level=spec.security.encryption_level.value,
+            require_admin_2fa=spec.security.require_admin_2fa,
+        )
+    )
+    session.flush()
+    record("security.configured", "security_config", security.id, _security_summary(spec))
+    template = spec.template
+    agents = scope.add(
+        AgentConfig(
+            default_agents=spec.agents.default_agent_ids,
+            auto_routing=spec.agents.auto_routing,
+            confidence_threshold=spec.agents.confidence_threshold,
+            monitoring_enabled=spec.agents.monitoring_enabled,
+            routing_hints={
+                "hints": [
+                    hint.model_dump(by_alias=True, exclude_none=True)
+                    for hint in template.routing_hints
+                ]
+            }
+            if template
+            else {},
+        )
+    )
+    session.flush()
+    record(
+        "agents.configured", "agent_config", agents.id, {"default_agents": agents.default_agents}
+    )
+    if ctx.setup_token_id is not None:
+        tokens.consume_setup_token(session, ctx.setup_token_id, org.id, ctx.data_dir)
+        record("setup_token.consumed", "setup_token", ctx.setup_token_id, {})
+    record(
+        "organization.provisioned",
+        "organization",
+        org.id,
+        {"slug": org.slug, "industry": org.industry, "compliance_level": org.compliance_level},
+    )
+    return ProvisionResult(
+        success=True,
+        organization_id=org.id,
+        message="Organization setup completed successfully",
+        next_steps=_next_steps(session, spec, org.id, ctx, link=link),
+        created=True,
+        owner_user_id=owner.id,
+        owner_password_link=link,
+    )
+
+
+def _create_organization(session: Session, spec: SetupSpec, spec_hash: str) -> Organization:
+    template = spec.template
+    org = Organization(
+        slug=spec.slug,
+        name=spec.organization.name,
+        industry=spec.organization.industry.value,
+        compliance_level=spec.organization.compliance_level.value,
+        size=spec.organization.size.value,
+        rbac_model=spec.security.rbac_model.value,
+        spec_hash=spec_hash,
+        settings={
+            "timezone": spec.organization.timezone,
+            "adminContact": spec.organization.admin_contact,
+            "folders": list(template.folders) if template else ["inbox", "archive"],
+            "documentRetentionDays": spec.storage.retention_days,
+            "backupStrategy": spec.storage.backup_strategy.value,
+        },
+    )
+    session.add(org)
+    session.flush()
+    return org
+
+
+def _recorder(session: Session, actor: Actor, org_id: str) -> Any:
+    def record(action: str, target_type: str, target_id: str, changes: dict[str, Any]) -> None:
+        actors.record(
+            session,
+            actor,
+            action,
+            organization_id=org_id,
+            target_type=target_type,
+            target_id=target_id,
+            changes=changes,
+        )
+
+    return record
+
+
+def _owner(session: Session, spec: SetupSpec, ctx: ProvisionContext) -> tuple[User, str | None]:
+    """Return the owner (existing or new) and, for a new account, a password-set link."""
+    if ctx.owner_user_id is not None:
+        user = accounts.get_user(session, ctx.owner_user_id)
+        return user, None
+    if spec.owner is None:
+        raise SpecValidationError(
+            "the organization needs an owner",
+            [FieldError("owner", "expected the owner's email and name")],
+        )
+    first_user = accounts.count_users(session) == 0
+    found = accounts.find_user(session, str(spec.owner.email))
+    if found is not None:
+        user = found
+    else:
+        user = accounts.create_user(
+            session,
+            _NO_HASHING,
+            email=str(spec.owner.email),
+            name=spec.owner.name,
+            password=None,
+            is_platform_admin=first_user,
+        )
+        actors.record(
+            session,
+            ctx.actor,
+            "user.created",
+            organization_id=None,
+            target_type="user",
+            target_id=user.id,
+            changes={"is_platform_admin": first_user},
+        )
+    link = None
+    if user.password_hash is None:
+        link = password_link(user, ctx.jwt_secret, ctx.public_url)
+    return user, link
+
+
+class _NoHashing:
+    """Stands in for password hashing when an account is created without a password."""
+
+    def hash(self, password: str) -> str:  # pragma: no cover - never called without a password
+        raise RuntimeError("provision creates owners without passwords")
+
+
+_NO_HASHING: Any = _NoHashing()
+
+
+def _storage_row(scope: OrgScope, spec: SetupSpec, provider: Any, index: int) -> StorageConfig:
+    wire = provider.model_dump(mode="json", by_alias=True, context={"include_secrets": True})
+    secrets = {key: wire.pop(key) for key in list(wire) if key in SECRET_FIELDS}
+    secrets = {key: value for key, value in secrets.items() if value}
+    missing = provider.missing_settings()
+    row = StorageConfig(
+        name=provider.name,
+        provider=provider.type,
+        settings={key: value for key, value in wire.items() if key not in {"type", "name"}},
+        backup_strategy=spec.storage.backup_strategy.value,
+        retention_days=spec.storage.retention_days,
+        status="needs_settings" if missing else "configured",
+    )
+    scope.add(row)
+    if secrets:
+        write_secret_json(row, "credentials", secrets)
+    scope.session.flush()
+    return row
+
+
+def _security_summary(spec: SetupSpec) -> dict[str, Any]:
+    return {
+        "rbac_model": spec.security.rbac_model.value,
+        "audit_logging": spec.security.audit_logging,
+        "audit_retention_days": spec.security.data_retention,
+        "encryption_level": spec.security.encryption_level.value,
+        "require_admin_2fa": spec.security.require_admin_2fa,
+    }
+
+
+def _next_steps(
+    session: Session, spec: SetupSpec, org_id: str, ctx: ProvisionContext, *, link: str | None
+) -> list[str]:
+    steps: list[str] = []
+    if link:
+        steps.append("Set the owner's password with the one-time link (valid 7 days)")
+    for provider in spec.storage.providers:
+        missing = provider.missing_settings()
+        if missing:
+            steps.append(
+                f"Configure external service credentials: storage {provider.name!r} "
+                f"({provider.type}) still needs {', '.join(missing)}"
+            )
+    if spec.security.require_admin_2fa:
+        steps.append("Owners and admins: turn on two-factor sign-in (required by your settings)")
+    if not ctx.redis_configured:
+        steps.append(
+            "Optional: set REDIS_URL (and DATABASE_URL for PostgreSQL) to run several server "
+            "processes; the embedded defaults serve one machine"
+        )
+    if spec.agents.default_agents:
+        steps.append(
+            "Default agents recorded: "
+            + ", ".join(spec.agents.default_agents)
+            + " (installed when the agent marketplace is enabled)"
+        )
+    steps.append(f"Access your PaulyOps dashboard at {ctx.public_url}")
+    return steps
+
+
+# --- one-time password links ------------------------------------------------------------
+
+
+def _serializer(secret: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt=PASSWORD_LINK_SALT)
+
+
+def _password_state(user: User) -> str:
+    # The link stops working once any password is set: the state it was issued for is gone.
+    return (user.password_hash or "none")[-16:]
+
+
+def password_link(user: User, secret: str, public_url: str) -> str:
+    """Return a one-time link that lets ``user`` set a password (valid 7 days)."""
+    token = _serializer(secret).dumps({"uid": user.id, "state": _password_state(user)})
+    return f"{public_url.rstrip('/')}/set-password?token={token}"
+
+
+def user_for_password_token(session: Session, secret: str, token: str) -> User:
+    """Return the user a password link was issued for, if it is still unused and fresh.
+
+    Raises:
+        PermissionDeniedError: the link is malformed, expired or already used.
+    """
+    try:
+        data = _serializer(secret).loads(token, max_age=PASSWORD_LINK_MAX_AGE)
+    except SignatureExpired as err:
+        raise PermissionDeniedError("this link has expired; ask an admin for a new one") from err
+    except BadSignature as err:
+        raise PermissionDeniedError("this link is not valid") from err
+    user = session.get(User, data.get("uid")) if isinstance(data, dict) else None
+    if user is None or data.get("state") != _password_state(user):
+        raise PermissionDeniedError("this link was already used; ask an admin for a new one")
+    return user
+
+
+def describe(spec: SetupSpec) -> dict[str, Any]:
+    """Return what provisioning would create, for ``--dry-run`` and the review page."""
+    return {
+        "organization": {"name": spec.organization.name, "slug": spec.slug},
+        "roles": [t.name for t in role_templates(spec.security.rbac_model.value)],
+        "storage": [
+            {"name": p.name, "provider": p.type, "missing": p.missing_settings()}
+            for p in spec.storage.providers
+        ],
+        "security": _security_summary(spec),
+        "agents": spec.agents.default_agent_ids,
+        "specHash": spec.canonical_hash(),
+        "spec": json.loads(json.dumps(spec.to_wire())),
+    }
+
+
+__all__ = [
+    "ProvisionContext",
+    "ProvisionResult",
+    "describe",
+    "password_link",
+    "provision",
+    "user_for_password_token",
+]
