@@ -71,6 +71,20 @@ def test_create_prints_the_secret_once_and_list_never_shows_it(instance_root, db
     assert secret[len(row.prefix) :] not in listed.output
 
 
+def test_list_in_a_narrow_terminal_keeps_ids_whole(instance_root, db, monkeypatch):
+    """In 80 columns list prints one block per token with the id and prefix unbroken."""
+    org = make_org(db, "acme")
+    secret = create_token(org.id, "owner@acme.example.com", "org:read", extra=("-q",)).stdout
+    monkeypatch.setenv("COLUMNS", "80")
+    listed = run("token", "list", "--org", org.id)
+    assert listed.exit_code == 0, listed.output
+    with db.session() as session:
+        row = resolve_api_token(session, secret.strip())
+    assert row.id in listed.output
+    assert f"{row.prefix}…" in listed.output
+    assert secret.strip() not in listed.output
+
+
 def test_quiet_prints_only_the_secret_for_scripts(instance_root, db):
     """--quiet writes the secret alone on stdout and nothing else anywhere."""
     org = make_org(db, "acme")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,8 +66,8 @@ def read_settings(
     Args:
         root: the instance root (default ``PAULYOPS_HOME`` or the current directory).
         generate_secrets: create missing development secrets in ``.env.local``.
-        verbose: log at the configured level even when stderr is not a terminal
-            (the server); other commands only log warnings there.
+        verbose: log at the configured level (the server); other commands only log
+            warnings, so their own output stays readable.
     """
     settings = load_settings(root=root)
     if generate_secrets:
@@ -79,7 +78,7 @@ def read_settings(
                 f"{settings.root / '.env.local'} (keep a copy somewhere safe).[/]"
             )
     configure_logging(
-        level=settings.log_level if verbose or sys.stderr.isatty() else "WARNING",
+        level=settings.log_level if verbose else "WARNING",
         json_lines=settings.json_logs,
     )
     return settings

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -26,6 +27,8 @@ app = typer.Typer(help="API tokens for scripts and integrations.", no_args_is_he
 
 ORG_HELP = "the organization (id or slug)"
 MAX_EXPIRES_DAYS = 3650
+# Below this terminal width `token list` prints one block per token instead of a table.
+WIDE_TABLE = 120
 
 
 @app.command()
@@ -114,24 +117,31 @@ def list_(org: str = typer.Option(..., "--org", help=ORG_HELP)) -> None:
     if not rows:
         console.print(f"{escape(org_slug)} has no API tokens.")
         return
-    table = Table(show_header=True, header_style="bold")
-    table.add_column("id", no_wrap=True)
-    table.add_column("name")
-    table.add_column("holder", overflow="fold")
-    table.add_column("prefix", no_wrap=True)
-    table.add_column("permissions")
-    table.add_column("expires")
-    table.add_column("last used")
-    for row in rows:
-        table.add_row(
-            row.id,
-            escape(row.name),
-            escape(emails.get(row.user_id, row.user_id)),
-            f"{row.prefix}…",
-            "\n".join(row.permissions),
-            f"{row.expires_at:%Y-%m-%d}" if row.expires_at else "never",
-            f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never",
-        )
+    fields = [
+        {
+            "id": row.id,
+            "name": escape(row.name),
+            "holder": escape(emails.get(row.user_id, row.user_id)),
+            "prefix": f"{row.prefix}…",
+            "permissions": ", ".join(row.permissions),
+            "expires": f"{row.expires_at:%Y-%m-%d}" if row.expires_at else "never",
+            "last used": f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never",
+        }
+        for row in rows
+    ]
+    if console.width < WIDE_TABLE:
+        # Seven columns with 30-character ids do not fit a narrow terminal: one block
+        # per token keeps the id and prefix whole, so they can be copied.
+        for item in fields:
+            console.print(f"[bold]{item.pop('id')}[/]  {item.pop('name')}", highlight=False)
+            for label, value in item.items():
+                console.print(f"  {label + ':':<13}{value}", highlight=False)
+        return
+    table = Table(show_header=True, header_style="bold", box=box.SIMPLE_HEAD)
+    for label in fields[0]:
+        table.add_column(label, no_wrap=label in {"id", "prefix"})
+    for item in fields:
+        table.add_row(*item.values())
     console.print(table)
 
 

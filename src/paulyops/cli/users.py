@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
@@ -100,19 +101,20 @@ def read_new_password(*, from_stdin: bool, email: str, name: str) -> str:
                 "no password", [FieldError("password", "expected a password on stdin, got none")]
             )
         return password
-    for attempt in range(1, PROMPT_ATTEMPTS + 1):
+    attempts = 0
+    while True:
         password = str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+        attempts += 1
         try:
             validate_password(password, email=email, name=name)
         except SpecValidationError as err:
-            if attempt == PROMPT_ATTEMPTS:
+            if attempts >= PROMPT_ATTEMPTS:
                 raise
             for item in err.errors:
                 err_console.print(f"  • {item.field}: {item.message}", highlight=False)
             err_console.print("Please choose another password.")
             continue
         return password
-    raise AssertionError("unreachable")  # pragma: no cover  # the loop returns or raises
 
 
 @app.command()
@@ -200,12 +202,12 @@ def list_() -> None:
     if not rows:
         console.print("No users yet. Create one with `paulyops user create`.")
         return
-    table = Table(show_header=True, header_style="bold")
-    table.add_column("email", overflow="fold")
+    table = Table(show_header=True, header_style="bold", box=box.SIMPLE_HEAD)
+    table.add_column("email", no_wrap=True)
     table.add_column("name")
     table.add_column("platform admin")
     table.add_column("2FA")
-    table.add_column("last sign-in")
+    table.add_column("last sign-in (UTC)")
     table.add_column("organizations")
     for user, orgs in rows:
         name = escape(user.name) + ("" if user.is_active else " [dim](disabled)[/]")
@@ -214,7 +216,7 @@ def list_() -> None:
             name,
             "yes" if user.is_platform_admin else "no",
             "on" if user.totp_enabled else "off",
-            f"{user.last_sign_in_at:%Y-%m-%d %H:%M} UTC" if user.last_sign_in_at else "never",
+            f"{user.last_sign_in_at:%Y-%m-%d %H:%M}" if user.last_sign_in_at else "never",
             escape(orgs) or "[dim]none[/]",
         )
     console.print(table)
