@@ -14,6 +14,10 @@ A server that is not configured skips its variant with the reason; CI sets every
 from __future__ import annotations
 
 import os
+
+# Rich wraps CLI output at the terminal width (80 columns without a terminal, as in CI);
+# a wide virtual terminal keeps assertions about messages independent of where they run.
+os.environ["COLUMNS"] = "200"
 import shutil
 import uuid
 from collections.abc import Iterator
