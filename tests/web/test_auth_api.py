@@ -80,3 +80,80 @@ def test_sessions_are_listed_and_revocable(client):
     )
     assert revoked.status_code == 200
     assert client.get("/api/auth/me").status_code == 401
+
+
+def test_admin_without_second_factor_is_limited_when_org_requires_it(client):
+    """When the org requires 2FA for admins, an admin without TOTP can only enroll."""
+    from paulyops.core.db.models import SecurityConfig
+
+    db = client.app.state.instance.db
+    org = make_org(db, "strict")
+    with db.write_session() as session:
+        config = session.query(SecurityConfig).filter_by(organization_id=org.id).one()
+        config.require_admin_2fa = True
+    _sign_in(client, org.emails["Admin"])
+    me = client.get("/api/auth/me").json()
+    assert me["permissions"] == []
+    assert client.get("/api/members").status_code == 403
+    _sign_in(client, org.emails["User"])
+    assert client.get("/api/members").status_code == 200
+
+
+def test_totp_enrollment_then_second_factor_sign_in(client):
+    """After enrolling TOTP, sign-in needs a code; a wrong code fails, a right one works."""
+    import pyotp
+
+    org = make_org(client.app.state.instance.db, "acme")
+    csrf = _sign_in(client, org.emails["User"]).json()["csrfToken"]
+    secret = client.post("/api/auth/totp/start", headers={"X-CSRF-Token": csrf}).json()["secret"]
+    codes = client.post(
+        "/api/auth/totp/confirm",
+        json={"code": pyotp.TOTP(secret).now()},
+        headers={"X-CSRF-Token": csrf},
+    ).json()["recoveryCodes"]
+    assert len(codes) == 10
+    step = _sign_in(client, org.emails["User"]).json()
+    assert step["needsSecondFactor"] is True
+    assert client.get("/api/auth/me").status_code == 401
+    wrong = client.post("/api/auth/second-factor", json={"code": "000000"})
+    assert wrong.status_code == 401
+    ok = client.post("/api/auth/second-factor", json={"code": codes[0]})
+    assert ok.status_code == 200, ok.text
+    assert client.get("/api/auth/me").status_code == 200
+
+
+def test_bearer_token_is_csrf_exempt_and_limited_to_its_permissions(client):
+    """An API token works without CSRF and only within the permissions it was given."""
+    org = make_org(client.app.state.instance.db, "acme")
+    csrf = _sign_in(client, org.emails["Admin"]).json()["csrfToken"]
+    created = client.post(
+        "/api/tokens",
+        json={"name": "ci", "permissions": ["members:read"]},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert created.status_code == 201
+    secret = created.json()["token"]
+    client.cookies.clear()
+    auth = {"Authorization": f"Bearer {secret}"}
+    assert client.get("/api/members", headers=auth).status_code == 200
+    assert client.get("/api/roles", headers=auth).status_code == 403
+    listed = client.get("/api/tokens", headers=auth)
+    assert listed.status_code == 403
+    assert (
+        client.get("/api/members", headers={"Authorization": "Bearer pot_wrong"}).status_code == 401
+    )
+
+
+def test_healthz_details_for_health_read_holders(app_settings):
+    """A remote caller holding health:read sees details; an anonymous one does not."""
+    from fastapi.testclient import TestClient
+
+    from paulyops.web.app import create_app
+
+    app = create_app(app_settings)
+    with TestClient(app, base_url="http://203.0.113.9", client=("203.0.113.9", 5000)) as remote:
+        assert app.state.instance.ready.wait(20)
+        org = make_org(app.state.instance.db, "acme")
+        assert "details" not in remote.get("/api/healthz").json()["checks"]["database"]
+        _sign_in(remote, org.emails["Admin"])
+        assert "details" in remote.get("/api/healthz").json()["checks"]["database"]

@@ -83,7 +83,8 @@ def serve(
                 workers=workers,
                 log_config=None,
                 timeout_graceful_shutdown=30,
-                proxy_headers=False,
+                proxy_headers=bool(settings.trusted_proxies),
+                forwarded_allow_ips=settings.trusted_proxies or None,
             )
             return
         from paulyops.web.app import create_app
@@ -95,6 +96,7 @@ def serve(
             port=bind_port,
             log_config=None,
             timeout_graceful_shutdown=30,
-            proxy_headers=False,
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=settings.trusted_proxies or None,
         )
     console.print("PaulyOps stopped.")

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from paulyops.core.db.models import User, WebSession
+from paulyops.core.db.models import SecurityConfig, User, WebSession
 from paulyops.core.errors import AuthenticationError, PermissionDeniedError
 from paulyops.core.logging import security_event
 from paulyops.core.security import csrf
@@ -30,6 +31,8 @@ from paulyops.web.deps import ACCESS_ATTR, client_address, get_instance
 from paulyops.web.ratelimit import limit_request
 
 SESSION_COOKIE = "paulyops_session"
+# Roles ranked at or above Admin count as admins for the "second factor for admins" rule.
+ADMIN_RANK = 80
 SECURE_SESSION_COOKIE = "__Host-paulyops_session"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
@@ -136,6 +139,12 @@ def authenticate(request: Request, session: Session) -> Principal:
         return Principal("anonymous")
     grant = rbac.grant_for(session, row.organization_id, user.id) if row.organization_id else None
     perms: set[str] = set(grant.permissions) if grant else set()
+    extra: dict[str, Any] = {}
+    if grant is not None and _must_enroll_second_factor(session, grant, user):
+        # The organization requires a second factor for admins: until this admin enrolls,
+        # the session may only manage its own account (enroll TOTP, sign out).
+        perms = set()
+        extra["must_enroll_second_factor"] = True
     if user.is_platform_admin:
         perms.update({"org:create", "health:read"})
     return Principal(
@@ -145,7 +154,17 @@ def authenticate(request: Request, session: Session) -> Principal:
         permissions=frozenset(perms),
         web_session=row,
         grant=grant,
+        extra=extra,
     )
+
+
+def _must_enroll_second_factor(session: Session, grant: rbac.Grant, user: User) -> bool:
+    if user.totp_enabled or grant.role_rank < ADMIN_RANK:
+        return False
+    config = session.scalars(
+        select(SecurityConfig).where(SecurityConfig.organization_id == grant.organization_id)
+    ).first()
+    return bool(config and config.require_admin_2fa)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,9 +1,9 @@
 """Server-side browser sessions: created at sign-in, rotated, timed out, listed, revoked.
 
 The cookie carries a random token; the database keeps only its sha256 (a leaked table
-yields no usable cookie). Rows are the source of truth, so sessions survive restarts and
-can be listed and revoked; the key-value store caches revocations so a revoked session
-stops working in every process at once.
+yields no usable cookie). Rows are the source of truth and are read on every request (one
+indexed lookup), so sessions survive restarts, keep working while Redis is down, and a
+revoked session stops working in every process at once.
 
 Timeouts come from the organization's :class:`~paulyops.core.db.models.SecurityConfig`
 (idle minutes, absolute hours). Sessions not bound to an organization yet (the first-run

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from paulyops import __version__
+from paulyops.core.instance import Instance
+from paulyops.web.auth import authenticate
 from paulyops.web.deps import ClientAddress, InstanceDep, Public, is_loopback
 
 router = APIRouter(prefix="/api", tags=["health"])
@@ -39,6 +41,19 @@ class HealthOut(BaseModel):
     checks: dict[str, CheckOut]
 
 
+def _may_see_details(request: Request, instance: Instance, address: str) -> bool:
+    if is_loopback(address):
+        return True
+    has_credentials = "authorization" in request.headers or request.cookies
+    if not has_credentials or not instance.ready.is_set():
+        return False
+    try:
+        with instance.db.session() as session:
+            return authenticate(request, session).can("health:read")
+    except Exception:  # healthz must answer even when credentials or the database fail
+        return False
+
+
 @router.get("/livez", dependencies=[Public], response_model=Livez)
 def livez() -> Livez:
     """Answer without touching any dependency (for load balancers)."""
@@ -52,8 +67,8 @@ def livez() -> Livez:
     response_model_exclude_none=True,
     responses={503: {"model": HealthOut, "description": "unhealthy"}},
 )
-def healthz(instance: InstanceDep, address: ClientAddress) -> JSONResponse:
-    """Report every dependency's health; details only to loopback callers."""
-    report = instance.health_report(include_details=is_loopback(address))
+def healthz(request: Request, instance: InstanceDep, address: ClientAddress) -> JSONResponse:
+    """Report every dependency's health; details to loopback and ``health:read`` callers."""
+    report = instance.health_report(include_details=_may_see_details(request, instance, address))
     code = 503 if report["status"] == "unhealthy" else 200
     return JSONResponse(report, status_code=code, headers={"Cache-Control": "no-store"})
