@@ -65,7 +65,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
 from paulyops.core.db.engine import Database
-from paulyops.core.db.models import AgentInstallation, Base, StorageConfig, User
+from paulyops.core.db.models import AgentInstallation, Base, StorageConfig, User, WizardDraft
 from paulyops.core.errors import ConfigError, ConflictError, NotFoundError, PaulyOpsError
 from paulyops.core.logging import get_logger, security_event
 from paulyops.core.settings import (
@@ -564,6 +564,7 @@ BUILTIN_ENCRYPTED_FIELDS = (
     register_encrypted_field(User, "totp_secret"),
     register_encrypted_field(StorageConfig, "credentials"),
     register_encrypted_field(AgentInstallation, "config"),
+    register_encrypted_field(WizardDraft, "data"),
 )
 
 

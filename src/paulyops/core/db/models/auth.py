@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paulyops.core.db.models.base import Base, TimestampMixin, id_column
@@ -65,4 +65,20 @@ class SetupToken(TimestampMixin, Base):
     consumed_by_org_id: Mapped[str | None] = mapped_column(String(40))
 
 
-__all__ = ["ApiToken", "SetupToken", "WebSession"]
+
+
+class WizardDraft(TimestampMixin, Base):
+    """The web setup wizard's answers so far, encrypted, bound to its setup session."""
+
+    __tablename__ = "wizard_drafts"
+
+    id: Mapped[str] = id_column("wzd")
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("web_sessions.id", ondelete="CASCADE"), unique=True
+    )
+    setup_token_id: Mapped[str | None] = mapped_column(String(40))
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    expires_at: Mapped[datetime]
+
+
+__all__ = ["ApiToken", "SetupToken", "WebSession", "WizardDraft"]
