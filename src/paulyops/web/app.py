@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from paulyops import __version__
 from paulyops.core.instance import Instance
@@ -24,6 +25,7 @@ from paulyops.web.api import health
 from paulyops.web.api import onboarding as onboarding_api
 from paulyops.web.errors import install_error_handlers
 from paulyops.web.middleware import CorrelationIdMiddleware
+from paulyops.web.pages.render import STATIC_DIR
 
 log = get_logger("paulyops.web")
 
@@ -66,6 +68,7 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     if instance is not None:
         app.state.instance = instance
     install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(health.router)
     app.include_router(auth_api.router)
     app.include_router(admin_api.router)

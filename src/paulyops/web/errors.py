@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from paulyops.core.errors import (
     AuthenticationError,
@@ -74,12 +76,71 @@ def _camel_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+TITLES = {
+    400: "That request did not work",
+    401: "Please sign in",
+    403: "You can't do that here",
+    404: "Page not found",
+    409: "That clashes with something that exists",
+    413: "That was too large",
+    422: "Please check what you entered",
+    429: "Slow down a little",
+    500: "Something went wrong on our side",
+    503: "PaulyOps is not ready",
+}
+
+
+def wants_html(request: Request) -> bool:
+    """Whether the request is for a page (not the JSON API or a static file)."""
+    path = request.url.path
+    return not path.startswith(("/api/", "/static/"))
+
+
+def html_error(request: Request, code: int, message: str) -> Response:
+    """Render the error page in the product's style (or redirect to sign in on 401)."""
+    from paulyops.web.pages.render import redirect, render
+
+    if code == 401:
+        return redirect(f"/sign-in?next={quote(request.url.path)}")
+    return render(
+        request,
+        "error.html",
+        status_code=code,
+        title=TITLES.get(code, "Something went wrong"),
+        message=message,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers that turn errors into :class:`ErrorOut` responses."""
+    """Register the handlers that turn errors into :class:`ErrorOut` responses or pages."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, err: StarletteHTTPException) -> Response:
+        if wants_html(request):
+            message = (
+                "There is no page at this address." if err.status_code == 404 else str(err.detail)
+            )
+            return html_error(request, err.status_code, message)
+        return JSONResponse(
+            error_body(str(err.detail)), status_code=err.status_code, headers=err.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, err: Exception) -> Response:
+        log.exception("request_crashed", error=type(err).__name__)
+        if wants_html(request):
+            return html_error(
+                request, 500, "Please try again. If it keeps happening, tell your administrator."
+            )
+        return JSONResponse(error_body("internal error; see the server log"), status_code=500)
 
     @app.exception_handler(PaulyOpsError)
-    async def _domain(request: Request, err: PaulyOpsError) -> JSONResponse:
+    async def _domain(request: Request, err: PaulyOpsError) -> Response:
         code = _status_of(err)
+        if wants_html(request):
+            return html_error(
+                request, code, err.message if code < 500 or code == 503 else TITLES[500]
+            )
         errors = [e.as_dict() for e in err.errors] if isinstance(err, SpecValidationError) else []
         headers: dict[str, str] = {}
         if isinstance(err, LimitExceededError):

@@ -29,6 +29,7 @@ from paulyops.core.db.models import (
     SecurityConfig,
     StorageConfig,
     User,
+    utcnow,
 )
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import (
@@ -87,6 +88,8 @@ class ProvisionContext:
         owner_user_id: an existing user who becomes the owner (a platform admin creating
             another organization), instead of ``spec.owner``.
         setup_token_id: the setup token to consume on success.
+        owner_password_hash: a password hash for a new owner (the web wizard asks for the
+            password first); without it the owner gets a one-time password link.
         data_dir: where the setup token file lives (deleted when consumed).
         redis_configured: whether REDIS_URL is set (for next steps).
     """
@@ -98,6 +101,7 @@ class ProvisionContext:
     owner_user_id: str | None = None
     setup_token_id: str | None = None
     redis_configured: bool = False
+    owner_password_hash: str | None = None
 
 
 def provision(db: Database, spec: SetupSpec, ctx: ProvisionContext) -> ProvisionResult:
@@ -280,6 +284,9 @@ def _owner(session: Session, spec: SetupSpec, ctx: ProvisionContext) -> tuple[Us
             password=None,
             is_platform_admin=first_user,
         )
+        if ctx.owner_password_hash:
+            user.password_hash = ctx.owner_password_hash
+            user.password_changed_at = utcnow()
         actors.record(
             session,
             ctx.actor,

@@ -1,0 +1,1 @@
+"""Server-rendered HTML pages: the setup wizard, sign-in and the admin console."""
