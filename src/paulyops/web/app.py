@@ -25,6 +25,7 @@ from paulyops.web.api import health
 from paulyops.web.api import onboarding as onboarding_api
 from paulyops.web.errors import install_error_handlers
 from paulyops.web.middleware import CorrelationIdMiddleware
+from paulyops.web.pages import setup as setup_pages
 from paulyops.web.pages.render import STATIC_DIR
 
 log = get_logger("paulyops.web")
@@ -73,6 +74,7 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(auth_api.router)
     app.include_router(admin_api.router)
     app.include_router(onboarding_api.router)
+    app.include_router(setup_pages.router)
     # Outermost first: correlation id, then body limits; security headers wrap everything
     # (also the 500 page) through install_security_headers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -1,0 +1,641 @@
+"""The first-run wizard in the browser: unlock, owner account, four steps, review, result.
+
+Another front door onto the same :class:`SetupSpec` and :func:`provision`: the form
+fields come from :func:`spec_fields`, their errors from :func:`validate_partial`, and the
+final submit from :func:`parse_spec` — no rule is written twice. Answers live in an
+encrypted server-side draft bound to the setup session (see ``services/onboarding/wizard``).
+Every step works without JavaScript; ``static/app.js`` adds validation while typing
+through ``POST /api/onboarding/validate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
+
+from paulyops.core.db.models import WebSession, utcnow
+from paulyops.core.errors import (
+    FieldError,
+    NotFoundError,
+    PermissionDeniedError,
+    SpecValidationError,
+)
+from paulyops.core.security.passwords import check_password
+from paulyops.services.actor import Actor
+from paulyops.services.auth import sessions
+from paulyops.services.onboarding import provision as provisioning
+from paulyops.services.onboarding import wizard
+from paulyops.services.onboarding.firstrun import has_organization
+from paulyops.services.onboarding.spec import (
+    PROVIDER_MODELS,
+    SECRET_FIELDS,
+    Step,
+    parse_spec,
+    spec_fields,
+    validate_partial,
+)
+from paulyops.services.onboarding.templates import (
+    apply_layers,
+    preset_for,
+    settings_defaults,
+)
+from paulyops.web.auth import DbSession, session_cookie_name
+from paulyops.web.deps import ACCESS_ATTR, Public, client_address, get_instance
+from paulyops.web.pages.render import (
+    check_pre_session,
+    flash,
+    redirect,
+    render,
+    session_form_token,
+)
+from paulyops.web.ratelimit import limit_request
+
+router = APIRouter(include_in_schema=False)
+
+STEPS: list[tuple[Step, str, str]] = [
+    ("organization", "Organization", "Tell us about your business."),
+    ("storage", "Storage", "Where your files live, and how long they are kept."),
+    ("security", "Security & Compliance", "Who can do what, and what gets recorded."),
+    ("agents", "Agents", "Automations that pick up and process your files."),
+]
+STEP_NAMES = [name for name, _title, _lead in STEPS]
+# Provider settings shown in the storage step, in order; secrets are password inputs.
+PROVIDER_SETTINGS: dict[str, list[tuple[str, str]]] = {
+    "local": [("path", "Folder on this server")],
+    "s3": [
+        ("bucket", "Bucket"),
+        ("region", "Region"),
+        ("endpoint", "Endpoint (S3-compatible services)"),
+        ("accessKeyId", "Access key id"),
+        ("secretAccessKey", "Secret access key"),
+    ],
+    "google-drive": [("clientId", "OAuth client id"), ("clientSecret", "OAuth client secret")],
+    "dropbox": [("appKey", "App key"), ("appSecret", "App secret")],
+}
+PROVIDER_LABELS = {
+    "local": "Local folders",
+    "s3": "Amazon S3 (or compatible)",
+    "google-drive": "Google Drive",
+    "dropbox": "Dropbox",
+}
+
+
+# --- access ---------------------------------------------------------------------------
+
+
+@dataclass
+class SetupVisit:
+    """A request inside the wizard: its setup session, draft and form token."""
+
+    row: WebSession
+    draft: wizard.Draft
+    session: Session
+    csrf_token: str
+
+
+def _wizard_db(request: Request) -> Iterator[Session]:
+    """A deferred transaction for wizard requests.
+
+    Unlike other POSTs it does not take SQLite's write lock at BEGIN: the final submit
+    calls provision(), which needs that lock for its own transaction (WAL mode lets this
+    request keep reading meanwhile); the wizard writes its own rows only afterwards.
+    """
+    instance = get_instance(request)
+    instance.require_ready()
+    with instance.db.session() as session:
+        yield session
+
+
+async def _setup_session(
+    request: Request, session: Annotated[Session, Depends(_wizard_db)]
+) -> SetupVisit:
+    """Admit requests that carry a live setup session (from the unlock page)."""
+    instance = get_instance(request)
+    if has_organization(instance.db):
+        raise PermissionDeniedError("PaulyOps is already set up; sign in instead")
+    cookie = request.cookies.get(session_cookie_name(request), "")
+    row = sessions.resolve_session(session, cookie)
+    if row is None or row.kind != "setup":
+        raise PermissionDeniedError("enter the setup token first")
+    draft = wizard.load(session, row)
+    visit = SetupVisit(row, draft, session, session_form_token(request, row))
+    if request.method == "POST":
+        form = await request.form()
+        submitted = form.get("csrf_token")
+        instance.csrf.ensure_valid(
+            row.id,
+            submitted if isinstance(submitted, str) else None,
+            fallback_hash=row.csrf_token_hash,
+        )
+    return visit
+
+
+setattr(_setup_session, ACCESS_ATTR, "setup_token")
+SetupDep = Depends(_setup_session)
+
+
+# --- entry and unlock -------------------------------------------------------------------
+
+
+@router.get("/", dependencies=[Public])
+def home(request: Request) -> Response:
+    """Send visitors where they belong: the wizard, sign-in or the console."""
+    instance = get_instance(request)
+    instance.require_ready()
+    if not has_organization(instance.db):
+        return redirect("/setup")
+    if request.cookies.get(session_cookie_name(request)):
+        return redirect("/console")
+    return redirect("/sign-in")
+
+
+@router.get("/setup", dependencies=[Public])
+def unlock_page(request: Request) -> Response:
+    """Ask for the setup token printed on the server console."""
+    instance = get_instance(request)
+    instance.require_ready()
+    if has_organization(instance.db):
+        return redirect("/sign-in")
+    return render(
+        request,
+        "setup/unlock.html",
+        pre_session=True,
+        token_file=str(instance.settings.data_dir / "setup-token"),
+        error=None,
+    )
+
+
+@router.post("/setup", dependencies=[Public])
+async def unlock(request: Request, session: DbSession) -> Response:
+    """Check the setup token and start the wizard's setup session."""
+    instance = get_instance(request)
+    form = await request.form()
+    check_pre_session(request, _text(form, "csrf_token"))
+    # Setup tokens are long and random; the strict sign-in limit still stops guessing.
+    limit_request(request, None, user_id=None, name="signin")
+    secret = _text(form, "token").strip()
+    try:
+        new, _draft = wizard.start(
+            session,
+            secret,
+            client_address=client_address(request),
+            user_agent=request.headers.get("user-agent"),
+        )
+    except PermissionDeniedError as err:
+        return render(
+            request,
+            "setup/unlock.html",
+            status_code=403,
+            pre_session=True,
+            token_file=str(instance.settings.data_dir / "setup-token"),
+            error=err.message,
+            token_value=secret,
+        )
+    response = redirect("/setup/owner")
+    _set_cookie(request, response, new.token)
+    return response
+
+
+def _set_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(
+        session_cookie_name(request),
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+# --- owner ------------------------------------------------------------------------------
+
+
+@router.get("/setup/owner")
+def owner_page(request: Request, visit: SetupVisit = SetupDep) -> Response:
+    """Ask who will own the organization (their account is created at the end)."""
+    return _render_owner(request, visit, visit.draft.owner, {})
+
+
+@router.post("/setup/owner")
+async def owner_submit(request: Request, visit: SetupVisit = SetupDep) -> Response:
+    """Check and keep the owner's details; the password is hashed at once."""
+    form = await request.form()
+    owner: dict[str, Any] = {
+        "email": _text(form, "owner.email").strip(),
+        "name": _text(form, "owner.name").strip(),
+    }
+    password = _text(form, "password")
+    confirm = _text(form, "password_confirm")
+    errors = {e.field: e for e in validate_partial({"owner": owner}, "owner")}
+    if password or not visit.draft.owner.get("passwordHash"):
+        problems = check_password(password, email=owner["email"], name=owner["name"])
+        if problems:
+            errors["password"] = FieldError("password", "; ".join(problems))
+        elif password != confirm:
+            errors["password_confirm"] = FieldError("password_confirm", "the passwords differ")
+    if errors:
+        return _render_owner(request, visit, owner, errors, status_code=422)
+    if password:
+        owner["passwordHash"] = get_instance(request).hashing.hash(password)
+    else:
+        owner["passwordHash"] = visit.draft.owner.get("passwordHash")
+    visit.draft.owner = owner
+    wizard.save(visit.draft)
+    return redirect("/setup/organization")
+
+
+def _render_owner(
+    request: Request,
+    visit: SetupVisit,
+    owner: dict[str, Any],
+    errors: dict[str, FieldError],
+    *,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "setup/owner.html",
+        status_code=status_code,
+        csrf_token=visit.csrf_token,
+        owner=owner,
+        errors=errors,
+        has_password=bool(visit.draft.owner.get("passwordHash")),
+        steps=_progress(visit.draft, current="owner"),
+        percent=8,
+    )
+
+
+# --- the four steps ---------------------------------------------------------------------
+
+
+@dataclass
+class FormField:
+    """One input of a wizard step, ready for the template."""
+
+    path: str
+    id: str
+    title: str
+    description: str
+    kind: str  # text, email, number, select, radio, multi, bool
+    value: Any
+    required: bool
+    choices: list[dict[str, Any]] = field(default_factory=list)
+    error: FieldError | None = None
+    filled_from: str | None = None
+    lock_reason: str | None = None
+    locked: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    step: str | None = None
+
+
+def _kind(path: str, default: Any, has_choices: bool) -> str:
+    if path == "agents.defaultAgents":
+        return "multi"
+    if has_choices:
+        return "select" if path == "organization.industry" else "radio"
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int | float) or path.endswith(("Days", "dataRetention")):
+        return "number"
+    if path.endswith("adminContact"):
+        return "email"
+    return "text"
+
+
+def _fields(
+    step: Step, draft: wizard.Draft, instance_defaults: Any, errors: dict[str, FieldError]
+) -> list[FormField]:
+    applied = apply_layers(draft.spec, instance_defaults=instance_defaults)
+    section = applied.data.get(step)
+    filled = section if isinstance(section, dict) else {}
+    own_raw = draft.spec.get(step)
+    own: dict[str, Any] = own_raw if isinstance(own_raw, dict) else {}
+    preset = applied.preset
+    rules = {rule.field: rule for rule in preset.enforced} if preset else {}
+    out: list[FormField] = []
+    for help_ in spec_fields(step):
+        if help_.path == "storage.providers":
+            continue
+        key = help_.path.split(".", 1)[1]
+        value = filled.get(key, help_.default)
+        source = applied.sources.get(help_.path)
+        item = FormField(
+            path=help_.path,
+            id=help_.path.replace(".", "-"),
+            title=help_.title,
+            description=help_.description,
+            kind=_kind(help_.path, help_.default, bool(help_.choices)),
+            value=value,
+            required=help_.required,
+            choices=[
+                {"value": c.value, "label": c.label, "description": c.description}
+                for c in help_.choices or []
+            ],
+            error=errors.get(help_.path),
+            filled_from=source if source and key not in own and "default" not in source else None,
+        )
+        if help_.path == "organization.complianceLevel":
+            # Unset, the industry template suggests the level; offer that explicitly.
+            item.choices.insert(
+                0,
+                {
+                    "value": "",
+                    "label": "Suggested for my industry",
+                    "description": "e.g. SOC 2 for finance, enterprise for healthcare",
+                },
+            )
+            item.value = own.get(key, "")
+            item.filled_from = None
+        if item.kind == "number" and "confidence" in key:
+            item.step, item.minimum, item.maximum = "0.01", 0.0, 1.0
+        rule = rules.get(help_.path)
+        if rule is not None and preset is not None:
+            item.lock_reason = f"Required by the {preset.level} preset: {rule.reason}"
+            if rule.operator == "eq":
+                item.locked = True
+                item.value = rule.value
+            elif rule.operator == "gte" and isinstance(rule.value, int | float):
+                item.minimum = float(rule.value)
+            elif rule.operator == "in" and isinstance(rule.value, list):
+                for choice in item.choices:
+                    choice["disabled"] = choice["value"] not in rule.value
+        out.append(item)
+    return out
+
+
+def _providers(draft: wizard.Draft, instance_defaults: Any) -> list[dict[str, Any]]:
+    applied = apply_layers(draft.spec, instance_defaults=instance_defaults)
+    storage = applied.data.get("storage")
+    chosen_raw = storage.get("providers") if isinstance(storage, dict) else None
+    chosen: dict[str, dict[str, Any]] = {}
+    if chosen_raw is None:
+        chosen_raw = ["local"]  # the model's default: folders on this server
+    for entry in chosen_raw:
+        if isinstance(entry, str):
+            chosen[entry] = {"type": entry}
+        elif isinstance(entry, dict) and isinstance(entry.get("type"), str):
+            chosen[entry["type"]] = entry
+    out = []
+    for kind in PROVIDER_MODELS:
+        saved = chosen.get(kind, {})
+        settings = []
+        for key, label in PROVIDER_SETTINGS.get(kind, []):
+            is_secret = key in SECRET_FIELDS
+            settings.append(
+                {
+                    "key": key,
+                    "label": label,
+                    "id": f"provider-{kind}-{key}",
+                    "name": f"storage.providers.{kind}.{key}",
+                    "secret": is_secret,
+                    "value": "" if is_secret else (saved.get(key) or ""),
+                    "saved": bool(is_secret and saved.get(key)),
+                }
+            )
+        out.append(
+            {
+                "type": kind,
+                "label": PROVIDER_LABELS.get(kind, kind),
+                "checked": kind in chosen,
+                "settings": settings,
+            }
+        )
+    return out
+
+
+def _answers_from_form(step: Step, form: FormData) -> dict[str, Any]:
+    """Turn a step's form into the section's wire dict (the same mapping app.js uses)."""
+    answers: dict[str, Any] = {}
+    for help_ in spec_fields(step):
+        key = help_.path.split(".", 1)[1]
+        if help_.path == "storage.providers":
+            providers = []
+            for kind in form.getlist("storage.providers"):
+                if not isinstance(kind, str) or kind not in PROVIDER_MODELS:
+                    continue
+                entry: dict[str, Any] = {"type": kind}
+                for setting, _label in PROVIDER_SETTINGS.get(kind, []):
+                    value = _text(form, f"storage.providers.{kind}.{setting}").strip()
+                    if value:
+                        entry[setting] = value
+                providers.append(entry)
+            answers[key] = providers
+            continue
+        kind = _kind(help_.path, help_.default, bool(help_.choices))
+        if kind == "multi":
+            answers[key] = [v for v in form.getlist(help_.path) if isinstance(v, str)]
+        elif kind == "bool":
+            answers[key] = _text(form, help_.path) in {"on", "true", "1"}
+        else:
+            value = _text(form, help_.path).strip()
+            if value != "":
+                answers[key] = value
+    return answers
+
+
+def _progress(draft: wizard.Draft, *, current: str) -> list[dict[str, Any]]:
+    items = [
+        {
+            "name": "owner",
+            "title": "Owner",
+            "url": "/setup/owner",
+            "done": bool(draft.owner.get("passwordHash")),
+        }
+    ]
+    for name, title, _lead in STEPS:
+        items.append(
+            {"name": name, "title": title, "url": f"/setup/{name}", "done": name in draft.spec}
+        )
+    items.append({"name": "review", "title": "Review", "url": "/setup/review", "done": False})
+    for item in items:
+        item["current"] = item["name"] == current
+    return items
+
+
+def _step_or_404(step: str) -> Step:
+    for name in STEP_NAMES:
+        if name == step:
+            return name
+    raise NotFoundError(f"there is no setup step {step!r}")
+
+
+def _render_step(
+    request: Request,
+    visit: SetupVisit,
+    step: Step,
+    errors: dict[str, FieldError],
+    *,
+    status_code: int = 200,
+) -> Response:
+    instance = get_instance(request)
+    defaults = settings_defaults(instance.settings)
+    index = STEP_NAMES.index(step)
+    _name, title, lead = STEPS[index]
+    context_spec = {k: v for k, v in visit.draft.spec.items() if k != step}
+    level = _compliance_level(visit.draft, defaults)
+    preset = preset_for(level) if level else None
+    return render(
+        request,
+        "setup/step.html",
+        status_code=status_code,
+        csrf_token=visit.csrf_token,
+        step=step,
+        title=title,
+        lead=lead,
+        fields=_fields(step, visit.draft, defaults, errors),
+        providers=_providers(visit.draft, defaults) if step == "storage" else [],
+        provider_error=errors.get("storage.providers"),
+        other_errors=[e for path, e in errors.items() if not path.startswith(step)],
+        preset=preset,
+        steps=_progress(visit.draft, current=step),
+        percent=round(100 * (index + 2) / (len(STEPS) + 2)),
+        back_url="/setup/owner" if index == 0 else f"/setup/{STEP_NAMES[index - 1]}",
+        context_spec=context_spec,
+    )
+
+
+def _compliance_level(draft: wizard.Draft, defaults: Any) -> str | None:
+    applied = apply_layers(draft.spec, instance_defaults=defaults)
+    org = applied.data.get("organization")
+    level = org.get("complianceLevel") if isinstance(org, dict) else None
+    return str(level) if level else None
+
+
+@router.get("/setup/review")
+def review_page(request: Request, visit: SetupVisit = SetupDep) -> Response:
+    """Show everything that will be created, with the problems still to fix."""
+    return _render_review(request, visit)
+
+
+def _render_review(request: Request, visit: SetupVisit, *, status_code: int = 200) -> Response:
+    instance = get_instance(request)
+    raw = {**visit.draft.spec, "owner": _owner_wire(visit.draft)}
+    errors: list[FieldError] = []
+    summary: dict[str, Any] | None = None
+    try:
+        spec = parse_spec(raw, instance_defaults=settings_defaults(instance.settings))
+        summary = provisioning.describe(spec)
+    except SpecValidationError as err:
+        errors = err.errors
+    if not visit.draft.owner.get("passwordHash"):
+        errors.append(FieldError("owner", "set the owner's account first"))
+    return render(
+        request,
+        "setup/review.html",
+        status_code=status_code,
+        csrf_token=visit.csrf_token,
+        summary=summary,
+        errors=[
+            {"field": e.field, "message": e.message, "url": _url_for_field(e.field)} for e in errors
+        ],
+        owner=visit.draft.owner,
+        steps=_progress(visit.draft, current="review"),
+        percent=95,
+    )
+
+
+def _url_for_field(path: str) -> str:
+    section = path.split(".", 1)[0]
+    return f"/setup/{section}" if section in STEP_NAMES else "/setup/owner"
+
+
+def _owner_wire(draft: wizard.Draft) -> dict[str, Any]:
+    return {"email": draft.owner.get("email"), "name": draft.owner.get("name")}
+
+
+@router.post("/setup/review")
+async def submit(request: Request, visit: SetupVisit = SetupDep) -> Response:
+    """Provision the organization, sign the owner in and show the next steps."""
+    instance = get_instance(request)
+    limit_request(request, None, user_id=None, name="onboarding_setup")
+    raw = {**visit.draft.spec, "owner": _owner_wire(visit.draft)}
+    try:
+        spec = parse_spec(raw, instance_defaults=settings_defaults(instance.settings))
+    except SpecValidationError:
+        return _render_review(request, visit, status_code=422)
+    password_hash = visit.draft.owner.get("passwordHash")
+    if not password_hash:
+        return _render_review(request, visit, status_code=422)
+    secret = instance.settings.jwt_secret
+    setup_token_id = visit.draft.setup_token_id
+    result = provisioning.provision(
+        instance.db,
+        spec,
+        provisioning.ProvisionContext(
+            actor=Actor("setup_token", setup_token_id, client_address(request)),
+            jwt_secret=secret.get_secret_value() if secret else "",
+            public_url=instance.settings.effective_public_url,
+            data_dir=instance.settings.data_dir,
+            setup_token_id=setup_token_id,
+            redis_configured=bool(instance.settings.redis_url),
+            owner_password_hash=str(password_hash),
+        ),
+    )
+    # Only now does this request write: the draft goes, the setup session ends.
+    wizard.discard(visit.session, visit.draft)
+    visit.row.revoked_at = utcnow()
+    session = visit.session
+    new = sessions.create_session(
+        session,
+        user_id=result.owner_user_id,
+        organization_id=result.organization_id,
+        client_address=client_address(request),
+        user_agent=request.headers.get("user-agent"),
+    )
+    response = redirect("/setup/done")
+    _set_cookie(request, response, new.token)
+    flash(response, request, "success", result.message)
+    for step in result.next_steps:
+        flash(response, request, "info", step)
+    return response
+
+
+@router.get("/setup/done", dependencies=[Public])
+def done(request: Request) -> Response:
+    """Show the result and the next steps (carried over as flash messages)."""
+    return render(request, "setup/done.html", percent=100)
+
+
+@router.get("/setup/{step}")
+def step_page(step: str, request: Request, visit: SetupVisit = SetupDep) -> Response:
+    """Show one of the four steps, filled with what was entered or suggested."""
+    return _render_step(request, visit, _step_or_404(step), {})
+
+
+@router.post("/setup/{step}")
+async def step_submit(step: str, request: Request, visit: SetupVisit = SetupDep) -> Response:
+    """Keep the step's answers; move on when they are valid (Back never validates)."""
+    name = _step_or_404(step)
+    form = await request.form()
+    wizard.merge_step(visit.draft, name, _answers_from_form(name, form))
+    wizard.save(visit.draft)
+    index = STEP_NAMES.index(name)
+    if _text(form, "action") == "back":
+        return redirect("/setup/owner" if index == 0 else f"/setup/{STEP_NAMES[index - 1]}")
+    instance = get_instance(request)
+    errors = validate_partial(
+        visit.draft.spec, name, instance_defaults=settings_defaults(instance.settings)
+    )
+    if errors:
+        return _render_step(request, visit, name, {e.field: e for e in errors}, status_code=422)
+    target = _text(form, "goto")
+    if target in STEP_NAMES or target in {"owner", "review"}:
+        return redirect(f"/setup/{target}")
+    return redirect(
+        "/setup/review" if index == len(STEP_NAMES) - 1 else f"/setup/{STEP_NAMES[index + 1]}"
+    )
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+__all__ = ["router"]
