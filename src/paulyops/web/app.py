@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -23,12 +24,28 @@ from paulyops.web.api import admin as admin_api
 from paulyops.web.api import auth as auth_api
 from paulyops.web.api import health
 from paulyops.web.api import onboarding as onboarding_api
-from paulyops.web.errors import install_error_handlers
+from paulyops.web.errors import ErrorOut, install_error_handlers
 from paulyops.web.middleware import CorrelationIdMiddleware
 from paulyops.web.pages import setup as setup_pages
 from paulyops.web.pages.render import STATIC_DIR
 
 log = get_logger("paulyops.web")
+
+# Every JSON error uses one shape; declaring it keeps the OpenAPI document honest.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": description}
+    for code, description in (
+        (400, "malformed request"),
+        (401, "not signed in, or a bad token"),
+        (403, "not allowed, or the CSRF token is missing"),
+        (404, "not found (or not visible to you)"),
+        (409, "clashes with existing state"),
+        (413, "request body too large"),
+        (422, "invalid input; errors name each field"),
+        (429, "rate limited; see Retry-After"),
+        (503, "a required service is unavailable"),
+    )
+}
 
 
 def create_app(settings: Settings, *, instance: Instance | None = None) -> FastAPI:
@@ -59,6 +76,7 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
 
     docs = not settings.is_production
     app = FastAPI(
+        responses=ERROR_RESPONSES,
         title="PaulyOps",
         version=__version__,
         lifespan=lifespan,

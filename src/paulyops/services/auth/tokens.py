@@ -21,7 +21,6 @@ from paulyops.core.db.models import ApiToken, SetupToken, utcnow
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import (
     FieldError,
-    NotFoundError,
     PermissionDeniedError,
     SpecValidationError,
 )
@@ -173,12 +172,27 @@ def find_setup_token(session: Session, secret: str, *, now: datetime | None = No
 def consume_setup_token(
     session: Session, token_id: str, organization_id: str, data_dir: Path
 ) -> None:
-    """Mark a setup token used by a successful provision and delete its file."""
-    row = session.get(SetupToken, token_id)
-    if row is None:
-        raise NotFoundError("setup token not found")
-    row.consumed_at = utcnow()
-    row.consumed_by_org_id = organization_id
+    """Mark a setup token used by a successful provision and delete its file.
+
+    The update only matches an unused, unexpired token, so of two racing provisions with
+    the same token exactly one succeeds; the other's transaction is rolled back.
+
+    Raises:
+        PermissionDeniedError: the token was used meanwhile or has expired.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(SetupToken)
+        .where(
+            SetupToken.id == token_id,
+            SetupToken.consumed_at.is_(None),
+            SetupToken.expires_at > now,
+        )
+        .values(consumed_at=now, consumed_by_org_id=organization_id)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise PermissionDeniedError("that setup token was used or has expired meanwhile")
     (data_dir / SETUP_TOKEN_FILE).unlink(missing_ok=True)
 
 

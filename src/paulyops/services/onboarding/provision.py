@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,7 +38,12 @@ from paulyops.core.errors import (
     PermissionDeniedError,
     SpecValidationError,
 )
-from paulyops.core.logging import business_metric, timed
+from paulyops.core.logging import (
+    business_metric,
+    correlation_scope,
+    get_correlation_id,
+    timed,
+)
 from paulyops.core.security.crypto import write_secret_json
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
@@ -48,6 +53,8 @@ from paulyops.services.onboarding.spec import SECRET_FIELDS, SetupSpec
 
 PASSWORD_LINK_SALT = "paulyops.password-set"  # noqa: S105  # a signing salt, not a secret
 PASSWORD_LINK_MAX_AGE = 7 * 24 * 3600
+# A fixed advisory-lock key for provisioning ("PROVISIO" in ASCII).
+PROVISION_LOCK_KEY = 0x50524F564953494F
 
 
 @dataclass
@@ -112,7 +119,8 @@ def provision(db: Database, spec: SetupSpec, ctx: ProvisionContext) -> Provision
         SpecValidationError: no owner was named where one is required.
     """
     spec_hash = spec.canonical_hash()
-    with timed("provision", slug=spec.slug):
+    # Every audit row of one provision shares a correlation id, also outside a request.
+    with correlation_scope(get_correlation_id()), timed("provision", slug=spec.slug):
         existing = _existing(db, spec, spec_hash, ctx)
         if existing is not None:
             return existing
@@ -153,6 +161,10 @@ def _existing(
 def _create(
     session: Session, spec: SetupSpec, spec_hash: str, ctx: ProvisionContext
 ) -> ProvisionResult:
+    if session.get_bind().dialect.name == "postgresql":
+        # One provision at a time: "is this the first user?" and the setup token's state
+        # must not change under us (SQLite's write_session already serializes writers).
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PROVISION_LOCK_KEY})
     org = _create_organization(session, spec, spec_hash)
     scope = OrgScope(session, org.id)
     record = _recorder(session, ctx.actor, org.id)
@@ -314,8 +326,13 @@ _NO_HASHING: Any = _NoHashing()
 
 def _storage_row(scope: OrgScope, spec: SetupSpec, provider: Any, index: int) -> StorageConfig:
     wire = provider.model_dump(mode="json", by_alias=True, context={"include_secrets": True})
-    secrets = {key: wire.pop(key) for key in list(wire) if key in SECRET_FIELDS}
-    secrets = {key: value for key, value in secrets.items() if value}
+    secrets: dict[str, Any] = {}
+    for name, info in type(provider).model_fields.items():
+        wire_name = info.alias or name
+        if name in SECRET_FIELDS and wire_name in wire:
+            value = wire.pop(wire_name)
+            if value:
+                secrets[wire_name] = value
     missing = provider.missing_settings()
     row = StorageConfig(
         name=provider.name,

@@ -28,6 +28,7 @@ from paulyops.web.deps import (
     client_address,
     get_instance,
 )
+from paulyops.web.errors import ErrorOut
 from paulyops.web.ratelimit import limit_request
 
 router = APIRouter(prefix="/api/onboarding", tags=["onboarding"])
@@ -151,7 +152,7 @@ def validate(
     "/setup",
     response_model=SetupOut,
     response_model_exclude_none=True,
-    responses={409: {"description": "slug taken with different settings"}},
+    responses={409: {"model": ErrorOut, "description": "slug taken with different settings"}},
 )
 def setup(
     request: Request,

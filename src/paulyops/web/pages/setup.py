@@ -108,8 +108,15 @@ def _wizard_db(request: Request) -> Iterator[Session]:
     """
     instance = get_instance(request)
     instance.require_ready()
-    with instance.db.session() as session:
+    session = instance.db.sessions()
+    try:
         yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 async def _setup_session(
@@ -565,6 +572,9 @@ async def submit(request: Request, visit: SetupVisit = SetupDep) -> Response:
         return _render_review(request, visit, status_code=422)
     secret = instance.settings.jwt_secret
     setup_token_id = visit.draft.setup_token_id
+    # End this request's read snapshot: on SQLite a transaction that read before
+    # provision() committed could not write afterwards.
+    visit.session.commit()
     result = provisioning.provision(
         instance.db,
         spec,

@@ -65,8 +65,6 @@ class SetupToken(TimestampMixin, Base):
     consumed_by_org_id: Mapped[str | None] = mapped_column(String(40))
 
 
-
-
 class WizardDraft(TimestampMixin, Base):
     """The web setup wizard's answers so far, encrypted, bound to its setup session."""
 

@@ -1,0 +1,127 @@
+"""``paulyops validate env|config`` and ``paulyops backup config``.
+
+``validate env`` reads the instance settings the way the server does and names every
+variable that is malformed, missing or weak. ``validate config`` re-parses
+``configs/setup.json`` with the same rules as ``setup --config``. ``backup config`` packs
+the generated files into a timestamped archive (``.env.local`` only on request).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from paulyops.cli.context import console, err_console, handle_errors
+from paulyops.cli.setup import resolve_root
+from paulyops.core.errors import ConfigError
+from paulyops.core.settings import (
+    ENV_FILE_NAME,
+    MIN_SECRET_LENGTH,
+    SECRET_VAR_FIELDS,
+    load_settings,
+    weak_secrets,
+)
+from paulyops.services.onboarding.artifacts import SETUP_JSON, backup_config
+from paulyops.services.onboarding.spec import parse_spec
+
+app = typer.Typer(
+    help="Check the instance's settings and generated configuration.", no_args_is_help=True
+)
+backup_app = typer.Typer(help="Back up the instance's configuration.", no_args_is_help=True)
+
+EXIT_PROBLEMS = 4
+DIR_HELP = "Instance root (default: PAULYOPS_HOME or the current directory)."
+
+
+@app.command("env")
+def validate_env(
+    directory: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
+) -> None:
+    """Check .env.local and the environment: every value well-formed, every secret strong."""
+    with handle_errors():
+        root = resolve_root(directory)
+        settings = load_settings(root=root)
+        problems: list[str] = []
+        for var in weak_secrets(settings):
+            value = getattr(settings, SECRET_VAR_FIELDS[var])
+            if value is None:
+                problems.append(f"{var}: is not set (run `paulyops setup` to generate it)")
+            else:
+                problems.append(
+                    f"{var}: too weak: a placeholder or shorter than {MIN_SECRET_LENGTH} characters"
+                )
+        env_file = root / ENV_FILE_NAME
+        if env_file.is_file() and env_file.stat().st_mode & 0o077:
+            problems.append(
+                f"{ENV_FILE_NAME}: readable by other users (mode "
+                f"{env_file.stat().st_mode & 0o777:o}); run chmod 600 {env_file}"
+            )
+        if settings.is_production and not settings.public_url:
+            problems.append(
+                "PAULYOPS_PUBLIC_URL: is not set (links would point at the bind address)"
+            )
+        if problems:
+            for line in problems:
+                err_console.print(f"[bold red]✗[/] {escape(line)}", highlight=False)
+            raise typer.Exit(EXIT_PROBLEMS)
+        source = env_file if env_file.is_file() else "the environment"
+        console.print(
+            f"[green]✓[/] settings valid ({escape(str(source))}; env {settings.env.value})"
+        )
+
+
+@app.command("config")
+def validate_config(
+    directory: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
+) -> None:
+    """Re-check configs/setup.json with the same rules as `setup --config`."""
+    with handle_errors():
+        path = resolve_root(directory) / SETUP_JSON
+        if not path.is_file():
+            raise ConfigError(f"{path} does not exist: run `paulyops setup` first")
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ConfigError(
+                f"{path}:{err.lineno}:{err.colno}: not valid JSON: {err.msg}"
+            ) from None
+        spec = parse_spec(raw)
+        console.print(
+            f"[green]✓[/] {escape(str(path))} is valid: {escape(spec.organization.name)} "
+            f"(slug {spec.slug}, spec hash {spec.canonical_hash()[:12]})"
+        )
+
+
+@backup_app.command("config")
+def backup_config_command(
+    directory: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
+    output: Path | None = typer.Option(
+        None, "--output", help="Folder for the archive (default: <root>/backups)."
+    ),
+    include_secrets: bool = typer.Option(
+        False,
+        "--include-secrets",
+        help="Also pack .env.local (the archive is then readable by you only).",
+    ),
+) -> None:
+    """Pack configs/*.json, start-paulyops.sh and README.md into a timestamped .tar.gz."""
+    with handle_errors():
+        root = resolve_root(directory)
+        target = backup_config(root, output or root / "backups", include_secrets=include_secrets)
+        console.print(f"[green]✓[/] Configuration backed up to {escape(str(target))}")
+        if include_secrets:
+            console.print(
+                "[bold yellow]The archive holds the instance secrets:[/] store it like a "
+                "password (mode 0600), never in a ticket or chat."
+            )
+        else:
+            console.print(
+                "[dim]Secrets (.env.local) are not included; add --include-secrets to "
+                "pack them too.[/]"
+            )
+
+
+__all__ = ["app", "backup_app"]
