@@ -13,7 +13,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-import pytest
 from sqlalchemy import func, select
 
 from paulyops.core.db.engine import Database
