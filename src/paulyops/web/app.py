@@ -24,6 +24,7 @@ from paulyops.web.api import admin as admin_api
 from paulyops.web.api import auth as auth_api
 from paulyops.web.api import health
 from paulyops.web.api import onboarding as onboarding_api
+from paulyops.web.api import ratelimits as ratelimits_api
 from paulyops.web.errors import ErrorOut, install_error_handlers
 from paulyops.web.middleware import CorrelationIdMiddleware
 from paulyops.web.pages import setup as setup_pages
@@ -92,6 +93,7 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(auth_api.router)
     app.include_router(admin_api.router)
     app.include_router(onboarding_api.router)
+    app.include_router(ratelimits_api.router)
     app.include_router(setup_pages.router)
     # Outermost first: correlation id, then body limits; security headers wrap everything
     # (also the 500 page) through install_security_headers.
