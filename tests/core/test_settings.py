@@ -145,3 +145,24 @@ def test_malformed_env_file_line_is_named(tmp_path):
     (tmp_path / ".env.local").write_text("PORT=1\nthis is not valid\n")
     with pytest.raises(ConfigError, match=r"\.env\.local:2: expected KEY=value"):
         load_settings(root=tmp_path, environ={})
+
+
+def test_rotating_signing_secrets_keeps_old_tokens_valid(tmp_path):
+    """After rotation, links signed with the old JWT_SECRET still verify; new ones use the new."""
+    from itsdangerous import URLSafeTimedSerializer
+
+    from paulyops.core.settings import rotate_signing_secrets
+
+    secrets = fresh_secrets()
+    env = tmp_path / ".env.local"
+    env.write_text("".join(f"{k}={v}\n" for k, v in secrets.items()) + "PORT=8111\n")
+    old_token = URLSafeTimedSerializer(secrets["JWT_SECRET"], salt="s").dumps({"u": 1})
+    changed = rotate_signing_secrets(env)
+    assert changed["JWT_SECRET"] != secrets["JWT_SECRET"]
+    settings = load_settings(root=tmp_path, environ={})
+    assert settings.port == 8111
+    keys = settings.jwt_secret_keys
+    assert keys[-1] == changed["JWT_SECRET"]
+    assert URLSafeTimedSerializer(keys, salt="s").loads(old_token) == {"u": 1}
+    assert stat.S_IMODE(os.stat(env).st_mode) == 0o600
+    assert settings.session_secret_keys[0] == secrets["SESSION_SECRET"]

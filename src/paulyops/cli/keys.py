@@ -33,7 +33,7 @@ from paulyops.core.security.crypto import (
     retire_key,
     rotate_env_file,
 )
-from paulyops.core.settings import ENV_FILE_NAME
+from paulyops.core.settings import ENV_FILE_NAME, SIGNING_SECRETS, rotate_signing_secrets
 from paulyops.services import actor as actors
 from paulyops.services.actor import CLI
 
@@ -273,3 +273,25 @@ def retire(
 
 
 __all__ = ["app"]
+
+
+@app.command("rotate-signing")
+def rotate_signing() -> None:
+    """Give SESSION_SECRET and JWT_SECRET new values; the old ones keep verifying."""
+    with handle_errors():
+        settings = read_settings(generate_secrets=False)
+        env_path = settings.root / ENV_FILE_NAME
+        with open_instance(settings) as instance:
+            changed = rotate_signing_secrets(env_path)
+            _audit(
+                instance,
+                "keys.signing_rotated",
+                key_id=None,
+                changes={"rotated": sorted(SIGNING_SECRETS)},
+            )
+    console.print(
+        "New SESSION_SECRET and JWT_SECRET written; the previous values stay accepted "
+        "(PAULYOPS_SESSION_SECRETS_PREVIOUS, PAULYOPS_JWT_SECRETS_PREVIOUS) until you remove "
+        "them. Restart PaulyOps to use the new secrets."
+    )
+    _print_copy_lines([f"{key}={value}" for key, value in changed.items()])

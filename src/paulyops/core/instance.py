@@ -74,10 +74,7 @@ class Instance:
             strict=STRICT_LIMITS | {"signin_account"},
             allowlist=settings.ratelimit_allowlist,
         )
-        session_secret = settings.session_secret
-        self.csrf = CsrfTokens(
-            self.kv, secret=session_secret.get_secret_value() if session_secret else None
-        )
+        self.csrf = CsrfTokens(self.kv, secret=settings.session_secret_keys or None)
         self.health = HealthRegistry()
         self.ready = threading.Event()
         self.on_ready: list[Callable[[Instance], None]] = []

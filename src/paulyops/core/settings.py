@@ -171,6 +171,18 @@ class Settings(BaseSettings):
         default_factory=list,
         validation_alias=AliasChoices("ENCRYPTION_KEYS_PREVIOUS", "encryption_keys_previous"),
     )
+    session_secrets_previous: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices(
+            "PAULYOPS_SESSION_SECRETS_PREVIOUS", "session_secrets_previous"
+        ),
+        description="older SESSION_SECRET values still accepted (grace after rotation)",
+    )
+    jwt_secrets_previous: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("PAULYOPS_JWT_SECRETS_PREVIOUS", "jwt_secrets_previous"),
+        description="older JWT_SECRET values still accepted (grace after rotation)",
+    )
     instance_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("PAULYOPS_INSTANCE_KEY", "instance_key")
     )
@@ -266,7 +278,12 @@ class Settings(BaseSettings):
             out[name.strip()] = rate.strip()
         return out
 
-    @field_validator("encryption_keys_previous", mode="before")
+    @field_validator(
+        "encryption_keys_previous",
+        "session_secrets_previous",
+        "jwt_secrets_previous",
+        mode="before",
+    )
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         return _csv(value)
@@ -335,6 +352,16 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.data_dir / 'paulyops.db'}"
 
     @property
+    def session_secret_keys(self) -> list[str]:
+        """Signing keys for pre-session tokens and flashes: older ones first, newest last."""
+        return _keys(self.session_secrets_previous, self.session_secret)
+
+    @property
+    def jwt_secret_keys(self) -> list[str]:
+        """Signing keys for one-time links: older ones first, the current one last."""
+        return _keys(self.jwt_secrets_previous, self.jwt_secret)
+
+    @property
     def effective_public_url(self) -> str:
         """``PAULYOPS_PUBLIC_URL``, or the address the server listens on."""
         if self.public_url:
@@ -353,6 +380,14 @@ class Settings(BaseSettings):
         if self.log_format is LogFormat.AUTO:
             return self.is_production
         return self.log_format is LogFormat.JSON
+
+
+def _keys(previous: list[SecretStr], current: SecretStr | None) -> list[str]:
+    # itsdangerous signs with the last key and verifies with any of them.
+    keys = [old.get_secret_value() for old in reversed(previous)]
+    if current is not None:
+        keys.append(current.get_secret_value())
+    return keys
 
 
 def decode_key(text: str) -> bytes:
@@ -569,3 +604,54 @@ __all__ = [
     "weak_secrets",
     "write_env_values",
 ]
+
+
+SIGNING_SECRETS = {
+    "SESSION_SECRET": "PAULYOPS_SESSION_SECRETS_PREVIOUS",
+    "JWT_SECRET": "PAULYOPS_JWT_SECRETS_PREVIOUS",
+}
+
+
+def rotate_signing_secrets(env_path: Path) -> dict[str, str]:
+    """Give SESSION_SECRET and JWT_SECRET new values, keeping the old ones as previous.
+
+    Tokens signed with an old secret (pre-session form tokens, one-time links) keep
+    verifying until the operator removes it from the ``*_PREVIOUS`` variable; sessions
+    themselves are random ids and are not affected. Returns the changed ``KEY=value``
+    pairs (secret: show them only to the operator).
+
+    Raises:
+        ConfigError: ``env_path`` is missing or has no secrets to rotate.
+    """
+    if not env_path.is_file():
+        raise ConfigError(f"{env_path}: expected the instance's .env.local, found nothing")
+    values = read_env_file(env_path)
+    changed: dict[str, str] = {}
+    for name, previous_name in SIGNING_SECRETS.items():
+        old = values.get(name)
+        if not old:
+            raise ConfigError(f"{name}: expected a value in {env_path} to rotate, got nothing")
+        older = [item for item in _csv(values.get(previous_name, "")) if item != old]
+        changed[name] = new_secret()
+        changed[previous_name] = ",".join([old, *older][:3])
+    _rewrite_env_values(env_path, changed)
+    return changed
+
+
+def _rewrite_env_values(path: Path, values: dict[str, str]) -> None:
+    """Replace or append ``values`` in an env file atomically, keeping every other line."""
+    remaining = dict(values)
+    lines = []
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        key = raw.split("=", 1)[0].strip().removeprefix("export ").strip()
+        if key in remaining and "=" in raw and not raw.lstrip().startswith("#"):
+            lines.append(f"{key}={remaining.pop(key)}")
+        else:
+            lines.append(raw)
+    lines.extend(f"{key}={value}" for key, value in remaining.items())
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)

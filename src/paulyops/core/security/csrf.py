@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -113,7 +113,7 @@ class CsrfTokens:
         self,
         kv: KeyValueStore,
         *,
-        secret: str | bytes | None = None,
+        secret: str | bytes | Sequence[str] | None = None,
         ttl: float = SESSION_TOKEN_TTL,
         pre_session_max_age: int = PRE_SESSION_MAX_AGE,
     ) -> None:

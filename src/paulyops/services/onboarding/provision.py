@@ -12,6 +12,7 @@ is taken is a :class:`ConflictError`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -392,7 +393,8 @@ def _next_steps(
 # --- one-time password links ------------------------------------------------------------
 
 
-def _serializer(secret: str) -> URLSafeTimedSerializer:
+def _serializer(secret: str | Sequence[str]) -> URLSafeTimedSerializer:
+    # A list of keys verifies links signed before a JWT_SECRET rotation (the last signs).
     return URLSafeTimedSerializer(secret, salt=PASSWORD_LINK_SALT)
 
 
@@ -407,7 +409,7 @@ def password_link(user: User, secret: str, public_url: str) -> str:
     return f"{public_url.rstrip('/')}/set-password?token={token}"
 
 
-def user_for_password_token(session: Session, secret: str, token: str) -> User:
+def user_for_password_token(session: Session, secret: str | Sequence[str], token: str) -> User:
     """Return the user a password link was issued for, if it is still unused and fresh.
 
     Raises:

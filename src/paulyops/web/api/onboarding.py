@@ -200,9 +200,8 @@ def set_password(
 ) -> OkOut:
     """Set a password through a one-time link (new owners and invited members)."""
     limit_request(request, response, user_id=None, name="signin")
-    secret = instance.settings.jwt_secret
     user = provisioning.user_for_password_token(
-        session, secret.get_secret_value() if secret else "", body.token
+        session, instance.settings.jwt_secret_keys, body.token
     )
     accounts.set_password(session, instance.hashing, user, body.password)
     record(

@@ -38,8 +38,8 @@ templates.env.autoescape = True
 
 
 def _flash_signer(request: Request) -> URLSafeSerializer:
-    secret = get_instance(request).settings.session_secret
-    return URLSafeSerializer(secret.get_secret_value() if secret else "dev", salt="flash")
+    keys = get_instance(request).settings.session_secret_keys
+    return URLSafeSerializer(keys or "unset", salt="flash")
 
 
 def flash(response: Response, request: Request, kind: str, message: str) -> None:
