@@ -44,10 +44,16 @@ def _flash_signer(request: Request) -> URLSafeSerializer:
 
 def flash(response: Response, request: Request, kind: str, message: str) -> None:
     """Queue a message for the next page (``success``, ``error`` or ``info``)."""
-    items = [*_read_flashes(request), {"kind": kind, "message": message}]
+    # Several flashes in one response accumulate on the request (the cookie is rewritten).
+    pending: list[dict[str, str]] | None = getattr(request.state, "pending_flashes", None)
+    if pending is None:
+        pending = _read_flashes(request)
+        request.state.pending_flashes = pending
+    pending.append({"kind": kind, "message": message})
+    items = pending
     response.set_cookie(
         FLASH_COOKIE,
-        _flash_signer(request).dumps(items[-5:]),
+        _flash_signer(request).dumps(items[-10:]),
         httponly=True,
         samesite="lax",
         secure=request.url.scheme == "https",
