@@ -15,9 +15,7 @@ def tight_client(tmp_path, db_url):
 
     from paulyops.web.app import create_app
 
-    settings = make_settings(
-        tmp_path, DATABASE_URL=db_url, PAULYOPS_RATE_LIMITS="signin=3/minute"
-    )
+    settings = make_settings(tmp_path, DATABASE_URL=db_url, PAULYOPS_RATE_LIMITS="signin=3/minute")
     app = create_app(settings)
     with TestClient(app, base_url="http://127.0.0.1") as client:
         assert app.state.instance.ready.wait(20)
@@ -46,7 +44,12 @@ def test_over_the_limit_gives_429_with_retry_after_and_ratelimit_headers(tight_c
 
 def test_admin_sees_blocks_and_allowlist_lets_a_client_through(tight_client):
     """Admins list recent blocks; an allowlisted address is no longer limited."""
-    org = make_org(tight_client.app.state.instance.db, "acme")
+    from paulyops.core.db.models import User
+
+    db = tight_client.app.state.instance.db
+    org = make_org(db, "acme")
+    with db.write_session() as session:
+        session.get(User, org.members["Admin"]).is_platform_admin = True
     for _ in range(4):
         tight_client.post(
             "/api/auth/sign-in", json={"email": "x@example.com", "password": "nope-nope-nope"}

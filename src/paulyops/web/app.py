@@ -27,6 +27,7 @@ from paulyops.web.api import onboarding as onboarding_api
 from paulyops.web.api import ratelimits as ratelimits_api
 from paulyops.web.errors import ErrorOut, install_error_handlers
 from paulyops.web.middleware import CorrelationIdMiddleware
+from paulyops.web.pages import console as console_pages
 from paulyops.web.pages import setup as setup_pages
 from paulyops.web.pages.render import STATIC_DIR
 
@@ -95,6 +96,7 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(onboarding_api.router)
     app.include_router(ratelimits_api.router)
     app.include_router(setup_pages.router)
+    app.include_router(console_pages.router)
     # Outermost first: correlation id, then body limits; security headers wrap everything
     # (also the 500 page) through install_security_headers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -25,6 +25,7 @@ from paulyops.core.errors import AuthenticationError, PermissionDeniedError
 from paulyops.core.logging import security_event
 from paulyops.core.security import csrf
 from paulyops.services.auth import rbac
+from paulyops.services.auth.permissions import PLATFORM_PERMISSIONS
 from paulyops.services.auth.sessions import resolve_session
 from paulyops.services.auth.tokens import resolve_api_token
 from paulyops.web.deps import ACCESS_ATTR, client_address, get_instance
@@ -146,7 +147,7 @@ def authenticate(request: Request, session: Session) -> Principal:
         perms = set()
         extra["must_enroll_second_factor"] = True
     if user.is_platform_admin:
-        perms.update({"org:create", "health:read"})
+        perms.update(PLATFORM_PERMISSIONS)
     return Principal(
         "session",
         user=user,

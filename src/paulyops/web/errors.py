@@ -101,7 +101,9 @@ def html_error(request: Request, code: int, message: str) -> Response:
     from paulyops.web.pages.render import redirect, render
 
     if code == 401:
-        return redirect(f"/sign-in?next={quote(request.url.path)}")
+        # Come back after signing in, but only to pages one can GET.
+        target = f"?next={quote(request.url.path)}" if request.method == "GET" else ""
+        return redirect(f"/sign-in{target}")
     return render(
         request,
         "error.html",

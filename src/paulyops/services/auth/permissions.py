@@ -47,6 +47,9 @@ PERMISSIONS: dict[str, str] = {
 }
 
 ALL = frozenset(PERMISSIONS)
+# Instance-wide powers: only platform administrators hold them, never an organization role
+# (an organization's admin must not change what applies to every other organization).
+PLATFORM_PERMISSIONS = frozenset({"org:create", "ratelimits:manage", "health:read"})
 
 
 class RbacModel(StrEnum):
@@ -79,8 +82,8 @@ _VIEWER = frozenset(
 )
 _USER = _VIEWER | {"agents:run"}
 _MANAGER = _USER | {"members:invite", "agents:configure", "audit:read", "delegations:manage"}
-_ADMIN = ALL - {"org:create"}
-_OWNER = ALL - {"org:create"}
+_ADMIN = ALL - (PLATFORM_PERMISSIONS - {"health:read"})
+_OWNER = ALL - (PLATFORM_PERMISSIONS - {"health:read"})
 
 OWNER = "Owner"
 ADMIN = "Admin"
@@ -139,6 +142,7 @@ __all__ = [
     "MAX_DELEGATION_DAYS",
     "OWNER",
     "PERMISSIONS",
+    "PLATFORM_PERMISSIONS",
     "USER",
     "VIEWER",
     "RbacModel",

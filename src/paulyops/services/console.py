@@ -1,0 +1,405 @@
+"""Audited changes the web console makes where no other service owns them.
+
+Each function performs one state change and writes exactly one audit row for it, in the
+caller's transaction: inviting a member, setting a password from a one-time link, changing
+session timeouts, adding and testing a storage connection.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from paulyops.core.db.models import Membership, Role, SecurityConfig, StorageConfig, User, utcnow
+from paulyops.core.db.scoped import OrgScope
+from paulyops.core.errors import (
+    ConflictError,
+    FieldError,
+    NotFoundError,
+    PermissionDeniedError,
+    SpecValidationError,
+)
+from paulyops.core.security.crypto import KeyRing, read_secret_json, write_secret_json
+from paulyops.core.security.passwords import PasswordHashing
+from paulyops.services import actor as actors
+from paulyops.services.actor import Actor
+from paulyops.services.auth import accounts, rbac, sessions
+from paulyops.services.onboarding.provision import password_link
+from paulyops.services.onboarding.spec import PROVIDER_MODELS, SECRET_FIELDS
+
+# Bounds for the organization's session timeouts.
+IDLE_MINUTES = (5, 24 * 60)
+ABSOLUTE_HOURS = (1, 30 * 24)
+BACKUP_STRATEGIES = ("local", "cloud", "hybrid")
+RETENTION_DAYS = (1, 36500)
+
+
+# --- members --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """An invited member: the membership, and the one-time password link (new accounts)."""
+
+    membership: Membership
+    user: User
+    link: str | None
+
+
+def invite_member(
+    scope: OrgScope,
+    *,
+    grant: rbac.Grant,
+    email: str,
+    name: str,
+    role_id: str,
+    jwt_secret: str,
+    public_url: str,
+    actor: Actor,
+) -> Invitation:
+    """Add a person to the organization; a new account gets a one-time password link.
+
+    An address that already has an account is added as it is (that person signs in with
+    their own password); one that has an account without a password gets a new link.
+
+    Raises:
+        SpecValidationError: a bad e-mail address, name or role (naming the field).
+        PermissionDeniedError: the role ranks above the inviter's own.
+        ConflictError: the person is already a member.
+    """
+    role = scope.first(Role, Role.id == role_id) if role_id else None
+    if role is None:
+        raise SpecValidationError(
+            "choose a role", [FieldError("roleId", "expected one of the organization's roles")]
+        )
+    if role.rank > grant.role_rank:
+        raise PermissionDeniedError("you cannot invite someone into a role above your own")
+    user = accounts.find_user(scope.session, email)
+    created = user is None
+    if user is None:
+        user = accounts.create_user(
+            scope.session, _NO_HASHING, email=email, name=name, password=None
+        )
+    membership = rbac.add_member(scope, user.id, role.id)
+    link = password_link(user, jwt_secret, public_url) if user.password_hash is None else None
+    actors.record(
+        scope.session,
+        actor,
+        "member.invited",
+        organization_id=scope.organization_id,
+        target_type="membership",
+        target_id=membership.id,
+        changes={"user_id": user.id, "role_id": role.id, "new_account": created},
+    )
+    return Invitation(membership, user, link)
+
+
+class _NoHashing:
+    """Stands in for password hashing: invited accounts are created without a password."""
+
+    def hash(self, password: str) -> str:  # pragma: no cover - never called without a password
+        raise RuntimeError("invitations create accounts without passwords")
+
+
+_NO_HASHING: Any = _NoHashing()
+
+
+def set_password_from_link(
+    session: Session, *, hashing: PasswordHashing, user: User, password: str, actor: Actor
+) -> None:
+    """Set a password through a one-time link (which stops working with it).
+
+    Raises:
+        SpecValidationError: the password breaks the policy (field ``password``).
+    """
+    accounts.set_password(session, hashing, user, password)
+    sessions.revoke_user_sessions(session, user.id)
+    actors.record(
+        session,
+        actor,
+        "user.password_set",
+        organization_id=None,
+        target_type="user",
+        target_id=user.id,
+    )
+
+
+def confirm_second_factor(
+    session: Session, *, keyring: KeyRing, user: User, code: str, actor: Actor
+) -> list[str]:
+    """Turn on TOTP after a first valid code; return the recovery codes (shown once).
+
+    Raises:
+        SpecValidationError: the code is wrong (field ``code``).
+    """
+    codes = accounts.confirm_totp(user, keyring, code)
+    actors.record(
+        session,
+        actor,
+        "auth.totp_enabled",
+        organization_id=None,
+        target_type="user",
+        target_id=user.id,
+    )
+    return codes
+
+
+# --- security settings ----------------------------------------------------------------------
+
+
+def _bounded(value: str, field: str, bounds: tuple[int, int], unit: str) -> int:
+    low, high = bounds
+    try:
+        number = int(value.strip())
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:
+        raise SpecValidationError(
+            f"bad {field}",
+            [FieldError(field, f"expected a whole number of {unit} from {low} to {high}")],
+        )
+    return number
+
+
+def update_security(
+    scope: OrgScope,
+    *,
+    idle_minutes: str,
+    absolute_hours: str,
+    require_admin_2fa: bool,
+    actor: Actor,
+) -> SecurityConfig:
+    """Change the session timeouts and the second-factor rule for admins.
+
+    Raises:
+        SpecValidationError: a timeout out of bounds (fields ``idleMinutes``,
+            ``absoluteHours``).
+        NotFoundError: the organization has no security settings.
+    """
+    errors: list[FieldError] = []
+    idle = absolute = 0
+    try:
+        idle = _bounded(idle_minutes, "idleMinutes", IDLE_MINUTES, "minutes")
+    except SpecValidationError as err:
+        errors.extend(err.errors)
+    try:
+        absolute = _bounded(absolute_hours, "absoluteHours", ABSOLUTE_HOURS, "hours")
+    except SpecValidationError as err:
+        errors.extend(err.errors)
+    if not errors and idle > absolute * 60:
+        errors.append(
+            FieldError("idleMinutes", "expected at most the absolute timeout (in minutes)")
+        )
+    if errors:
+        raise SpecValidationError("bad session timeouts", errors)
+    config = scope.first(SecurityConfig)
+    if config is None:
+        raise NotFoundError("organization has no security settings")
+    before = {
+        "session_idle_minutes": config.session_idle_minutes,
+        "session_absolute_hours": config.session_absolute_hours,
+        "require_admin_2fa": config.require_admin_2fa,
+    }
+    config.session_idle_minutes = idle
+    config.session_absolute_hours = absolute
+    config.require_admin_2fa = require_admin_2fa
+    after = {
+        "session_idle_minutes": idle,
+        "session_absolute_hours": absolute,
+        "require_admin_2fa": require_admin_2fa,
+    }
+    actors.record(
+        scope.session,
+        actor,
+        "security.updated",
+        organization_id=scope.organization_id,
+        target_type="security_config",
+        target_id=config.id,
+        changes={k: {"from": before[k], "to": v} for k, v in after.items() if before[k] != v},
+    )
+    return config
+
+
+# --- storage --------------------------------------------------------------------------------
+
+
+def camel(name: str) -> str:
+    """Return the wire (camelCase) name of a Python field name."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def add_storage(
+    scope: OrgScope,
+    *,
+    provider: str,
+    fields: dict[str, str],
+    backup_strategy: str,
+    retention_days: str,
+    actor: Actor,
+) -> StorageConfig:
+    """Add a storage connection; its secrets go to the encrypted ``credentials`` column.
+
+    Args:
+        fields: the provider's settings by wire name (``name``, ``bucket``,
+            ``accessKeyId``...); blank values count as not given.
+
+    Raises:
+        SpecValidationError: a bad provider, setting, backup strategy or retention.
+        ConflictError: a connection with that name exists.
+    """
+    model = PROVIDER_MODELS.get(provider)
+    if model is None:
+        raise SpecValidationError(
+            "unknown provider",
+            [FieldError("provider", "expected a storage provider", allowed=list(PROVIDER_MODELS))],
+        )
+    errors: list[FieldError] = []
+    if backup_strategy not in BACKUP_STRATEGIES:
+        errors.append(
+            FieldError("backupStrategy", "expected a strategy", allowed=list(BACKUP_STRATEGIES))
+        )
+    try:
+        retention = _bounded(retention_days, "retentionDays", RETENTION_DAYS, "days")
+    except SpecValidationError as err:
+        errors.extend(err.errors)
+        retention = 0
+    wanted = {camel(name) for name in model.model_fields if name != "type"}
+    given = {key: value.strip() for key, value in fields.items() if key in wanted and value.strip()}
+    try:
+        spec = model.model_validate({"type": provider, **given})
+    except ValidationError as err:
+        errors.extend(
+            FieldError(".".join(str(part) for part in item["loc"]) or "name", item["msg"])
+            for item in err.errors()
+        )
+        spec = None
+    if errors or spec is None:
+        raise SpecValidationError("the storage connection has problems", errors)
+    name = getattr(spec, "name", provider)
+    if scope.first(StorageConfig, StorageConfig.name == name) is not None:
+        raise ConflictError(f"a storage connection named {name!r} already exists")
+    settings = spec.model_dump(mode="json", by_alias=True, exclude={"type", "name", *SECRET_FIELDS})
+    credentials = {
+        key: value
+        for key, value in spec.model_dump(
+            mode="json",
+            by_alias=True,
+            include=set(SECRET_FIELDS),
+            context={"include_secrets": True},
+        ).items()
+        if value
+    }
+    missing = spec.missing_settings()
+    row = scope.add(
+        StorageConfig(
+            name=name,
+            provider=provider,
+            settings={key: value for key, value in settings.items() if value is not None},
+            backup_strategy=backup_strategy,
+            retention_days=retention,
+            status="needs_settings" if missing else "configured",
+        )
+    )
+    if credentials:
+        write_secret_json(row, "credentials", credentials)
+    scope.session.flush()
+    actors.record(
+        scope.session,
+        actor,
+        "storage.created",
+        organization_id=scope.organization_id,
+        target_type="storage_config",
+        target_id=row.id,
+        # Names of the credentials given, never their values.
+        changes={"provider": provider, "name": name, "credentials": sorted(credentials)},
+    )
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class StorageTest:
+    """The outcome of a connection test: ``ok`` is ``None`` when no test could run."""
+
+    ok: bool | None
+    message: str
+
+
+def local_folder(row: StorageConfig, data_dir: Path) -> Path:
+    """Return the folder a local connection uses (relative paths are under the data dir)."""
+    raw = row.settings.get("path")
+    if not isinstance(raw, str) or not raw:
+        return data_dir / "storage" / row.organization_id
+    path = Path(raw)
+    return path if path.is_absolute() else data_dir / path
+
+
+def _probe(folder: Path) -> StorageTest:
+    if not folder.is_dir():
+        return StorageTest(False, f"the folder {folder} does not exist")
+    probe = folder / f".paulyops-probe-{secrets.token_hex(4)}"
+    try:
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        return StorageTest(False, f"the folder {folder} is not writable ({err.strerror})")
+    if not os.access(folder, os.R_OK):
+        return StorageTest(False, f"the folder {folder} is not readable")
+    return StorageTest(True, f"the folder {folder} exists and is writable")
+
+
+def check_storage(scope: OrgScope, *, storage_id: str, data_dir: Path, actor: Actor) -> StorageTest:
+    """Test a connection; only local folders can be tested so far (reported honestly).
+
+    A local test updates the row's status and writes one audit row; for other providers
+    nothing changes and nothing is recorded.
+
+    Raises:
+        NotFoundError: no such connection in this organization.
+    """
+    row = scope.get(StorageConfig, storage_id)
+    if row.provider != "local":
+        model = PROVIDER_MODELS.get(row.provider)
+        stored = read_secret_json(row, "credentials") or {}
+        needed = list(getattr(model, "NEEDED", ()))
+        missing = [name for name in needed if not (row.settings.get(name) or stored.get(name))]
+        if missing:
+            return StorageTest(None, f"settings missing for {row.provider}: {', '.join(missing)}")
+        return StorageTest(
+            None,
+            f"credentials present, connection test for {row.provider} not available yet",
+        )
+    result = _probe(local_folder(row, data_dir))
+    row.status = "connected" if result.ok else "failed"
+    row.last_tested_at = utcnow()
+    actors.record(
+        scope.session,
+        actor,
+        "storage.tested",
+        organization_id=scope.organization_id,
+        target_type="storage_config",
+        target_id=row.id,
+        outcome="success" if result.ok else "failure",
+        changes={"status": row.status},
+    )
+    return result
+
+
+__all__ = [
+    "Invitation",
+    "StorageTest",
+    "add_storage",
+    "camel",
+    "check_storage",
+    "confirm_second_factor",
+    "invite_member",
+    "local_folder",
+    "set_password_from_link",
+    "update_security",
+]

@@ -1,0 +1,502 @@
+"""The console pages: sign-in, RBAC on every page and action, CSRF, one-time secrets, audit."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from urllib.parse import parse_qs, urlsplit
+
+import pyotp
+import pytest
+from sqlalchemy import select
+
+from paulyops.core.db.models import AuditLog, SecurityConfig, StorageConfig
+from paulyops.web.pages import console
+from tests.factories import PASSWORD, make_org
+
+PAGES = [
+    "/console",
+    "/console/members",
+    "/console/roles",
+    "/console/security",
+    "/console/storage",
+    "/console/audit",
+]
+TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def web(client):
+    """The app's client, with the console router included if the app does not yet."""
+    paths = {getattr(route, "path", None) for route in client.app.routes}
+    if "/console" not in paths:
+        client.app.include_router(console.router)
+    return client
+
+
+def _token(page) -> str:
+    match = TOKEN.search(page.text)
+    assert match, f"no CSRF token on the page: {page.text[:300]}"
+    return match.group(1)
+
+
+def _sign_in(client, email, password=PASSWORD, next_url=""):
+    client.cookies.clear()
+    token = _token(client.get("/sign-in"))
+    return client.post(
+        "/sign-in",
+        data={"email": email, "password": password, "csrf_token": token, "next": next_url},
+        follow_redirects=False,
+    )
+
+
+def _signed_in(client, email):
+    response = _sign_in(client, email)
+    assert response.status_code == 303, response.text
+    return client
+
+
+def _db(client):
+    return client.app.state.instance.db
+
+
+def test_each_page_renders_for_an_owner(web):
+    """Every console page answers 200 with HTML for an Owner."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Owner"])
+    for path in PAGES:
+        page = web.get(path)
+        assert page.status_code == 200, (path, page.text[:500])
+        assert page.headers["content-type"].startswith("text/html")
+        assert 'aria-current="page"' in page.text
+
+
+def test_pages_have_no_inline_script_or_style(web):
+    """No page carries an inline script or a style attribute (the CSP forbids both)."""
+    org = make_org(_db(web), "acme", model="enterprise")
+    _signed_in(web, org.emails["Owner"])
+    for path in [*PAGES, "/sign-in"]:
+        html = web.get(path).text
+        assert " style=" not in html, path
+        assert re.search(r"<script(?![^>]*\bsrc=)", html) is None, path
+        assert "<style" not in html, path
+
+
+def test_sign_in_redirects_only_to_local_paths(web):
+    """A ``next`` pointing at another site is ignored; a local path is followed."""
+    org = make_org(_db(web), "acme")
+    offsite = _sign_in(web, org.emails["Owner"], next_url="//evil.example.com/x")
+    assert offsite.headers["location"] == "/console"
+    local = _sign_in(web, org.emails["Owner"], next_url="/console/audit")
+    assert local.headers["location"] == "/console/audit"
+
+
+def test_wrong_password_shows_the_form_again(web):
+    """A wrong password re-renders the form with one generic, field-linked error."""
+    org = make_org(_db(web), "acme")
+    response = _sign_in(web, org.emails["Owner"], password="not-the-password-at-all")
+    assert response.status_code == 401
+    assert 'aria-describedby="sign-in-error"' in response.text
+    assert "not correct" in response.text
+
+
+def test_signed_out_visitor_is_sent_to_sign_in(web):
+    """A console page without a session redirects to the sign-in page with ``next``."""
+    web.cookies.clear()
+    response = web.get("/console/members", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/sign-in?next=/console/members"
+
+
+def test_viewer_sees_no_admin_actions_and_cannot_forge_them(web):
+    """A Viewer gets no Remove button or invite form, and a forged removal is refused (403)."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Viewer"])
+    page = web.get("/console/members")
+    assert page.status_code == 200
+    assert "Remove" not in page.text
+    assert "/console/members/invite" not in page.text
+    assert "Change role" not in page.text
+    forged = web.post(
+        f"/console/members/{org.memberships['target']}/remove",
+        data={"csrf_token": _token(page)},
+    )
+    assert forged.status_code == 403
+    assert forged.headers["content-type"].startswith("text/html")
+    assert web.get("/console/audit").status_code == 403
+
+
+def test_post_without_csrf_token_is_refused(web):
+    """An Owner's POST without the form's CSRF token is refused with 403."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Owner"])
+    response = web.post(f"/console/members/{org.memberships['target']}/remove", data={})
+    assert response.status_code == 403
+    members = web.get("/console/members").text
+    assert "Target" in members
+
+
+def test_owner_removes_and_changes_members(web):
+    """An Owner changes a member's role, then removes them; each result is flashed."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Owner"])
+    token = _token(web.get("/console/members"))
+    target = org.memberships["target"]
+    changed = web.post(
+        f"/console/members/{target}/role", data={"csrf_token": token, "role_id": org.roles["User"]}
+    )
+    assert changed.status_code == 200
+    assert "Role changed." in changed.text
+    removed = web.post(f"/console/members/{target}/remove", data={"csrf_token": token})
+    assert "Member removed." in removed.text
+    assert "target@acme.example.com" not in removed.text
+
+
+def test_unknown_page_renders_the_html_error_page(web):
+    """An unknown address renders the 404 page in the product's style."""
+    response = web.get("/console/no-such-page")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Page not found" in response.text
+
+
+def test_invite_link_sets_a_password_then_signs_in(web):
+    """Invite by link (shown once), set the password through it, sign in; the link then dies."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Owner"])
+    token = _token(web.get("/console/members"))
+    invited = web.post(
+        "/console/members/invite",
+        data={
+            "csrf_token": token,
+            "email": "new.person@acme.example.com",
+            "name": "New Person",
+            "role_id": org.roles["User"],
+        },
+    )
+    assert invited.status_code == 200, invited.text
+    link = re.search(r"https?://[^<\s\"]+/set-password\?token=[^<\s\"]+", invited.text)
+    assert link, invited.text
+    assert web.get("/console/members").text.count("/set-password?token=") == 0
+    path = urlsplit(link.group(0))
+    web.cookies.clear()
+    form = web.get(f"{path.path}?{path.query}")
+    assert form.status_code == 200
+    new_password = "a-long-and-unusual-passphrase-91"
+    done = web.post(
+        "/set-password",
+        data={
+            "csrf_token": _token(form),
+            "token": parse_qs(path.query)["token"][0],
+            "password": new_password,
+            "confirm": new_password,
+        },
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == "/sign-in"
+    signed_in = _sign_in(web, "new.person@acme.example.com", new_password)
+    assert signed_in.status_code == 303
+    assert signed_in.headers["location"] == "/console"
+    assert web.get("/console").status_code == 200
+    web.cookies.clear()
+    assert web.get(f"{path.path}?{path.query}").status_code == 403
+
+
+def test_set_password_errors_are_tied_to_their_field(web):
+    """Two different passwords re-render the form with the error linked to its input."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Owner"])
+    invited = web.post(
+        "/console/members/invite",
+        data={
+            "csrf_token": _token(web.get("/console/members")),
+            "email": "second@acme.example.com",
+            "name": "Second",
+            "role_id": org.roles["Viewer"],
+        },
+    )
+    query = re.search(r"/set-password\?(token=[^<\s\"]+)", invited.text).group(1)
+    web.cookies.clear()
+    form = web.get(f"/set-password?{query}")
+    response = web.post(
+        "/set-password",
+        data={
+            "csrf_token": _token(form),
+            "token": parse_qs(query)["token"][0],
+            "password": "a-long-and-unusual-passphrase-91",
+            "confirm": "something-else-entirely-42",
+        },
+    )
+    assert response.status_code == 422
+    assert 'aria-describedby="f-confirm-error"' in response.text
+    assert 'aria-invalid="true"' in response.text
+
+
+def test_invite_form_errors_are_tied_to_their_field(web):
+    """A bad e-mail address re-renders the invite form with the error on that input."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Owner"])
+    response = web.post(
+        "/console/members/invite",
+        data={
+            "csrf_token": _token(web.get("/console/members")),
+            "email": "not-an-address",
+            "name": "X",
+            "role_id": org.roles["Viewer"],
+        },
+    )
+    assert response.status_code == 422
+    assert 'aria-describedby="f-email-error"' in response.text
+
+
+def test_audit_verify_shows_verified(web):
+    """The verify button reports the organization's chain as verified."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Owner"])
+    token = _token(web.get("/console/members"))
+    web.post(f"/console/members/{org.memberships['target']}/remove", data={"csrf_token": token})
+    response = web.post("/console/audit/verify", data={"csrf_token": token})
+    assert response.status_code == 200
+    assert "verified" in response.text
+    assert "member.removed" in response.text
+
+
+def test_audit_filters_and_paging(web):
+    """Filtering by action narrows the rows; a bad date is reported on its field."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Owner"])
+    token = _token(web.get("/console/members"))
+    web.post(f"/console/members/{org.memberships['target']}/remove", data={"csrf_token": token})
+    only = web.get("/console/audit", params={"action": "member."})
+    assert "member.removed" in only.text
+    none = web.get("/console/audit", params={"action": "storage."})
+    assert "No events match." in none.text
+    bad = web.get("/console/audit", params={"from": "yesterday"})
+    assert bad.status_code == 422
+    assert 'aria-describedby="f-from-error"' in bad.text
+
+
+def test_export_csv_has_a_header_row(web):
+    """The CSV export starts with the column header and holds the organization's rows."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Owner"])
+    token = _token(web.get("/console/members"))
+    web.post(f"/console/members/{org.memberships['target']}/remove", data={"csrf_token": token})
+    response = web.get("/console/audit/export", params={"format": "csv"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    lines = response.text.splitlines()
+    assert lines[0].startswith("id,chain,seq,created_at")
+    assert any("member.removed" in line for line in lines[1:])
+    jsonl = web.get("/console/audit/export", params={"format": "jsonl"})
+    assert '"action":"member.removed"' in jsonl.text
+
+
+def test_home_page_draws_charts_as_svg(web):
+    """The home page shows the health bars and the 30-day activity chart as inline SVG."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Owner"])
+    page = web.get("/console")
+    assert page.text.count("<svg") >= 3
+    assert "Activity, last 30 days" in page.text
+    assert "database" in page.text
+
+
+def test_second_factor_enrollment_then_sign_in_with_code(web):
+    """Enroll TOTP on the security page (recovery codes shown once), then sign in with a code."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Admin"])
+    token = _token(web.get("/console/security"))
+    started = web.post("/console/security/totp/start", data={"csrf_token": token})
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', started.text).group(1)
+    wrong = web.post("/console/security/totp/confirm", data={"csrf_token": token, "code": "000000"})
+    assert wrong.status_code == 422
+    assert 'aria-describedby="f-code-error"' in wrong.text
+    confirmed = web.post(
+        "/console/security/totp/confirm",
+        data={"csrf_token": token, "code": pyotp.TOTP(secret).now()},
+    )
+    assert "recovery codes are shown" in confirmed.text
+    first = _sign_in(web, org.emails["Admin"])
+    assert first.headers["location"].startswith("/sign-in/code")
+    code_page = web.get(first.headers["location"])
+    done = web.post(
+        "/sign-in/code",
+        data={"csrf_token": _token(code_page), "code": pyotp.TOTP(secret).now(), "next": ""},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == "/console"
+    assert web.get("/console").status_code == 200
+
+
+def test_security_settings_and_api_token_shown_once(web):
+    """An Owner saves session timeouts and creates an API token whose secret appears once."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Owner"])
+    token = _token(web.get("/console/security"))
+    saved = web.post(
+        "/console/security/settings",
+        data={"csrf_token": token, "idle_minutes": "30", "absolute_hours": "8"},
+    )
+    assert "Security settings saved." in saved.text
+    with _db(web).session() as session:
+        config = session.scalars(select(SecurityConfig)).first()
+        assert (config.session_idle_minutes, config.session_absolute_hours) == (30, 8)
+    bad = web.post(
+        "/console/security/settings",
+        data={"csrf_token": token, "idle_minutes": "1", "absolute_hours": "8"},
+    )
+    assert bad.status_code == 422
+    assert 'aria-describedby="f-idle-minutes-hint f-idle-minutes-error"' in bad.text
+    created = web.post(
+        "/console/security/tokens",
+        data={"csrf_token": token, "name": "ci", "permissions": ["org:read", "audit:read"]},
+    )
+    secret = re.search(r"pot_[A-Za-z0-9_\-]+", created.text).group(0)
+    assert secret not in web.get("/console/security").text
+    response = web.get("/api/organization", headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 200
+
+
+def test_storage_credentials_are_never_shown_and_tests_are_honest(web, tmp_path):
+    """Credentials go in encrypted and are never echoed; only local folders are really tested."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Owner"])
+    token = _token(web.get("/console/storage"))
+    added = web.post(
+        "/console/storage",
+        data={
+            "csrf_token": token,
+            "provider": "s3",
+            "name": "archive",
+            "bucket": "acme-archive",
+            "access_key_id": "AKIAEXAMPLEKEY",
+            "secret_access_key": "very-secret-value",
+        },
+    )
+    assert "added" in added.text
+    assert "very-secret-value" not in added.text
+    assert "AKIAEXAMPLEKEY" not in added.text
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    web.post(
+        "/console/storage",
+        data={"csrf_token": token, "provider": "local", "name": "files", "path": str(folder)},
+    )
+    with _db(web).session() as session:
+        rows = {row.name: row for row in session.scalars(select(StorageConfig))}
+        assert "very-secret-value" not in str(rows["archive"].settings)
+        assert b"very-secret-value" not in rows["archive"].credentials
+        changes = session.scalars(select(AuditLog.changes)).all()
+    assert "very-secret-value" not in str(changes)
+    s3 = web.post(f"/console/storage/{rows['archive'].id}/test", data={"csrf_token": token})
+    assert "connection test for s3 not available yet" in s3.text
+    local = web.post(f"/console/storage/{rows['files'].id}/test", data={"csrf_token": token})
+    assert "Connection works" in local.text
+    bad = web.post(
+        "/console/storage",
+        data={"csrf_token": token, "provider": "s3", "name": "Bad Name", "bucket": "x"},
+    )
+    assert bad.status_code == 422
+    assert 'aria-describedby="f-name-hint f-name-error"' in bad.text
+
+
+def test_custom_roles_and_delegations_in_the_enterprise_model(web):
+    """An Owner creates a custom role and a delegation; a Viewer sees neither form."""
+    org = make_org(_db(web), "acme", model="enterprise")
+    _signed_in(web, org.emails["Owner"])
+    token = _token(web.get("/console/roles"))
+    created = web.post(
+        "/console/roles",
+        data={
+            "csrf_token": token,
+            "name": "Auditor",
+            "permissions": ["audit:read"],
+            "parent_id": org.roles["Manager"],
+        },
+    )
+    assert "Role &#39;Auditor&#39; created." in created.text
+    until = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
+    delegated = web.post(
+        "/console/delegations",
+        data={
+            "csrf_token": token,
+            "to_user_id": org.members["User"],
+            "permissions": ["audit:read"],
+            "expires": until,
+        },
+    )
+    assert "Delegation created." in delegated.text
+    _signed_in(web, org.emails["Viewer"])
+    page = web.get("/console/roles")
+    assert page.status_code == 200
+    assert 'action="/console/roles"' not in page.text
+    assert 'action="/console/delegations"' not in page.text
+
+
+class _Controls(HTMLParser):
+    """Collects form controls and how each is labelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.label_for: set[str] = set()
+        self.ids: list[str] = []
+        self.depth = 0
+        self.unlabelled: list[str] = []
+        self.pending: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag, attrs):
+        values = dict(attrs)
+        if values.get("id"):
+            self.ids.append(values["id"])
+        if tag == "label":
+            self.depth += 1
+            if values.get("for"):
+                self.label_for.add(values["for"])
+        if tag in {"input", "select", "textarea"}:
+            hidden = values.get("type") == "hidden" or "hidden" in values
+            if not hidden and not self.depth and not values.get("aria-label"):
+                self.pending.append((values.get("name") or "?", values.get("id")))
+
+    def handle_endtag(self, tag):
+        if tag == "label":
+            self.depth -= 1
+
+    def problems(self) -> list[str]:
+        """Controls without a label, and ids used twice."""
+        out = [name for name, fid in self.pending if fid is None or fid not in self.label_for]
+        out += [f"duplicate id {i}" for i in {i for i in self.ids if self.ids.count(i) > 1}]
+        return out
+
+
+def test_every_input_is_labelled(web):
+    """On every page each visible control has a label, and no id is used twice."""
+    org = make_org(_db(web), "acme", model="enterprise")
+    _signed_in(web, org.emails["Owner"])
+    token = _token(web.get("/console/security"))
+    enrolling = web.post("/console/security/totp/start", data={"csrf_token": token})
+    pages = {path: web.get(path).text for path in PAGES}
+    pages["totp"] = enrolling.text
+    web.cookies.clear()
+    pages["/sign-in"] = web.get("/sign-in").text
+    for path, html in pages.items():
+        parser = _Controls()
+        parser.feed(html)
+        assert parser.problems() == [], path
+
+
+def test_admin_without_required_second_factor_is_sent_to_set_it_up(web):
+    """When the organization requires a second factor, an admin without one lands on Security."""
+    org = make_org(_db(web), "acme")
+    with _db(web).write_session() as session:
+        session.scalars(select(SecurityConfig)).one().require_admin_2fa = True
+    response = _sign_in(web, org.emails["Admin"])
+    assert response.headers["location"] == "/console/security"
+    page = web.get("/console/security")
+    assert page.status_code == 200
+    assert "requires a second factor for admins" in page.text
+    assert 'href="/console/members"' not in page.text
+    assert web.get("/console").status_code == 403
