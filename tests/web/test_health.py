@@ -157,3 +157,30 @@ def test_oversized_body_is_refused_with_413(client):
     )
     assert response.status_code == 413
     assert response.json()["success"] is False
+
+
+def test_enhanced_level_reminds_to_rotate_an_old_key(tmp_path, db_url):
+    """With ENCRYPTION_LEVEL=enhanced and a key older than 90 days, healthz is degraded."""
+    from datetime import UTC, datetime, timedelta
+
+    from fastapi.testclient import TestClient
+
+    from paulyops.web.app import create_app
+    from tests.conftest import make_settings
+
+    old = (datetime.now(UTC) - timedelta(days=120)).isoformat()
+    settings = make_settings(
+        tmp_path,
+        DATABASE_URL=db_url,
+        ENCRYPTION_LEVEL="enhanced",
+        PAULYOPS_ENCRYPTION_KEY_CREATED_AT=old,
+    )
+    app = create_app(settings)
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        assert app.state.instance.ready.wait(20)
+        body = c.get("/api/healthz").json()
+    encryption = body["checks"]["encryption"]
+    assert body["status"] == "degraded"
+    assert encryption["status"] == "degraded"
+    assert "paulyops keys rotate" in encryption["details"]["reminder"]
+    assert encryption["details"]["activeKeyAgeDays"] >= 119

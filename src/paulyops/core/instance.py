@@ -10,23 +10,32 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from paulyops.core.db import migrate
 from paulyops.core.db.engine import Database, mask_url
+from paulyops.core.db.models import SecurityConfig
 from paulyops.core.errors import ExternalServiceError, ServiceUnavailableError
 from paulyops.core.health import (
     CheckResult,
     HealthRegistry,
+    Status,
     storage_check,
     stripe_check,
     system_check,
 )
 from paulyops.core.kv import KeyValueStore, KVUnavailableError, RedisKV, create_kv
 from paulyops.core.logging import add_alert_hook, get_logger, redact_text, webhook_alert_hook
-from paulyops.core.security.crypto import KeyRing, openssl_fips_enabled, set_default_keyring
+from paulyops.core.security.crypto import (
+    KeyRing,
+    active_key_since,
+    openssl_fips_enabled,
+    set_default_keyring,
+)
 from paulyops.core.security.csrf import CsrfTokens
 from paulyops.core.security.passwords import PasswordHashing
 from paulyops.core.security.ratelimit import DEFAULT_LIMITS, STRICT_LIMITS, RateLimiter
@@ -37,6 +46,9 @@ log = get_logger("paulyops.instance")
 # Sign-in is throttled per address ("signin") and per account: guessing one account's
 # password from many addresses still hits this limit.
 EXTRA_LIMITS = {"signin_account": "10/15minutes"}
+# Encryption levels whose organizations expect the key rotated every 90 days.
+STRICT_LEVELS = ("enhanced", "fips")
+ROTATION_REMINDER_DAYS = 90
 
 
 class Instance:
@@ -181,16 +193,40 @@ class Instance:
         self.health.register("encryption", self._encryption_check, critical=False)
 
     def _encryption_check(self) -> CheckResult:
-        return CheckResult(
-            "healthy",
-            {
-                "level": self.settings.encryption_level,
-                "activeKeyId": self.keyring.active_key_id,
-                "keyIds": list(self.keyring.key_ids),
-                # Whether OpenSSL's FIPS provider is active; nothing more is claimed.
-                "opensslFipsMode": openssl_fips_enabled(),
-            },
-        )
+        details: dict[str, Any] = {
+            "level": self.settings.encryption_level,
+            "activeKeyId": self.keyring.active_key_id,
+            "keyIds": list(self.keyring.key_ids),
+            # Whether OpenSSL's FIPS provider is active; nothing more is claimed.
+            "opensslFipsMode": openssl_fips_enabled(),
+        }
+        since = active_key_since(self.settings)
+        age = (datetime.now(UTC) - since).days if since else None
+        details["activeKeyAgeDays"] = age
+        status: Status = "healthy"
+        if self._wants_rotation_reminder() and age is not None and age > ROTATION_REMINDER_DAYS:
+            # The enhanced and fips levels ask for a new key every 90 days: remind, loudly.
+            status = "degraded"
+            details["reminder"] = (
+                f"the encryption key is {age} days old; run `paulyops keys rotate` "
+                f"(the {self.settings.encryption_level} level asks for every "
+                f"{ROTATION_REMINDER_DAYS} days)"
+            )
+        return CheckResult(status, details)
+
+    def _wants_rotation_reminder(self) -> bool:
+        if self.settings.encryption_level in STRICT_LEVELS:
+            return True
+        if not self.ready.is_set():
+            return False
+        with self.db.session() as session:
+            return bool(
+                session.scalar(
+                    select(func.count())
+                    .select_from(SecurityConfig)
+                    .where(SecurityConfig.encryption_level.in_(STRICT_LEVELS))
+                )
+            )
 
     def _database_check(self) -> CheckResult:
         details: dict[str, Any] = self.db.pool_details()

@@ -17,6 +17,7 @@ import binascii
 import hashlib
 import os
 import secrets
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -182,6 +183,13 @@ class Settings(BaseSettings):
         default_factory=list,
         validation_alias=AliasChoices("PAULYOPS_JWT_SECRETS_PREVIOUS", "jwt_secrets_previous"),
         description="older JWT_SECRET values still accepted (grace after rotation)",
+    )
+    encryption_key_created_at: datetime | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "PAULYOPS_ENCRYPTION_KEY_CREATED_AT", "encryption_key_created_at"
+        ),
+        description="when ENCRYPTION_KEY was generated (for the 90-day rotation reminder)",
     )
     instance_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("PAULYOPS_INSTANCE_KEY", "instance_key")
@@ -568,7 +576,10 @@ def ensure_secrets(settings: Settings) -> tuple[Settings, list[str]]:
     existing = read_env_file(env_file) if env_file.is_file() else {}
     generated = {name: SECRET_GENERATORS[name]() for name in weak if name not in existing}
     if generated:
-        write_env_values(env_file, generated)
+        extra = {}
+        if "ENCRYPTION_KEY" in generated:
+            extra["PAULYOPS_ENCRYPTION_KEY_CREATED_AT"] = datetime.now(UTC).isoformat()
+        write_env_values(env_file, {**generated, **extra})
     merged = {**existing, **generated}
     update = {SECRET_VAR_FIELDS[var]: SecretStr(merged[var]) for var in weak if merged.get(var)}
     return settings.model_copy(update=update), sorted(generated)

@@ -395,6 +395,21 @@ def _format_rotated_at(rotated: Mapping[str, datetime]) -> str:
 _default_ring: KeyRing | None = None
 
 
+def active_key_since(
+    settings: Settings, *, environ: Mapping[str, str] | None = None
+) -> datetime | None:
+    """Return when the active ``ENCRYPTION_KEY`` came into use, if known.
+
+    That is the newest rotation time recorded for a previous key, or else
+    ``PAULYOPS_ENCRYPTION_KEY_CREATED_AT`` (written when the key was generated).
+    """
+    values = _rotation_values(settings.root / ENV_FILE_NAME, environ)
+    rotated = _parse_rotated_at(values.get(ROTATED_AT_VAR, ""))
+    if rotated:
+        return max(rotated.values())
+    return settings.encryption_key_created_at
+
+
 def set_default_keyring(ring: KeyRing | None) -> None:
     """Install the ring the field helpers use (app, CLI and worker start; ``None`` clears)."""
     # One ring per process, installed once at start; a module global keeps the helpers'
@@ -930,6 +945,7 @@ __all__ = [
     "RetireResult",
     "RetiredKeyError",
     "RotationResult",
+    "active_key_since",
     "default_keyring",
     "encrypted_fields",
     "keys_in_use",
