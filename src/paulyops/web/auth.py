@@ -21,9 +21,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from paulyops.core.db.models import SecurityConfig, User, WebSession
-from paulyops.core.errors import AuthenticationError, PermissionDeniedError
+from paulyops.core.db.scoped import OrgScope
+from paulyops.core.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from paulyops.core.logging import security_event
 from paulyops.core.security import csrf
+from paulyops.services.actor import Actor
 from paulyops.services.auth import rbac
 from paulyops.services.auth.permissions import PLATFORM_PERMISSIONS
 from paulyops.services.auth.sessions import resolve_session
@@ -65,6 +67,32 @@ class Principal:
     def can(self, permission: str) -> bool:
         """Whether the caller holds ``permission`` in their active organization."""
         return permission in self.permissions
+
+    def actor(self, address: str | None) -> Actor:
+        """Return the caller as the audit trail names it."""
+        if self.kind == "token":
+            return Actor("token", self.token_id, address)
+        return Actor("user", self.user_id, address)
+
+    def scope(self, session: Session) -> OrgScope:
+        """Return the caller's active organization as a query scope.
+
+        Raises:
+            NotFoundError: the caller has no active organization.
+        """
+        if self.organization_id is None:
+            raise NotFoundError("no active organization; sign in to one first")
+        return OrgScope(session, self.organization_id)
+
+    def acting_grant(self) -> rbac.Grant:
+        """Return the grant the caller acts with (a token: its permissions only)."""
+        assert self.grant is not None  # a permission check passed, so there is a grant
+        if self.kind == "token":
+            g = self.grant
+            return rbac.Grant(
+                g.organization_id, g.user_id, g.role_name, g.role_rank, self.permissions
+            )
+        return self.grant
 
 
 def db_session(request: Request) -> Iterator[Session]:

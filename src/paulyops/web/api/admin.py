@@ -11,7 +11,6 @@ from pydantic import Field
 from paulyops.core.db.models import Delegation, Membership, Organization, Role, User
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import NotFoundError
-from paulyops.services.actor import Actor
 from paulyops.services.auth import manage, rbac, tokens
 from paulyops.services.auth.permissions import PERMISSIONS, RbacModel
 from paulyops.web.api.auth import CamelModel, OkOut
@@ -19,29 +18,6 @@ from paulyops.web.auth import DbSession, Principal, require
 from paulyops.web.deps import ClientAddress
 
 router = APIRouter(prefix="/api", tags=["organization"])
-
-
-def _scope(session: DbSession, principal: Principal) -> OrgScope:
-    if principal.organization_id is None:
-        raise NotFoundError("no active organization; sign in to one first")
-    return OrgScope(session, principal.organization_id)
-
-
-def _actor(principal: Principal, address: str) -> Actor:
-    if principal.kind == "token":
-        return Actor("token", principal.token_id, address)
-    return Actor("user", principal.user_id, address)
-
-
-def _grant(principal: Principal) -> rbac.Grant:
-    assert principal.grant is not None  # a permission check passed, so there is a grant
-    if principal.kind == "token":
-        # A token acts with the intersection of its permissions and its user's.
-        g = principal.grant
-        return rbac.Grant(
-            g.organization_id, g.user_id, g.role_name, g.role_rank, principal.permissions
-        )
-    return principal.grant
 
 
 # --- organization -----------------------------------------------------------------------
@@ -65,7 +41,7 @@ def get_organization(
     session: DbSession, principal: Annotated[Principal, require("org:read")]
 ) -> OrganizationOut:
     """Return the caller's active organization."""
-    org = session.get(Organization, _scope(session, principal).organization_id)
+    org = session.get(Organization, principal.scope(session).organization_id)
     if org is None:
         raise NotFoundError("organization not found")
     return OrganizationOut.model_validate(org, from_attributes=True)
@@ -96,7 +72,7 @@ def list_members(
     session: DbSession, principal: Annotated[Principal, require("members:read")]
 ) -> list[MemberOut]:
     """List the organization's members."""
-    scope = _scope(session, principal)
+    scope = principal.scope(session)
     roles = {role.id: role.name for role in scope.list(Role)}
     out = []
     for membership in scope.list(Membership, order_by=Membership.created_at):
@@ -126,11 +102,11 @@ def change_member_role(
 ) -> OkOut:
     """Give a member another role (their sessions end)."""
     manage.change_member_role(
-        _scope(session, principal),
-        grant=_grant(principal),
+        principal.scope(session),
+        grant=principal.acting_grant(),
         membership_id=membership_id,
         role_id=body.role_id,
-        actor=_actor(principal, address),
+        actor=principal.actor(address),
     )
     return OkOut(message="role changed")
 
@@ -144,10 +120,10 @@ def remove_member(
 ) -> OkOut:
     """Remove a member from the organization."""
     manage.remove_member(
-        _scope(session, principal),
-        grant=_grant(principal),
+        principal.scope(session),
+        grant=principal.acting_grant(),
         membership_id=membership_id,
-        actor=_actor(principal, address),
+        actor=principal.actor(address),
     )
     return OkOut(message="member removed")
 
@@ -204,7 +180,7 @@ def list_roles(
     session: DbSession, principal: Annotated[Principal, require("roles:read")]
 ) -> list[RoleOut]:
     """List the organization's roles, highest rank first."""
-    scope = _scope(session, principal)
+    scope = principal.scope(session)
     model = _model(session, scope)
     roles = sorted(scope.list(Role), key=lambda role: (-role.rank, role.name))
     return [_role_out(scope, role, model) for role in roles]
@@ -218,14 +194,14 @@ def create_role(
     principal: Annotated[Principal, require("roles:manage")],
 ) -> RoleOut:
     """Create a custom role (granular and enterprise models)."""
-    scope = _scope(session, principal)
+    scope = principal.scope(session)
     role = manage.create_role(
         scope,
         name=body.name,
         permissions=body.permissions,
         description=body.description,
         parent_id=body.parent_id,
-        actor=_actor(principal, address),
+        actor=principal.actor(address),
     )
     return _role_out(scope, role, _model(session, scope))
 
@@ -239,9 +215,9 @@ def update_role(
     principal: Annotated[Principal, require("roles:manage")],
 ) -> RoleOut:
     """Replace a custom role's permissions."""
-    scope = _scope(session, principal)
+    scope = principal.scope(session)
     role = manage.update_role(
-        scope, role_id=role_id, permissions=body.permissions, actor=_actor(principal, address)
+        scope, role_id=role_id, permissions=body.permissions, actor=principal.actor(address)
     )
     return _role_out(scope, role, _model(session, scope))
 
@@ -254,9 +230,7 @@ def delete_role(
     principal: Annotated[Principal, require("roles:manage")],
 ) -> OkOut:
     """Delete a custom role nobody holds."""
-    manage.delete_role(
-        _scope(session, principal), role_id=role_id, actor=_actor(principal, address)
-    )
+    manage.delete_role(principal.scope(session), role_id=role_id, actor=principal.actor(address))
     return OkOut(message="role deleted")
 
 
@@ -290,12 +264,12 @@ def create_delegation(
 ) -> DelegationOut:
     """Delegate some of your own permissions to another member for a time."""
     delegation = manage.delegate(
-        _scope(session, principal),
-        grant=_grant(principal),
+        principal.scope(session),
+        grant=principal.acting_grant(),
         to_user_id=body.to_user_id,
         permissions=body.permissions,
         expires_at=body.expires_at,
-        actor=_actor(principal, address),
+        actor=principal.actor(address),
     )
     return DelegationOut.model_validate(delegation, from_attributes=True)
 
@@ -305,7 +279,7 @@ def list_delegations(
     session: DbSession, principal: Annotated[Principal, require("roles:read")]
 ) -> list[DelegationOut]:
     """List delegations that are still active."""
-    scope = _scope(session, principal)
+    scope = principal.scope(session)
     rows = scope.list(Delegation, Delegation.revoked_at.is_(None))
     return [DelegationOut.model_validate(row, from_attributes=True) for row in rows]
 
@@ -319,7 +293,7 @@ def revoke_delegation(
 ) -> OkOut:
     """End a delegation now."""
     manage.revoke_delegation(
-        _scope(session, principal), delegation_id=delegation_id, actor=_actor(principal, address)
+        principal.scope(session), delegation_id=delegation_id, actor=principal.actor(address)
     )
     return OkOut(message="delegation revoked")
 
@@ -358,7 +332,7 @@ def list_tokens(
     session: DbSession, principal: Annotated[Principal, require("tokens:manage")]
 ) -> list[TokenOut]:
     """List the organization's API tokens."""
-    rows = tokens.list_api_tokens(_scope(session, principal))
+    rows = tokens.list_api_tokens(principal.scope(session))
     return [TokenOut.model_validate(row, from_attributes=True) for row in rows]
 
 
@@ -371,12 +345,12 @@ def create_token(
 ) -> NewTokenOut:
     """Create an API token with at most your own permissions."""
     issued = manage.create_token(
-        _scope(session, principal),
-        grant=_grant(principal),
+        principal.scope(session),
+        grant=principal.acting_grant(),
         name=body.name,
         permissions=body.permissions,
         expires_at=body.expires_at,
-        actor=_actor(principal, address),
+        actor=principal.actor(address),
     )
     base = TokenOut.model_validate(issued.row, from_attributes=True)
     return NewTokenOut(**base.model_dump(), token=issued.secret)
@@ -390,7 +364,5 @@ def revoke_token(
     principal: Annotated[Principal, require("tokens:manage")],
 ) -> OkOut:
     """Revoke an API token."""
-    manage.revoke_token(
-        _scope(session, principal), token_id=token_id, actor=_actor(principal, address)
-    )
+    manage.revoke_token(principal.scope(session), token_id=token_id, actor=principal.actor(address))
     return OkOut(message="token revoked")

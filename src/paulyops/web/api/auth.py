@@ -12,7 +12,7 @@ from paulyops.core.db.models import User
 from paulyops.core.errors import AuthenticationError
 from paulyops.services.actor import Actor, record
 from paulyops.services.auth import accounts, manage, sessions
-from paulyops.web.auth import DbSession, Principal, PrincipalDep, SignedIn, session_cookie_name
+from paulyops.web.auth import DbSession, PrincipalDep, SignedIn, session_cookie_name
 from paulyops.web.deps import ClientAddress, InstanceDep, Public
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -191,12 +191,6 @@ def second_factor(
     )
 
 
-def _actor(principal: Principal, address: str) -> Actor:
-    if principal.kind == "token":
-        return Actor("token", principal.token_id, address)
-    return Actor("user", principal.user_id, address)
-
-
 @router.post("/sign-out", response_model=OkOut)
 def sign_out(
     request: Request,
@@ -209,7 +203,7 @@ def sign_out(
     """End the current browser session."""
     if principal.web_session is not None:
         manage.sign_out(
-            session, csrf=instance.csrf, row=principal.web_session, actor=_actor(principal, address)
+            session, csrf=instance.csrf, row=principal.web_session, actor=principal.actor(address)
         )
     response.delete_cookie(session_cookie_name(request), path="/")
     return OkOut(message="signed out")
@@ -256,7 +250,7 @@ def revoke_session(
     """Revoke one of the caller's own sessions."""
     assert principal.user is not None  # Authenticated guarantees a user
     manage.revoke_own_session(
-        session, user=principal.user, session_id=session_id, actor=_actor(principal, address)
+        session, user=principal.user, session_id=session_id, actor=principal.actor(address)
     )
     return OkOut(message="session revoked")
 
@@ -281,7 +275,7 @@ def change_password(
         current_password=body.current_password,
         new_password=body.new_password,
         current=principal.web_session,
-        actor=_actor(principal, address),
+        actor=principal.actor(address),
     )
     if replacement is not None:
         _set_cookie(request, response, replacement.token)
@@ -309,7 +303,7 @@ def totp_confirm(
     codes = accounts.confirm_totp(principal.user, instance.keyring, body.code)
     record(
         session,
-        _actor(principal, address),
+        principal.actor(address),
         "auth.totp_enabled",
         organization_id=None,
         target_type="user",
