@@ -128,28 +128,6 @@ STORAGE_SECRETS = frozenset({"access_key_id", "secret_access_key", "client_secre
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _actor(principal: Principal, address: str) -> Actor:
-    if principal.kind == "token":
-        return Actor("token", principal.token_id, address)
-    return Actor("user", principal.user_id, address)
-
-
-def _scope(session: Session, principal: Principal) -> OrgScope:
-    if principal.organization_id is None:
-        raise NotFoundError("no active organization; sign in to one first")
-    return OrgScope(session, principal.organization_id)
-
-
-def _grant(principal: Principal) -> rbac.Grant:
-    assert principal.grant is not None  # a permission check passed, so there is a grant
-    if principal.kind == "token":
-        g = principal.grant
-        return rbac.Grant(
-            g.organization_id, g.user_id, g.role_name, g.role_rank, principal.permissions
-        )
-    return principal.grant
-
-
 def _user(principal: Principal) -> User:
     assert principal.user is not None  # every guard admits only signed-in callers
     return principal.user
@@ -268,7 +246,12 @@ class Bar:
 def activity_chart(
     days: list[date], counts: Counter[date], *, width: int = 600, height: int = 120
 ) -> dict[str, Any]:
-    """Return the bars of the audit-activity chart: one per day, scaled to the busiest."""
+    """Return the bars of the audit-activity chart: one per day, scaled to the busiest.
+
+    The SVG stretches to the card's width at a fixed CSS height (``preserveAspectRatio``
+    ``none``), so ``width`` and ``height`` are only the coordinate system; the date labels
+    are HTML under the chart, so they keep the page's text size at every width.
+    """
     top = max((counts[day] for day in days), default=0)
     slot = width / max(1, len(days))
     bars = []
@@ -322,9 +305,150 @@ def health_bars(
                 "height": height,
                 "bar": round(max(4.0, width * share), 1),
                 "fill": STATUS_FILL.get(status, "#5b6478"),
-                "details": check.get("details"),
+                "details": human_details(check.get("details")),
             }
         )
+    return out
+
+
+# --- human-readable values ------------------------------------------------------------------
+
+# Labels of health-check details whose generic wording ("rss", "pid") would be unclear.
+DETAIL_LABELS = {
+    "rssBytes": "memory used",
+    "freeBytes": "free space",
+    "uptimeSeconds": "uptime",
+    "systemMemoryPercent": "system memory in use",
+    "pid": "process id",
+    "activeKeyId": "active key",
+    "keyIds": "keys",
+    "opensslFipsMode": "OpenSSL FIPS mode",
+}
+ACTOR_LABELS = {
+    "setup_token": "setup token",
+    "cli": "command line",
+    "system": "system",
+    "anonymous": "anonymous",
+}
+
+
+def human_bytes(value: float) -> str:
+    """``84041719808`` -> ``78.3 GB`` (binary multiples, as disks and memory are reported)."""
+    size = float(value)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(size) < 1024 or unit == "TB":
+            return f"{int(size)} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"  # pragma: no cover  # the loop returns at TB
+
+
+def human_duration(seconds: float) -> str:
+    """A coarse duration read at a glance: ``5 s``, ``3 min``, ``2 h 5 min``, ``1 d 1 h``."""
+    total = max(0, int(seconds))
+    if total < 60:
+        return f"{total} s"
+    minutes, hours, days = total // 60, total // 3600, total // 86400
+    if total < 3600:
+        return f"{minutes} min"
+    if total < 86400:
+        rest = minutes % 60
+        return f"{hours} h {rest} min" if rest else f"{hours} h"
+    rest = hours % 24
+    return f"{days} d {rest} h" if rest else f"{days} d"
+
+
+def _detail_label(key: str) -> str:
+    if key in DETAIL_LABELS:
+        return DETAIL_LABELS[key]
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", key).replace("_", " ")
+    return words.lower()
+
+
+def human_value(key: str, value: Any) -> str:
+    """One health detail as a person reads it: sizes, durations, yes/no, lists, ``—``."""
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        if key.endswith("Bytes"):
+            return human_bytes(value)
+        if key.endswith("Seconds"):
+            return human_duration(value)
+        if key.endswith("Percent"):
+            return f"{value:g} %"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, list | tuple | set):
+        return ", ".join(human_value("", item) for item in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{_detail_label(k)} {human_value(k, v)}" for k, v in value.items())
+    return str(value).replace("_", " ") if key in ("migrations", "connectionPool") else str(value)
+
+
+def human_details(details: Any) -> list[tuple[str, str]]:
+    """A check's ``details`` as ``(label, value)`` pairs for the health table."""
+    if not isinstance(details, dict):
+        return []
+    return [
+        (_detail_label(str(key)), human_value(str(key), value)) for key, value in details.items()
+    ]
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """The healthz ``timestamp`` (ISO 8601, ``Z``) as an aware datetime, or ``None``."""
+    if not isinstance(value, str):
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    """Who did something in the audit log, for people: a label and the raw actor for auditors."""
+
+    label: str
+    title: str
+
+
+def actors(session: Session, organization_id: str, rows: list[AuditLog]) -> dict[str, Who]:
+    """Return a readable actor per audit row id: a person's name, "API token <name>", ..."""
+    user_ids = {r.actor_id for r in rows if r.actor_id and r.actor_type in ("user", "anonymous")}
+    token_ids = {r.actor_id for r in rows if r.actor_id and r.actor_type == "token"}
+    users: dict[str, str] = {}
+    tokens_by_id: dict[str, str] = {}
+    if user_ids:
+        users = {
+            user_id: name
+            for user_id, name in session.execute(
+                select(User.id, User.name).where(User.id.in_(user_ids))
+            )
+        }
+    if token_ids:
+        tokens_by_id = {
+            token_id: name
+            for token_id, name in session.execute(
+                select(ApiToken.id, ApiToken.name).where(
+                    ApiToken.id.in_(token_ids), ApiToken.organization_id == organization_id
+                )
+            )
+        }
+    out: dict[str, Who] = {}
+    for row in rows:
+        kind, ident = row.actor_type, row.actor_id
+        title = f"{kind} {ident}" if ident else kind
+        if kind == "user":
+            label = users.get(ident or "") or "a removed user"
+        elif kind == "token":
+            name = tokens_by_id.get(ident or "")
+            label = f"API token {name}" if name else "an API token"
+        elif kind == "anonymous" and ident in users:
+            label = f"{users[ident]} (signing in)"
+        else:
+            label = ACTOR_LABELS.get(kind, kind.replace("_", " "))
+        out[row.id] = Who(label, title)
     return out
 
 
@@ -483,7 +607,7 @@ def sign_out(
     """End this browser's session."""
     if principal.web_session is not None:
         manage.sign_out(
-            session, csrf=instance.csrf, row=principal.web_session, actor=_actor(principal, address)
+            session, csrf=instance.csrf, row=principal.web_session, actor=principal.actor(address)
         )
     response = _back(request, "/sign-in", "success", "You are signed out.")
     response.delete_cookie(session_cookie_name(request), path="/")
@@ -559,7 +683,7 @@ def home(
     principal: Annotated[Principal, require("org:read")],
 ) -> Response:
     """Organization facts, the health of each dependency and recent activity."""
-    scope = _scope(session, principal)
+    scope = principal.scope(session)
     org = session.get(Organization, scope.organization_id)
     if org is None:
         raise NotFoundError("organization not found")
@@ -599,9 +723,10 @@ def home(
         facts=facts,
         health=report,
         health_bars=health_bars(report),
+        checked=parse_timestamp(report.get("timestamp")),
         chart=chart,
         recent=recent,
-        names=_member_names(scope),
+        who=actors(session, org.id, recent),
     )
 
 
@@ -628,7 +753,7 @@ def _members_page(
     form: dict[str, str] | None = None,
     invited: dict[str, Any] | None = None,
 ) -> Response:
-    scope = _scope(session, principal)
+    scope = principal.scope(session)
     roles = sorted(scope.list(Role), key=lambda role: (-role.rank, role.name))
     by_id = {role.id: role for role in roles}
     rank = principal.grant.role_rank if principal.grant else 0
@@ -688,14 +813,14 @@ def invite(
     form = {"email": email[:320], "name": name[:200], "role_id": role_id[:40]}
     try:
         invitation = console_service.invite_member(
-            _scope(session, principal),
-            grant=_grant(principal),
+            principal.scope(session),
+            grant=principal.acting_grant(),
             email=email,
             name=name,
             role_id=role_id,
             jwt_secret=_jwt_secret(instance),
             public_url=instance.settings.effective_public_url,
-            actor=_actor(principal, address),
+            actor=principal.actor(address),
         )
     except SpecValidationError as err:
         return _members_page(
@@ -723,17 +848,17 @@ def change_role(
     role_id: Annotated[str, Form()] = "",
 ) -> Response:
     """Give a member another role (their sessions end)."""
-    scope = _scope(session, principal)
+    scope = principal.scope(session)
     scope.get(Membership, membership_id)
     if not role_id:
         return _back(request, "/console/members", "error", "Choose a role first.")
     try:
         manage.change_member_role(
             scope,
-            grant=_grant(principal),
+            grant=principal.acting_grant(),
             membership_id=membership_id,
             role_id=role_id,
-            actor=_actor(principal, address),
+            actor=principal.actor(address),
         )
     except (ConflictError, PermissionDeniedError) as err:
         return _back(request, "/console/members", "error", err.message)
@@ -751,10 +876,10 @@ def remove_member(
     """Remove a member (their sessions end)."""
     try:
         manage.remove_member(
-            _scope(session, principal),
-            grant=_grant(principal),
+            principal.scope(session),
+            grant=principal.acting_grant(),
             membership_id=membership_id,
-            actor=_actor(principal, address),
+            actor=principal.actor(address),
         )
     except (ConflictError, PermissionDeniedError) as err:
         return _back(request, "/console/members", "error", err.message)
@@ -773,7 +898,7 @@ def _roles_page(
     errors: dict[str, str] | None = None,
     form: dict[str, Any] | None = None,
 ) -> Response:
-    scope = _scope(session, principal)
+    scope = principal.scope(session)
     model = _model(session, scope)
     roles = sorted(scope.list(Role), key=lambda role: (-role.rank, role.name))
     by_id = {role.id: role for role in roles}
@@ -864,12 +989,12 @@ def create_role(
         )
     try:
         role = manage.create_role(
-            _scope(session, principal),
+            principal.scope(session),
             name=name,
             permissions=chosen,
             description=description,
             parent_id=parent_id or None,
-            actor=_actor(principal, address),
+            actor=principal.actor(address),
         )
     except SpecValidationError as err:
         return _roles_page(
@@ -893,7 +1018,7 @@ def delete_role(
     """Delete a custom role nobody holds."""
     try:
         manage.delete_role(
-            _scope(session, principal), role_id=role_id, actor=_actor(principal, address)
+            principal.scope(session), role_id=role_id, actor=principal.actor(address)
         )
     except (ConflictError, PermissionDeniedError) as err:
         return _back(request, "/console/roles", "error", err.message)
@@ -927,12 +1052,12 @@ def create_delegation(
         expires_at = min(_end_of_day(day), now + timedelta(days=MAX_DELEGATION_DAYS))
         try:
             manage.delegate(
-                _scope(session, principal),
-                grant=_grant(principal),
+                principal.scope(session),
+                grant=principal.acting_grant(),
                 to_user_id=to_user_id,
                 permissions=chosen,
                 expires_at=expires_at,
-                actor=_actor(principal, address),
+                actor=principal.actor(address),
             )
         except SpecValidationError as err:
             errors = {
@@ -956,7 +1081,7 @@ def revoke_delegation(
 ) -> Response:
     """End a delegation now."""
     manage.revoke_delegation(
-        _scope(session, principal), delegation_id=delegation_id, actor=_actor(principal, address)
+        principal.scope(session), delegation_id=delegation_id, actor=principal.actor(address)
     )
     return _back(request, "/console/roles", "success", "Delegation ended.")
 
@@ -1034,11 +1159,11 @@ def update_security(
     }
     try:
         console_service.update_security(
-            _scope(session, principal),
+            principal.scope(session),
             idle_minutes=idle_minutes,
             absolute_hours=absolute_hours,
             require_admin_2fa=bool(require_admin_2fa),
-            actor=_actor(principal, address),
+            actor=principal.actor(address),
         )
     except SpecValidationError as err:
         return _security_page(
@@ -1098,7 +1223,7 @@ def totp_confirm(
             keyring=instance.keyring,
             user=user,
             code=code[:20],
-            actor=_actor(principal, address),
+            actor=principal.actor(address),
         )
     except SpecValidationError as err:
         return _security_page(
@@ -1122,7 +1247,7 @@ def revoke_session(
 ) -> Response:
     """Revoke one of your own sessions (this one signs you out)."""
     manage.revoke_own_session(
-        session, user=_user(principal), session_id=session_id, actor=_actor(principal, address)
+        session, user=_user(principal), session_id=session_id, actor=principal.actor(address)
     )
     if principal.web_session is not None and principal.web_session.id == session_id:
         response = _back(request, "/sign-in", "success", "This session was ended.")
@@ -1152,12 +1277,12 @@ def create_token(
     if not errors:
         try:
             issued = manage.create_token(
-                _scope(session, principal),
-                grant=_grant(principal),
+                principal.scope(session),
+                grant=principal.acting_grant(),
                 name=name,
                 permissions=chosen,
                 expires_at=_end_of_day(day) if day else None,
-                actor=_actor(principal, address),
+                actor=principal.actor(address),
             )
         except SpecValidationError as err:
             errors = {f"token_{key}": message for key, message in _field_errors(err).items()}
@@ -1182,9 +1307,7 @@ def revoke_token(
     principal: Annotated[Principal, require("tokens:manage")],
 ) -> Response:
     """Revoke an API token."""
-    manage.revoke_token(
-        _scope(session, principal), token_id=token_id, actor=_actor(principal, address)
-    )
+    manage.revoke_token(principal.scope(session), token_id=token_id, actor=principal.actor(address))
     return _back(request, "/console/security", "success", "Token revoked.")
 
 
@@ -1200,7 +1323,7 @@ def _storage_page(
     errors: dict[str, str] | None = None,
     form: dict[str, str] | None = None,
 ) -> Response:
-    scope = _scope(session, principal)
+    scope = principal.scope(session)
     rows = []
     for row in scope.list(StorageConfig, order_by=StorageConfig.name):
         try:
@@ -1283,12 +1406,12 @@ def add_storage(
     )
     try:
         row = console_service.add_storage(
-            _scope(session, principal),
+            principal.scope(session),
             provider=provider,
             fields={console_service.camel(k): v for k, v in values.items()},
             backup_strategy=backup_strategy,
             retention_days=retention_days,
-            actor=_actor(principal, address),
+            actor=principal.actor(address),
         )
     except SpecValidationError as err:
         return _storage_page(
@@ -1317,10 +1440,10 @@ def storage_test(
 ) -> Response:
     """Test a connection and report the result honestly."""
     result = console_service.check_storage(
-        _scope(session, principal),
+        principal.scope(session),
         storage_id=storage_id,
         data_dir=instance.settings.data_dir,
-        actor=_actor(principal, address),
+        actor=principal.actor(address),
     )
     kind = {True: "success", False: "error", None: "info"}[result.ok]
     prefix = {True: "Connection works: ", False: "Connection failed: ", None: "Not tested: "}
@@ -1342,7 +1465,7 @@ def _audit_page(
     page: str = "1",
     report: audit.VerifyReport | None = None,
 ) -> Response:
-    scope = _scope(session, principal)
+    scope = principal.scope(session)
     errors: dict[str, str] = {}
     start = _parse_date(date_from, "from", errors)
     end = _parse_date(date_to, "to", errors)
@@ -1388,7 +1511,7 @@ def _audit_page(
         filters=filters,
         query=query,
         errors=errors,
-        names=_member_names(scope),
+        who=actors(session, scope.organization_id, list(rows)),
         report=report,
         chain_rows=last or 0,
     )
@@ -1426,7 +1549,7 @@ def audit_verify(
     principal: Annotated[Principal, require("audit:read")],
 ) -> Response:
     """Verify the organization's chain (hashes, links and signed checkpoints)."""
-    scope = _scope(session, principal)
+    scope = principal.scope(session)
     # verify() reads in its own transaction; it writes nothing, so it never waits on ours.
     report = audit.verify(
         instance.db, audit.verifying_key(instance.settings), chain=scope.organization_id
@@ -1443,7 +1566,7 @@ def audit_export(
     fmt: Annotated[str, Query(alias="format")] = "csv",
 ) -> Response:
     """Download the organization's chain as CSV or JSON lines (with a signed checkpoint)."""
-    scope = _scope(session, principal)
+    scope = principal.scope(session)
     if fmt not in ("csv", "jsonl"):
         return _back(request, "/console/audit", "error", "Choose CSV or JSONL for the export.")
     has_rows = session.scalar(
@@ -1492,4 +1615,12 @@ def audit_export(
     )
 
 
-__all__ = ["activity_chart", "health_bars", "router"]
+__all__ = [
+    "activity_chart",
+    "actors",
+    "health_bars",
+    "human_bytes",
+    "human_details",
+    "human_duration",
+    "router",
+]
