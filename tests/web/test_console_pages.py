@@ -14,6 +14,8 @@ from sqlalchemy import select
 from paulyops.core.db.models import AuditLog, SecurityConfig, StorageConfig
 from paulyops.web.pages import console
 from tests.factories import PASSWORD, make_org
+from tests.support.moto import DUMMY_KEY_ID, DUMMY_SECRET, create_bucket, running_moto
+from tests.support.server import free_port
 
 PAGES = [
     "/console",
@@ -362,7 +364,7 @@ def test_security_settings_and_api_token_shown_once(web):
 
 
 def test_storage_credentials_are_never_shown_and_tests_are_honest(web, tmp_path):
-    """Credentials go in encrypted and are never echoed; only local folders are really tested."""
+    """Credentials go in encrypted and are never echoed; untestable providers say so."""
     org = make_org(_db(web), "acme")
     _signed_in(web, org.emails["Owner"])
     token = _token(web.get("/console/storage"))
@@ -373,6 +375,8 @@ def test_storage_credentials_are_never_shown_and_tests_are_honest(web, tmp_path)
             "provider": "s3",
             "name": "archive",
             "bucket": "acme-archive",
+            # Nothing listens there: the test must fail fast, never reach out to AWS.
+            "endpoint": f"http://127.0.0.1:{free_port()}",
             "access_key_id": "AKIAEXAMPLEKEY",
             "secret_access_key": "very-secret-value",
         },
@@ -393,15 +397,76 @@ def test_storage_credentials_are_never_shown_and_tests_are_honest(web, tmp_path)
         changes = session.scalars(select(AuditLog.changes)).all()
     assert "very-secret-value" not in str(changes)
     s3 = web.post(f"/console/storage/{rows['archive'].id}/test", data={"csrf_token": token})
-    assert "connection test for s3 not available yet" in s3.text
+    assert "Connection failed: could not reach http://127.0.0.1:" in s3.text
+    assert "very-secret-value" not in s3.text
+    assert "AKIAEXAMPLEKEY" not in s3.text
     local = web.post(f"/console/storage/{rows['files'].id}/test", data={"csrf_token": token})
     assert "Connection works" in local.text
+    web.post(
+        "/console/storage",
+        data={
+            "csrf_token": token,
+            "provider": "google-drive",
+            "name": "drive",
+            "client_id": "acme-client",
+            "client_secret": "drive-secret-value",
+        },
+    )
+    with _db(web).session() as session:
+        drive = session.scalars(select(StorageConfig).where(StorageConfig.name == "drive")).one()
+    untested = web.post(f"/console/storage/{drive.id}/test", data={"csrf_token": token})
+    assert "Not tested: credentials present, connection test for google-drive" in untested.text
+    assert "OAuth authorization flow" in untested.text
     bad = web.post(
         "/console/storage",
         data={"csrf_token": token, "provider": "s3", "name": "Bad Name", "bucket": "x"},
     )
     assert bad.status_code == 422
     assert 'aria-describedby="f-name-hint f-name-error"' in bad.text
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    """A moto S3 endpoint holding the bucket ``acme-archive``."""
+    with running_moto(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+        create_bucket(endpoint, "acme-archive")
+        yield endpoint
+
+
+@pytest.mark.slow
+def test_s3_connection_to_a_bucket_tests_as_connected(web, moto):
+    """An S3 connection pointed at moto tests as connected, with one audit row, no secrets."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Owner"])
+    token = _token(web.get("/console/storage"))
+    web.post(
+        "/console/storage",
+        data={
+            "csrf_token": token,
+            "provider": "s3",
+            "name": "archive",
+            "bucket": "acme-archive",
+            "region": "us-east-1",
+            "endpoint": moto,
+            "access_key_id": DUMMY_KEY_ID,
+            "secret_access_key": DUMMY_SECRET,
+        },
+    )
+    with _db(web).session() as session:
+        row = session.scalars(select(StorageConfig)).one()
+    tested = web.post(f"/console/storage/{row.id}/test", data={"csrf_token": token})
+    assert "Connection works: the bucket &#39;acme-archive&#39;" in tested.text
+    assert DUMMY_SECRET not in tested.text
+    assert DUMMY_KEY_ID not in tested.text
+    with _db(web).session() as session:
+        row = session.get(StorageConfig, row.id)
+        assert row.status == "connected"
+        assert row.last_tested_at is not None
+        audits = session.scalars(select(AuditLog).where(AuditLog.action == "storage.tested")).all()
+    assert [(a.outcome, a.changes["status"]) for a in audits] == [("success", "connected")]
+    assert DUMMY_SECRET not in str(audits[0].changes)
+    page = web.get("/console/storage")
+    assert '<span class="badge badge-ok">connected</span>' in page.text
 
 
 def test_custom_roles_and_delegations_in_the_enterprise_model(web):

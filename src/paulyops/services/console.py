@@ -7,8 +7,6 @@ session timeouts, adding and testing a storage connection.
 
 from __future__ import annotations
 
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +23,20 @@ from paulyops.core.errors import (
     PermissionDeniedError,
     SpecValidationError,
 )
-from paulyops.core.security.crypto import KeyRing, read_secret_json, write_secret_json
+from paulyops.core.security.crypto import (
+    DecryptionError,
+    KeyRing,
+    read_secret_json,
+    write_secret_json,
+)
 from paulyops.core.security.passwords import PasswordHashing
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
 from paulyops.services.auth import accounts, rbac, sessions
 from paulyops.services.onboarding.provision import password_link
 from paulyops.services.onboarding.spec import PROVIDER_MODELS, SECRET_FIELDS
+from paulyops.services.storage import backends
+from paulyops.services.storage.backends import local_folder
 
 # Bounds for the organization's session timeouts.
 IDLE_MINUTES = (5, 24 * 60)
@@ -331,52 +336,49 @@ class StorageTest:
     message: str
 
 
-def local_folder(row: StorageConfig, data_dir: Path) -> Path:
-    """Return the folder a local connection uses (relative paths are under the data dir)."""
-    raw = row.settings.get("path")
-    if not isinstance(raw, str) or not raw:
-        return data_dir / "storage" / row.organization_id
-    path = Path(raw)
-    return path if path.is_absolute() else data_dir / path
-
-
-def _probe(folder: Path) -> StorageTest:
-    if not folder.is_dir():
-        return StorageTest(False, f"the folder {folder} does not exist")
-    probe = folder / f".paulyops-probe-{secrets.token_hex(4)}"
-    try:
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as err:
-        return StorageTest(False, f"the folder {folder} is not writable ({err.strerror})")
-    if not os.access(folder, os.R_OK):
-        return StorageTest(False, f"the folder {folder} is not readable")
-    return StorageTest(True, f"the folder {folder} exists and is writable")
+def _missing_settings(row: StorageConfig) -> list[str]:
+    """Return the wire names of the settings and credentials the provider needs but lacks."""
+    model = PROVIDER_MODELS.get(row.provider)
+    stored = read_secret_json(row, "credentials") or {}
+    needed = list(getattr(model, "NEEDED", ()))
+    return [name for name in needed if not (row.settings.get(name) or stored.get(name))]
 
 
 def check_storage(scope: OrgScope, *, storage_id: str, data_dir: Path, actor: Actor) -> StorageTest:
-    """Test a connection; only local folders can be tested so far (reported honestly).
+    """Test a connection through its storage backend (local folders and S3 buckets).
 
-    A local test updates the row's status and writes one audit row; for other providers
-    nothing changes and nothing is recorded.
+    A test that runs sets the row's status to ``connected`` or ``error`` and its
+    ``last_tested_at``, and writes one audit row. Nothing changes and nothing is recorded
+    when no test can run: settings are missing, or the provider (Google Drive, Dropbox)
+    needs an authorization flow that is not built yet; the message says which.
 
     Raises:
         NotFoundError: no such connection in this organization.
     """
     row = scope.get(StorageConfig, storage_id)
-    if row.provider != "local":
-        model = PROVIDER_MODELS.get(row.provider)
-        stored = read_secret_json(row, "credentials") or {}
-        needed = list(getattr(model, "NEEDED", ()))
-        missing = [name for name in needed if not (row.settings.get(name) or stored.get(name))]
+    try:
+        missing = _missing_settings(row)
+        backend = None if missing else backends.backend_for(row, data_dir=data_dir)
+    except DecryptionError as err:
+        check = backends.ConnectionCheck(
+            False,
+            "the stored credentials cannot be decrypted with this instance's keys",
+            {"key_id": err.key_id},
+        )
+    except ValueError as err:
+        return StorageTest(None, str(err))
+    else:
         if missing:
             return StorageTest(None, f"settings missing for {row.provider}: {', '.join(missing)}")
-        return StorageTest(
-            None,
-            f"credentials present, connection test for {row.provider} not available yet",
-        )
-    result = _probe(local_folder(row, data_dir))
-    row.status = "connected" if result.ok else "failed"
+        if backend is None:
+            why = backends.NOT_AVAILABLE.get(row.provider, "no backend for this provider")
+            return StorageTest(
+                None,
+                f"credentials present, connection test for {row.provider} not available yet "
+                f"({why})",
+            )
+        check = backend.test_connection()
+    row.status = "connected" if check.ok else "error"
     row.last_tested_at = utcnow()
     actors.record(
         scope.session,
@@ -385,10 +387,11 @@ def check_storage(scope: OrgScope, *, storage_id: str, data_dir: Path, actor: Ac
         organization_id=scope.organization_id,
         target_type="storage_config",
         target_id=row.id,
-        outcome="success" if result.ok else "failure",
-        changes={"status": row.status},
+        outcome="success" if check.ok else "failure",
+        # Backends keep credentials out of their messages and details.
+        changes={"status": row.status, "message": check.message, "details": check.details},
     )
-    return result
+    return StorageTest(check.ok, check.message)
 
 
 __all__ = [
