@@ -169,3 +169,20 @@ def test_business_metric_is_logged(json_logs):
     (line,) = [item for item in json_logs() if item["event"] == "business_metric"]
     assert line["metric"] == "organization.provisioned"
     assert line["industry"] == "finance"
+
+
+def test_camel_case_secret_keys_are_redacted(json_logs):
+    """Wire names like secretAccessKey, clientSecret and passwordHash are redacted too."""
+    get_logger("test").info(
+        "wire",
+        secretAccessKey="aws-secret-value-1",
+        clientSecret="oauth-secret-value-2",
+        appSecret="dropbox-secret-value-3",
+        passwordHash="$argon2id$v=19$hash-value-4",
+        csrfToken="csrf-token-value-5",
+    )
+    text = json.dumps(json_logs())
+    for value in ("aws-secret-value-1", "oauth-secret-value-2", "dropbox-secret-value-3"):
+        assert value not in text
+    assert "hash-value-4" not in text
+    assert "csrf-token-value-5" not in text

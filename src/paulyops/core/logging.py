@@ -59,6 +59,11 @@ SECRET_KEYS = frozenset(
         "aws_secret_access_key",
         "recovery_codes",
         "dsn",
+        "secret_access_key",
+        "password_hash",
+        "access_token",
+        "refresh_token",
+        "csrf_token",
     }
 )
 # Keys that contain a secret-looking word but carry no secret (ids and counts).
@@ -87,8 +92,12 @@ _alert_hooks: list[AlertHook] = []
 _alert_lock = threading.Lock()
 
 
+_CAMEL_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")
+
+
 def _is_secret_key(key: str) -> bool:
-    lowered = key.lower()
+    # camelCase wire names (secretAccessKey, clientSecret) split like snake_case ones.
+    lowered = _CAMEL_BOUNDARY.sub(r"\1_\2", key).lower()
     if lowered in SAFE_KEYS:
         return False
     if lowered in SECRET_KEYS:

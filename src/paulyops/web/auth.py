@@ -174,7 +174,7 @@ def authenticate(request: Request, session: Session) -> Principal:
         # the session may only manage its own account (enroll TOTP, sign out).
         perms = set()
         extra["must_enroll_second_factor"] = True
-    if user.is_platform_admin:
+    if user.is_platform_admin and not extra.get("must_enroll_second_factor"):
         perms.update(PLATFORM_PERMISSIONS)
     return Principal(
         "session",
@@ -267,6 +267,10 @@ async def _authenticated(
 ) -> Principal:
     if not principal.is_authenticated:
         raise AuthenticationError("sign in first")
+    if principal.kind == "token":
+        # Account actions (second factor, sessions, password) need the person, not a
+        # script's token: a token scoped to org:read must not turn off someone's 2FA.
+        raise PermissionDeniedError("account settings need a signed-in browser session")
     await check_csrf(request, principal)
     limit_request(request, response, user_id=principal.user_id)
     return principal
@@ -275,9 +279,23 @@ async def _authenticated(
 Authenticated = Depends(_mark(_authenticated, "authenticated"))
 SignedIn = Annotated[Principal, Authenticated]
 
+
+async def _any_credential(
+    request: Request, response: Response, principal: PrincipalDep
+) -> Principal:
+    if not principal.is_authenticated:
+        raise AuthenticationError("sign in first")
+    limit_request(request, response, user_id=principal.user_id)
+    return principal
+
+
+# Read-only "who am I" for both browser sessions and API tokens.
+AnyCredential = Annotated[Principal, Depends(_mark(_any_credential, "authenticated"))]
+
 __all__ = [
     "CSRF_FIELD",
     "CSRF_HEADER",
+    "AnyCredential",
     "Authenticated",
     "DbSession",
     "Principal",

@@ -300,12 +300,17 @@ def test_provision_writes_summary_and_one_row_per_object_with_one_correlation(db
 
 
 def test_spec_for_existing_owner_email_reuses_the_user(db, tmp_path):
-    """An owner email that already has an account becomes owner without a second user."""
-    provision(db, spec_of("First Co", email="pat@example.com"), context(tmp_path))
+    """An existing account becomes owner without a second user, and gets no new link.
+
+    A password link for an existing account would let whoever provisions take it over;
+    the person uses the link they already have (or an operator resets the password).
+    """
+    first = provision(db, spec_of("First Co", email="pat@example.com"), context(tmp_path))
     result = provision(db, spec_of("Second Co", email="pat@example.com"), context(tmp_path))
     assert count(db, User) == 1
     assert count(db, Membership) == 2
-    assert result.owner_password_link is not None  # still no password set
+    assert first.owner_password_link is not None
+    assert result.owner_password_link is None
 
 
 def test_conflict_check_ignores_secrets(db, tmp_path):

@@ -395,6 +395,7 @@ def remove_member(scope: OrgScope, *, grant: rbac.Grant, membership_id: str, act
 def create_role(
     scope: OrgScope,
     *,
+    grant: rbac.Grant,
     name: str,
     permissions: Iterable[str],
     description: str,
@@ -405,6 +406,7 @@ def create_role(
     role = rbac.create_custom_role(
         scope,
         _model(scope),
+        actor=grant,
         name=name,
         permissions=permissions,
         description=description,
@@ -422,10 +424,17 @@ def create_role(
     return role
 
 
-def update_role(scope: OrgScope, *, role_id: str, permissions: Iterable[str], actor: Actor) -> Role:
+def update_role(
+    scope: OrgScope,
+    *,
+    grant: rbac.Grant,
+    role_id: str,
+    permissions: Iterable[str],
+    actor: Actor,
+) -> Role:
     """Replace a custom role's permissions."""
     before = list(scope.get(Role, role_id).permissions)
-    role = rbac.update_role_permissions(scope, role_id, permissions)
+    role = rbac.update_role_permissions(scope, _model(scope), role_id, permissions, actor=grant)
     actors.record(
         scope.session,
         actor,

@@ -28,6 +28,7 @@ from paulyops.core.errors import (
 from paulyops.services.auth.permissions import (
     MAX_DELEGATION_DAYS,
     OWNER,
+    PLATFORM_PERMISSIONS,
     RbacModel,
     allows_custom_roles,
     is_hierarchical,
@@ -153,10 +154,53 @@ def _check_permissions(permissions: Iterable[str], field: str) -> list[str]:
     return perms
 
 
+def _check_grantable(
+    scope: OrgScope, model: RbacModel | str, actor: Grant, perms: list[str], parent_id: str | None
+) -> int:
+    """Refuse permissions the actor could not hand out; return the role's rank.
+
+    Nobody can create power they lack: instance-wide permissions never go into an
+    organization role, a custom role holds only permissions its creator holds, and (in a
+    hierarchy) no more than the role above it. Its rank is that of the lowest built-in role
+    holding all its permissions, so rank checks and the "second factor for admins" rule
+    treat an admin-like custom role as an admin.
+    """
+    platform = sorted(set(perms) & PLATFORM_PERMISSIONS)
+    if platform:
+        raise PermissionDeniedError(
+            f"{', '.join(platform)} belong(s) to platform administrators, not to roles"
+        )
+    lacking = sorted(set(perms) - actor.permissions)
+    if lacking:
+        raise PermissionDeniedError(
+            f"a role cannot hold permissions you lack ({', '.join(lacking)})"
+        )
+    if parent_id is not None:
+        parent = scope.get(Role, parent_id)
+        above = role_permissions(scope, parent, model)
+        beyond = sorted(set(perms) - above)
+        if beyond:
+            raise SpecValidationError(
+                "role above lacks permissions",
+                [
+                    FieldError(
+                        "permissions",
+                        f"a role under {parent.name!r} may only hold what it holds; "
+                        f"not {', '.join(beyond)}",
+                    )
+                ],
+            )
+    for template in reversed(role_templates(model)):
+        if set(perms) <= template.permissions:
+            return template.rank
+    return max(template.rank for template in role_templates(model))
+
+
 def create_custom_role(
     scope: OrgScope,
     model: RbacModel | str,
     *,
+    actor: Grant,
     name: str,
     permissions: Iterable[str],
     description: str = "",
@@ -165,9 +209,9 @@ def create_custom_role(
     """Create a custom role (granular and enterprise models).
 
     Raises:
-        PermissionDeniedError: the simple model allows no custom roles.
+        ConflictError: the simple model allows no custom roles, or the name is taken.
+        PermissionDeniedError: a permission the actor lacks, or a platform permission.
         SpecValidationError: a bad name or an unknown permission.
-        ConflictError: a role with that name exists.
     """
     if not allows_custom_roles(model):
         raise ConflictError(
@@ -181,26 +225,47 @@ def create_custom_role(
     perms = _check_permissions(permissions, "permissions")
     if scope.first(Role, Role.name == clean) is not None:
         raise ConflictError(f"a role named {clean!r} already exists")
-    if parent_id is not None:
-        if not is_hierarchical(model):
-            raise SpecValidationError(
-                "hierarchy needs the enterprise model",
-                [FieldError("parentId", "only the enterprise model arranges roles in a hierarchy")],
-            )
-        scope.get(Role, parent_id)
+    if parent_id is not None and not is_hierarchical(model):
+        raise SpecValidationError(
+            "hierarchy needs the enterprise model",
+            [FieldError("parentId", "only the enterprise model arranges roles in a hierarchy")],
+        )
+    rank = _check_grantable(scope, model, actor, perms, parent_id)
     role = scope.add(
-        Role(name=clean, description=description.strip(), permissions=perms, parent_id=parent_id)
+        Role(
+            name=clean,
+            description=description.strip(),
+            permissions=perms,
+            parent_id=parent_id,
+            rank=rank,
+        )
     )
     scope.session.flush()
     return role
 
 
-def update_role_permissions(scope: OrgScope, role_id: str, permissions: Iterable[str]) -> Role:
-    """Replace a custom role's permissions; built-in roles cannot be edited."""
+def update_role_permissions(
+    scope: OrgScope,
+    model: RbacModel | str,
+    role_id: str,
+    permissions: Iterable[str],
+    *,
+    actor: Grant,
+) -> Role:
+    """Replace a custom role's permissions; built-in roles cannot be edited.
+
+    Raises:
+        ConflictError: a built-in role.
+        PermissionDeniedError: a permission the actor lacks, or a role ranked above them.
+    """
     role = scope.get(Role, role_id)
     if role.is_builtin:
         raise ConflictError(f"the built-in role {role.name!r} cannot be changed")
-    role.permissions = _check_permissions(permissions, "permissions")
+    if role.rank > actor.role_rank:
+        raise PermissionDeniedError("you cannot change a role ranked above your own")
+    perms = _check_permissions(permissions, "permissions")
+    role.rank = _check_grantable(scope, model, actor, perms, role.parent_id)
+    role.permissions = perms
     return role
 
 
@@ -217,8 +282,22 @@ def delete_role(scope: OrgScope, role_id: str) -> None:
 
 
 def _owner_count(scope: OrgScope) -> int:
+    """Count the Owners, locking their memberships (PostgreSQL) until the caller commits.
+
+    Without the lock two concurrent demotions could each see two Owners and leave none.
+    """
     owner = scope.first(Role, Role.name == OWNER, Role.is_builtin.is_(True))
-    return 0 if owner is None else scope.count(Membership, Membership.role_id == owner.id)
+    if owner is None:
+        return 0
+    rows = scope.session.scalars(
+        scope.select(Membership, Membership.role_id == owner.id).with_for_update()
+    ).all()
+    return len(rows)
+
+
+def _org_model(scope: OrgScope) -> str:
+    org = scope.session.get(Organization, scope.organization_id)
+    return org.rbac_model if org is not None else RbacModel.SIMPLE.value
 
 
 def add_member(scope: OrgScope, user_id: str, role_id: str) -> Membership:
@@ -247,6 +326,12 @@ def change_member_role(
     old_role = scope.get(Role, membership.role_id)
     if new_role.rank > actor.role_rank or old_role.rank > actor.role_rank:
         raise PermissionDeniedError("you cannot assign or change a role above your own")
+    model = _org_model(scope)
+    beyond = sorted(role_permissions(scope, new_role, model) - actor.permissions)
+    if beyond:
+        raise PermissionDeniedError(
+            f"you cannot assign a role with permissions you lack ({', '.join(beyond)})"
+        )
     is_owner = old_role.name == OWNER and old_role.is_builtin
     if is_owner and new_role.id != old_role.id and _owner_count(scope) <= 1:
         raise PermissionDeniedError(

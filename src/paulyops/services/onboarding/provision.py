@@ -310,7 +310,9 @@ def _owner(session: Session, spec: SetupSpec, ctx: ProvisionContext) -> tuple[Us
             changes={"is_platform_admin": first_user},
         )
     link = None
-    if user.password_hash is None:
+    if user.password_hash is None and found is None:
+        # Only an account created right here gets a link: handing out a password link for
+        # an existing account would let whoever provisions take it over.
         link = password_link(user, ctx.jwt_secret, ctx.public_url)
     return user, link
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, status
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from paulyops.core.db.models import Delegation, Membership, Organization, Role, User
 from paulyops.core.db.scoped import OrgScope
@@ -197,6 +197,7 @@ def create_role(
     scope = principal.scope(session)
     role = manage.create_role(
         scope,
+        grant=principal.acting_grant(),
         name=body.name,
         permissions=body.permissions,
         description=body.description,
@@ -217,7 +218,11 @@ def update_role(
     """Replace a custom role's permissions."""
     scope = principal.scope(session)
     role = manage.update_role(
-        scope, role_id=role_id, permissions=body.permissions, actor=principal.actor(address)
+        scope,
+        grant=principal.acting_grant(),
+        role_id=role_id,
+        permissions=body.permissions,
+        actor=principal.actor(address),
     )
     return _role_out(scope, role, _model(session, scope))
 
@@ -242,7 +247,7 @@ class DelegationIn(CamelModel):
 
     to_user_id: str = Field(max_length=40)
     permissions: list[str] = Field(min_length=1, max_length=len(PERMISSIONS))
-    expires_at: datetime
+    expires_at: AwareDatetime
 
 
 class DelegationOut(CamelModel):
@@ -306,7 +311,7 @@ class TokenIn(CamelModel):
 
     name: str = Field(min_length=1, max_length=120)
     permissions: list[str] = Field(min_length=1, max_length=len(PERMISSIONS))
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = None
 
 
 class TokenOut(CamelModel):

@@ -9,10 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from paulyops.core.db.models import User
-from paulyops.core.errors import AuthenticationError
+from paulyops.core.errors import AuthenticationError, ConflictError
 from paulyops.services.actor import Actor, record
 from paulyops.services.auth import accounts, manage, sessions
-from paulyops.web.auth import DbSession, PrincipalDep, SignedIn, session_cookie_name
+from paulyops.web.auth import AnyCredential, DbSession, PrincipalDep, SignedIn, session_cookie_name
 from paulyops.web.deps import ClientAddress, InstanceDep, Public
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -210,7 +210,7 @@ def sign_out(
 
 
 @router.get("/me", response_model=MeOut)
-def me(principal: SignedIn) -> MeOut:
+def me(principal: AnyCredential) -> MeOut:
     """Return the caller, their organization and permissions."""
     assert principal.user is not None  # Authenticated guarantees a user
     return MeOut(
@@ -286,6 +286,8 @@ def change_password(
 def totp_start(session: DbSession, instance: InstanceDep, principal: SignedIn) -> TotpStartOut:
     """Create a TOTP secret; it is enabled once a code is confirmed."""
     assert principal.user is not None  # Authenticated guarantees a user
+    if principal.user.totp_enabled:
+        raise ConflictError("two-factor sign-in is already on; turn it off before enrolling again")
     enrollment = accounts.start_totp(principal.user, instance.keyring)
     return TotpStartOut(secret=enrollment.secret, uri=enrollment.uri)
 

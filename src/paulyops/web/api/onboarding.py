@@ -14,7 +14,7 @@ from paulyops.core.errors import (
     SpecValidationError,
 )
 from paulyops.services.actor import Actor, record
-from paulyops.services.auth import accounts, tokens
+from paulyops.services.auth import accounts, sessions, tokens
 from paulyops.services.onboarding import provision as provisioning
 from paulyops.services.onboarding.spec import parse_spec, schema_bundle, validate_partial
 from paulyops.services.onboarding.templates import settings_defaults
@@ -204,6 +204,8 @@ def set_password(
         session, instance.settings.jwt_secret_keys, body.token
     )
     accounts.set_password(session, instance.hashing, user, body.password)
+    # Whoever held the account before the link (a compromised session) is signed out.
+    sessions.revoke_user_sessions(session, user.id)
     record(
         session,
         Actor("user", user.id, address),
