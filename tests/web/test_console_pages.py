@@ -11,7 +11,9 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
-from paulyops.core.db.models import AuditLog, SecurityConfig, StorageConfig
+from paulyops.core.db.models import AuditLog, Role, SecurityConfig, StorageConfig
+from paulyops.core.db.scoped import OrgScope
+from paulyops.services.auth import rbac
 from paulyops.web.pages import console
 from tests.factories import PASSWORD, make_org
 from tests.support.moto import DUMMY_KEY_ID, DUMMY_SECRET, create_bucket, running_moto
@@ -565,3 +567,342 @@ def test_admin_without_required_second_factor_is_sent_to_set_it_up(web):
     assert "requires a second factor for admins" in page.text
     assert 'href="/console/members"' not in page.text
     assert web.get("/console").status_code == 403
+
+
+# --- account, role, storage and organization actions ----------------------------------------
+
+NEW_PASSWORD = "an-unusual-and-long-passphrase-77"
+
+
+def _audits(client, action):
+    with _db(client).session() as session:
+        return session.scalars(select(AuditLog).where(AuditLog.action == action)).all()
+
+
+def _enroll_totp(client) -> str:
+    token = _token(client.get("/console/security"))
+    started = client.post("/console/security/totp/start", data={"csrf_token": token})
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', started.text).group(1)
+    confirmed = client.post(
+        "/console/security/totp/confirm",
+        data={"csrf_token": token, "code": pyotp.TOTP(secret).now()},
+    )
+    assert "recovery codes are shown" in confirmed.text
+    return secret
+
+
+def test_change_password_rotates_the_session(web):
+    """Changing the password re-checks the old one, rotates the cookie and writes one audit row."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Viewer"])
+    page = web.get("/console/security")
+    assert 'action="/console/security/password"' in page.text
+    token = _token(page)
+    form = {"csrf_token": token, "current_password": PASSWORD}
+    wrong = web.post(
+        "/console/security/password",
+        data={**form, "current_password": "not-it", "new_password": NEW_PASSWORD}
+        | {"confirm_password": NEW_PASSWORD},
+    )
+    assert wrong.status_code == 422
+    assert 'aria-describedby="f-current-password-error"' in wrong.text
+    weak = web.post(
+        "/console/security/password",
+        data={**form, "new_password": "short", "confirm_password": "short"},
+    )
+    assert weak.status_code == 422
+    assert 'aria-describedby="f-new-password-hint f-new-password-error"' in weak.text
+    assert "expected at least 12 characters" in weak.text
+    differ = web.post(
+        "/console/security/password",
+        data={**form, "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD + "x"},
+    )
+    assert differ.status_code == 422
+    assert 'aria-describedby="f-confirm-password-error"' in differ.text
+    assert _audits(web, "auth.password_changed") == []
+    old_cookie = web.cookies.get("paulyops_session")
+    done = web.post(
+        "/console/security/password",
+        data={**form, "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == "/console/security"
+    new_cookie = web.cookies.get("paulyops_session")
+    assert new_cookie
+    assert new_cookie != old_cookie
+    after = web.get("/console/security")
+    assert after.status_code == 200
+    assert "Your password is changed." in after.text
+    assert len(_audits(web, "auth.password_changed")) == 1
+    web.cookies.clear()
+    web.cookies.set("paulyops_session", old_cookie)
+    assert web.get("/console/security", follow_redirects=False).status_code == 303
+    assert _sign_in(web, org.emails["Viewer"]).status_code == 401
+    assert _sign_in(web, org.emails["Viewer"], NEW_PASSWORD).status_code == 303
+
+
+def test_change_password_needs_the_csrf_token(web):
+    """A password change without the form's CSRF token is refused and changes nothing."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Owner"])
+    refused = web.post(
+        "/console/security/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": NEW_PASSWORD,
+            "confirm_password": NEW_PASSWORD,
+        },
+    )
+    assert refused.status_code == 403
+    assert _audits(web, "auth.password_changed") == []
+    assert _sign_in(web, org.emails["Owner"]).status_code == 303
+
+
+def test_turn_off_second_factor_with_the_password(web):
+    """A member turns their second factor off by re-entering the password (one audit row)."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["User"])
+    _enroll_totp(web)
+    page = web.get("/console/security")
+    assert 'action="/console/security/totp/disable"' in page.text
+    token = _token(page)
+    unguarded = web.post("/console/security/totp/disable", data={"password": PASSWORD})
+    assert unguarded.status_code == 403
+    wrong = web.post(
+        "/console/security/totp/disable", data={"csrf_token": token, "password": "nope"}
+    )
+    assert wrong.status_code == 422
+    assert 'aria-describedby="f-totp-password-hint f-totp-password-error"' in wrong.text
+    assert _audits(web, "auth.totp_disabled") == []
+    done = web.post(
+        "/console/security/totp/disable", data={"csrf_token": token, "password": PASSWORD}
+    )
+    assert done.status_code == 200
+    assert "Your second factor is off" in done.text
+    assert 'action="/console/security/totp/start"' in done.text
+    [row] = _audits(web, "auth.totp_disabled")
+    assert row.target_id == org.members["User"]
+    first = _sign_in(web, org.emails["User"])
+    assert first.headers["location"] == "/console"
+
+
+def test_required_second_factor_cannot_be_turned_off_by_an_admin(web):
+    """Where admins must use a second factor, an Admin sees why it stays on; forging is refused."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Admin"])
+    _enroll_totp(web)
+    with _db(web).write_session() as session:
+        session.scalars(select(SecurityConfig)).one().require_admin_2fa = True
+    page = web.get("/console/security")
+    assert 'action="/console/security/totp/disable"' not in page.text
+    assert "requires a second factor for owners and admins" in page.text
+    forged = web.post(
+        "/console/security/totp/disable",
+        data={"csrf_token": _token(page), "password": PASSWORD},
+    )
+    assert forged.status_code == 403
+    assert "Acme requires a second factor for owners and admins" in forged.text
+    assert _audits(web, "auth.totp_disabled") == []
+    assert _sign_in(web, org.emails["Admin"]).headers["location"].startswith("/sign-in/code")
+
+
+def _custom_role(client, org, name="Auditor", permissions=("audit:read",)):
+    token = _token(client.get("/console/roles"))
+    created = client.post(
+        "/console/roles",
+        data={"csrf_token": token, "name": name, "permissions": list(permissions)},
+    )
+    assert "created." in created.text, created.text
+    with _db(client).session() as session:
+        return session.scalars(
+            select(Role).where(Role.organization_id == org.id, Role.name == name)
+        ).one()
+
+
+def test_owner_edits_a_custom_roles_permissions(web):
+    """A custom role is edited from a pre-checked list (one audit row); built-in roles are not."""
+    org = make_org(_db(web), "acme", model="granular")
+    _signed_in(web, org.emails["Owner"])
+    role = _custom_role(web, org)
+    page = web.get("/console/roles")
+    action = f'action="/console/roles/{role.id}/permissions"'
+    assert action in page.text
+    editor = page.text.split(action, 1)[1].split("</form>", 1)[0]
+    assert 'value="audit:read" checked' in editor
+    assert 'value="members:read">' in editor
+    for builtin in org.roles.values():
+        assert f"/console/roles/{builtin}/permissions" not in page.text
+    token = _token(page)
+    path = f"/console/roles/{role.id}/permissions"
+    assert web.post(path, data={"permissions": ["org:read"]}).status_code == 403
+    bad = web.post(path, data={"csrf_token": token, "permissions": ["no:such"]})
+    assert bad.status_code == 422
+    assert f'aria-describedby="f-perm-{role.id.replace("_", "-")}-error"' in bad.text
+    saved = web.post(
+        path, data={"csrf_token": token, "permissions": ["audit:read", "members:read"]}
+    )
+    assert "Permissions of &#39;Auditor&#39; saved." in saved.text
+    with _db(web).session() as session:
+        assert sorted(session.get(Role, role.id).permissions) == ["audit:read", "members:read"]
+    [row] = _audits(web, "role.updated")
+    assert row.target_id == role.id
+    assert row.changes["permissions"]["to"] == ["audit:read", "members:read"]
+    builtin = web.post(
+        f"/console/roles/{org.roles['Viewer']}/permissions",
+        data={"csrf_token": token, "permissions": ["org:read"]},
+    )
+    assert "cannot be changed" in builtin.text
+    assert len(_audits(web, "role.updated")) == 1
+
+
+def test_viewer_cannot_edit_roles_and_other_orgs_roles_are_not_found(web):
+    """A Viewer gets no role editor and a forged edit is 403; another org's role id is 404."""
+    org = make_org(_db(web), "acme", model="granular")
+    other = make_org(_db(web), "beta", model="granular")
+    _signed_in(web, other.emails["Owner"])
+    foreign = _custom_role(web, other, name="Foreign")
+    _signed_in(web, org.emails["Owner"])
+    own = _custom_role(web, org)
+    token = _token(web.get("/console/roles"))
+    cross = web.post(
+        f"/console/roles/{foreign.id}/permissions",
+        data={"csrf_token": token, "permissions": ["org:read"]},
+    )
+    assert cross.status_code == 404
+    _signed_in(web, org.emails["Viewer"])
+    page = web.get("/console/roles")
+    assert "/permissions" not in page.text
+    forged = web.post(
+        f"/console/roles/{own.id}/permissions",
+        data={"csrf_token": _token(page), "permissions": ["org:read"]},
+    )
+    assert forged.status_code == 403
+    with _db(web).session() as session:
+        assert session.get(Role, own.id).permissions == ["audit:read"]
+        assert session.get(Role, foreign.id).permissions == ["audit:read"]
+    assert _audits(web, "role.updated") == []
+
+
+def _storage_row(client, org_id, name="files"):
+    with _db(client).write_session() as session:
+        row = OrgScope(session, org_id).add(
+            StorageConfig(
+                name=name,
+                provider="local",
+                settings={},
+                backup_strategy="local",
+                retention_days=365,
+                status="configured",
+            )
+        )
+        session.flush()
+        return row.id
+
+
+def test_owner_removes_a_storage_connection_after_confirming(web):
+    """Removing a connection asks first (nothing changes), then removes it with one audit row."""
+    org = make_org(_db(web), "acme")
+    storage_id = _storage_row(web, org.id)
+    _signed_in(web, org.emails["Owner"])
+    page = web.get("/console/storage")
+    assert f'action="/console/storage/{storage_id}/remove"' in page.text
+    token = _token(page)
+    ask = f"/console/storage/{storage_id}/remove"
+    assert web.post(ask, data={}).status_code == 403
+    confirm = web.post(ask, data={"csrf_token": token})
+    assert confirm.status_code == 200
+    assert "Remove files?" in confirm.text
+    assert f'action="/console/storage/{storage_id}/remove/confirm"' in confirm.text
+    assert _token(confirm) == token
+    with _db(web).session() as session:
+        assert session.get(StorageConfig, storage_id) is not None
+    assert _audits(web, "storage.removed") == []
+    assert web.post(ask + "/confirm", data={}).status_code == 403
+    removed = web.post(ask + "/confirm", data={"csrf_token": token})
+    assert removed.status_code == 200
+    assert "Storage connection &#39;files&#39; removed" in removed.text
+    with _db(web).session() as session:
+        assert session.get(StorageConfig, storage_id) is None
+    [row] = _audits(web, "storage.removed")
+    assert (row.target_id, row.changes) == (storage_id, {"name": "files", "provider": "local"})
+    assert web.post(ask + "/confirm", data={"csrf_token": token}).status_code == 404
+
+
+def test_viewer_cannot_remove_storage_and_other_orgs_storage_is_not_found(web):
+    """A Viewer sees no Remove button and is refused (403); another org's connection is 404."""
+    org = make_org(_db(web), "acme")
+    other = make_org(_db(web), "beta")
+    own_id = _storage_row(web, org.id)
+    foreign_id = _storage_row(web, other.id)
+    _signed_in(web, org.emails["Owner"])
+    token = _token(web.get("/console/storage"))
+    for suffix in ("", "/confirm"):
+        path = f"/console/storage/{foreign_id}/remove{suffix}"
+        assert web.post(path, data={"csrf_token": token}).status_code == 404
+    _signed_in(web, org.emails["Viewer"])
+    page = web.get("/console/storage")
+    assert "/remove" not in page.text
+    for suffix in ("", "/confirm"):
+        path = f"/console/storage/{own_id}/remove{suffix}"
+        assert web.post(path, data={"csrf_token": _token(page)}).status_code == 403
+    with _db(web).session() as session:
+        assert session.get(StorageConfig, own_id) is not None
+        assert session.get(StorageConfig, foreign_id) is not None
+    assert _audits(web, "storage.removed") == []
+
+
+def test_switch_organization_from_the_nav(web):
+    """A member of two organizations switches from the nav; the session rotates; one audit row."""
+    acme = make_org(_db(web), "acme")
+    beta = make_org(_db(web), "beta")
+    with _db(web).write_session() as session:
+        rbac.add_member(OrgScope(session, beta.id), acme.members["Owner"], beta.roles["Viewer"])
+    _signed_in(web, acme.emails["Viewer"])
+    assert "/console/switch-org" not in web.get("/console").text
+    _signed_in(web, acme.emails["Owner"])
+    home = web.get("/console")
+    assert 'action="/console/switch-org"' in home.text
+    assert f'<option value="{beta.id}">Beta</option>' in home.text
+    token = _token(home)
+    assert web.post("/console/switch-org", data={"organization_id": beta.id}).status_code == 403
+    old_cookie = web.cookies.get("paulyops_session")
+    switched = web.post(
+        "/console/switch-org",
+        data={"csrf_token": token, "organization_id": beta.id},
+        follow_redirects=False,
+    )
+    assert switched.status_code == 303
+    assert switched.headers["location"] == "/console"
+    assert web.cookies.get("paulyops_session") != old_cookie
+    now = web.get("/console")
+    assert "<h1>Beta</h1>" in now.text
+    assert "You are now working in Beta." in now.text
+    [row] = _audits(web, "auth.organization_switched")
+    assert row.chain == beta.id
+    # A Viewer in Beta: the Owner's rights in Acme do not travel along.
+    assert (
+        web.post(
+            f"/console/members/{beta.memberships['target']}/remove",
+            data={"csrf_token": _token(now)},
+        ).status_code
+        == 403
+    )
+
+
+def test_switching_to_an_organization_you_do_not_belong_to_is_refused(web):
+    """The service refuses an organization the user is not a member of (404); nothing changes."""
+    acme = make_org(_db(web), "acme")
+    beta = make_org(_db(web), "beta")
+    gamma = make_org(_db(web), "gamma")
+    with _db(web).write_session() as session:
+        rbac.add_member(OrgScope(session, beta.id), acme.members["Owner"], beta.roles["Viewer"])
+    _signed_in(web, acme.emails["Owner"])
+    home = web.get("/console")
+    assert gamma.id not in home.text
+    refused = web.post(
+        "/console/switch-org", data={"csrf_token": _token(home), "organization_id": gamma.id}
+    )
+    assert refused.status_code == 404
+    assert "<h1>Acme</h1>" in web.get("/console").text
+    assert _audits(web, "auth.organization_switched") == []

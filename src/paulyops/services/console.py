@@ -1,8 +1,9 @@
 """Audited changes the web console makes where no other service owns them.
 
 Each function performs one state change and writes exactly one audit row for it, in the
-caller's transaction: inviting a member, setting a password from a one-time link, changing
-session timeouts, adding and testing a storage connection.
+caller's transaction: inviting a member, setting a password from a one-time link, turning
+the second factor on and off, changing session timeouts, adding, testing and removing a
+storage connection.
 """
 
 from __future__ import annotations
@@ -12,9 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from paulyops.core.db.models import Membership, Role, SecurityConfig, StorageConfig, User, utcnow
+from paulyops.core.db.models import (
+    Membership,
+    Organization,
+    Role,
+    SecurityConfig,
+    StorageConfig,
+    User,
+    utcnow,
+)
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import (
     ConflictError,
@@ -23,6 +33,7 @@ from paulyops.core.errors import (
     PermissionDeniedError,
     SpecValidationError,
 )
+from paulyops.core.logging import security_event
 from paulyops.core.security.crypto import (
     DecryptionError,
     KeyRing,
@@ -33,6 +44,7 @@ from paulyops.core.security.passwords import PasswordHashing
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
 from paulyops.services.auth import accounts, rbac, sessions
+from paulyops.services.auth.permissions import ADMIN, role_templates
 from paulyops.services.onboarding.provision import password_link
 from paulyops.services.onboarding.spec import PROVIDER_MODELS, SECRET_FIELDS
 from paulyops.services.storage import backends
@@ -43,6 +55,8 @@ IDLE_MINUTES = (5, 24 * 60)
 ABSOLUTE_HOURS = (1, 30 * 24)
 BACKUP_STRATEGIES = ("local", "cloud", "hybrid")
 RETENTION_DAYS = (1, 36500)
+# Roles ranked at or above Admin count as admins for the "second factor for admins" rule.
+ADMIN_RANK = next(t.rank for t in role_templates("simple") if t.name == ADMIN)
 
 
 # --- members --------------------------------------------------------------------------------
@@ -153,6 +167,66 @@ def confirm_second_factor(
         target_id=user.id,
     )
     return codes
+
+
+def second_factor_required_by(session: Session, user_id: str) -> list[Organization]:
+    """Return the organizations that require this user's second factor (they are an admin).
+
+    An organization requires it when its security settings say so and the user's role there
+    ranks at or above Admin.
+    """
+    administered = {
+        org.id: org
+        for org, role in rbac.memberships_of(session, user_id)
+        if role.rank >= ADMIN_RANK
+    }
+    if not administered:
+        return []
+    requiring = set(
+        session.scalars(
+            select(SecurityConfig.organization_id).where(
+                SecurityConfig.organization_id.in_(administered),
+                SecurityConfig.require_admin_2fa.is_(True),
+            )
+        ).all()
+    )
+    return [org for org_id, org in administered.items() if org_id in requiring]
+
+
+def disable_second_factor(
+    session: Session, *, hashing: PasswordHashing, user: User, password: str, actor: Actor
+) -> None:
+    """Turn the user's second factor off after re-checking their password.
+
+    The TOTP secret and the recovery codes are forgotten; setting it up again starts over.
+
+    Raises:
+        SpecValidationError: the password is wrong (field ``password``).
+        PermissionDeniedError: an organization where the user is an owner or admin requires
+            a second factor for admins (the message names it).
+    """
+    if user.password_hash is None or not hashing.verify(user.password_hash, password):
+        security_event("auth.totp_disable_failed", user_id=user.id)
+        raise SpecValidationError(
+            "wrong password", [FieldError("password", "the password is not correct")]
+        )
+    required = second_factor_required_by(session, user.id)
+    if required:
+        names = " and ".join(org.name for org in required)
+        verb = "requires" if len(required) == 1 else "require"
+        raise PermissionDeniedError(
+            f"{names} {verb} a second factor for owners and admins, so yours stays on "
+            "while you hold such a role there"
+        )
+    accounts.disable_totp(user)
+    actors.record(
+        session,
+        actor,
+        "auth.totp_disabled",
+        organization_id=None,
+        target_type="user",
+        target_id=user.id,
+    )
 
 
 # --- security settings ----------------------------------------------------------------------
@@ -394,15 +468,43 @@ def check_storage(scope: OrgScope, *, storage_id: str, data_dir: Path, actor: Ac
     return StorageTest(check.ok, check.message)
 
 
+def remove_storage(scope: OrgScope, *, storage_id: str, actor: Actor) -> StorageConfig:
+    """Remove a storage connection and its encrypted credentials.
+
+    Only the connection is removed: files already in the folder or bucket stay there.
+
+    Raises:
+        NotFoundError: no such connection in this organization.
+    """
+    row = scope.get(StorageConfig, storage_id)
+    changes = {"name": row.name, "provider": row.provider}
+    scope.delete(row)
+    scope.session.flush()
+    actors.record(
+        scope.session,
+        actor,
+        "storage.removed",
+        organization_id=scope.organization_id,
+        target_type="storage_config",
+        target_id=storage_id,
+        changes=changes,
+    )
+    return row
+
+
 __all__ = [
+    "ADMIN_RANK",
     "Invitation",
     "StorageTest",
     "add_storage",
     "camel",
     "check_storage",
     "confirm_second_factor",
+    "disable_second_factor",
     "invite_member",
     "local_folder",
+    "remove_storage",
+    "second_factor_required_by",
     "set_password_from_link",
     "update_security",
 ]

@@ -188,6 +188,7 @@ def _back(request: Request, url: str, kind: str, message: str) -> Response:
 
 def _page(
     request: Request,
+    session: Session,
     principal: Principal,
     template: str,
     *,
@@ -195,8 +196,14 @@ def _page(
     status_code: int = 200,
     **context: Any,
 ) -> Response:
-    """Render a console page with the nav, the permission flags and the form token."""
+    """Render a console page with the nav, the permission flags and the form token.
+
+    The nav offers an organization switcher when the user belongs to more than one.
+    """
     token = session_form_token(request, principal.web_session) if principal.web_session else ""
+    organizations = []
+    if principal.user is not None and principal.web_session is not None:
+        organizations = [org for org, _role in rbac.memberships_of(session, principal.user.id)]
     return render(
         request,
         template,
@@ -207,6 +214,7 @@ def _page(
         can={name: principal.can(name) for name in PERMISSIONS},
         active=active,
         must_enroll=bool(principal.extra.get("must_enroll_second_factor")),
+        organizations=organizations if len(organizations) > 1 else [],
         **context,
     )
 
@@ -716,6 +724,7 @@ def home(
         )
     return _page(
         request,
+        session,
         principal,
         "console/home.html",
         active="home",
@@ -738,6 +747,44 @@ def _member_names(scope: OrgScope) -> dict[str, str]:
         .where(Membership.organization_id == scope.organization_id)
     ).all()
     return {user_id: name for user_id, name in rows}
+
+
+@router.post("/console/switch-org")
+def switch_organization(
+    request: Request,
+    session: DbSession,
+    instance: InstanceDep,
+    address: ClientAddress,
+    principal: SignedIn,
+    organization_id: Annotated[str, Form()] = "",
+) -> Response:
+    """Work in another organization you belong to (the session is rotated)."""
+    user = _user(principal)
+    if principal.web_session is None:
+        raise PermissionDeniedError("switching organizations needs a browser session")
+    if organization_id == principal.organization_id:
+        return _back(request, "/console", "info", "You are already working in that organization.")
+    new, _token = manage.switch_organization(
+        session,
+        csrf=instance.csrf,
+        current=principal.web_session,
+        organization_id=organization_id,
+        actor=principal.actor(address),
+    )
+    org = session.get(Organization, organization_id)
+    name = org.name if org else organization_id
+    session_form_token(request, new.row)
+    if _needs_enrollment(session, user, organization_id):
+        response = _back(
+            request,
+            "/console/security",
+            "info",
+            f"{name} requires a second factor for admins: set it up to continue.",
+        )
+    else:
+        response = _back(request, "/console", "success", f"You are now working in {name}.")
+    _set_cookie(request, response, new.token)
+    return response
 
 
 # --- members --------------------------------------------------------------------------------
@@ -775,6 +822,7 @@ def _members_page(
         )
     return _page(
         request,
+        session,
         principal,
         "console/members.html",
         active="members",
@@ -930,6 +978,7 @@ def _roles_page(
     holds = principal.permissions
     return _page(
         request,
+        session,
         principal,
         "console/roles.html",
         active="roles",
@@ -941,6 +990,9 @@ def _roles_page(
         roles=roles,
         permissions=PERMISSIONS,
         grantable=[name for name in PERMISSIONS if name != "org:create"],
+        permission_options=[
+            (name, PERMISSIONS[name]) for name in PERMISSIONS if name != "org:create"
+        ],
         delegable=[name for name in PERMISSIONS if name in holds],
         delegations=delegations,
         recipients=sorted(
@@ -990,6 +1042,7 @@ def create_role(
     try:
         role = manage.create_role(
             principal.scope(session),
+            grant=principal.acting_grant(),
             name=name,
             permissions=chosen,
             description=description,
@@ -1005,6 +1058,45 @@ def create_role(
             request, session, principal, status_code=409, errors={"form": err.message}, form=form
         )
     return _back(request, "/console/roles", "success", f"Role {role.name!r} created.")
+
+
+@router.post("/console/roles/{role_id}/permissions")
+def update_role(
+    role_id: str,
+    request: Request,
+    session: DbSession,
+    address: ClientAddress,
+    principal: Annotated[Principal, require("roles:manage")],
+    permissions: Annotated[list[str] | None, Form()] = None,
+) -> Response:
+    """Replace a custom role's permissions (built-in roles cannot be edited)."""
+    chosen = list(permissions or [])
+    try:
+        role = manage.update_role(
+            principal.scope(session),
+            grant=principal.acting_grant(),
+            role_id=role_id,
+            permissions=chosen,
+            actor=principal.actor(address),
+        )
+    except (SpecValidationError, PermissionDeniedError) as err:
+        invalid = isinstance(err, SpecValidationError)
+        message = (
+            "; ".join(_field_errors(err).values())
+            if isinstance(err, SpecValidationError)
+            else err.message
+        )
+        return _roles_page(
+            request,
+            session,
+            principal,
+            status_code=422 if invalid else 403,
+            errors={f"perm_{role_id}": message},
+            form={"edit_role_id": role_id, "edit_permissions": chosen},
+        )
+    except ConflictError as err:
+        return _back(request, "/console/roles", "error", err.message)
+    return _back(request, "/console/roles", "success", f"Permissions of {role.name!r} saved.")
 
 
 @router.post("/console/roles/{role_id}/delete")
@@ -1113,12 +1205,18 @@ def _security_page(
     current = principal.web_session.id if principal.web_session else None
     return _page(
         request,
+        session,
         principal,
         "console/security.html",
         active="security",
         status_code=status_code,
         config=config,
         totp_enabled=user.totp_enabled,
+        totp_required_by=[
+            org.name for org in console_service.second_factor_required_by(session, user.id)
+        ]
+        if user.totp_enabled
+        else [],
         recovery_left=len(user.recovery_codes),
         my_sessions=sessions.list_sessions(session, user.id),
         current_session=current,
@@ -1237,6 +1335,100 @@ def totp_confirm(
     return _security_page(request, session, principal, recovery_codes=codes)
 
 
+def _password_errors(err: SpecValidationError, field: str) -> dict[str, str]:
+    """Every policy problem of a new password, on the form's ``field``."""
+    problems = [item.message for item in err.errors if item.field == "password"]
+    return {field: "; ".join(problems) or err.message}
+
+
+@router.post("/console/security/password")
+def change_password(
+    request: Request,
+    session: DbSession,
+    instance: InstanceDep,
+    address: ClientAddress,
+    principal: SignedIn,
+    current_password: Annotated[str, Form()] = "",
+    new_password: Annotated[str, Form()] = "",
+    confirm_password: Annotated[str, Form()] = "",
+) -> Response:
+    """Change your password after re-entering it; your other sessions end, this one rotates."""
+    user = _user(principal)
+    limit_request(request, None, user_id=user.id, name="signin")
+    errors: dict[str, str] = {}
+    if len(current_password) > MAX_PASSWORD:
+        errors["current_password"] = "the current password is not correct"  # noqa: S105
+    elif len(new_password) > MAX_PASSWORD:
+        errors["new_password"] = f"expected at most {MAX_PASSWORD} characters"
+    elif new_password != confirm_password:
+        errors["confirm_password"] = "the two new passwords are not the same"  # noqa: S105
+    else:
+        try:
+            replacement = manage.change_password(
+                session,
+                hashing=instance.hashing,
+                csrf=instance.csrf,
+                user=user,
+                current_password=current_password,
+                new_password=new_password,
+                current=principal.web_session,
+                actor=principal.actor(address),
+            )
+        except AuthenticationError as err:
+            errors["current_password"] = err.message
+        except SpecValidationError as err:
+            errors = _password_errors(err, "new_password")
+        else:
+            response = _back(
+                request,
+                "/console/security",
+                "success",
+                "Your password is changed. Your other sessions were signed out.",
+            )
+            if replacement is not None:
+                session_form_token(request, replacement.row)
+                _set_cookie(request, response, replacement.token)
+            return response
+    return _security_page(request, session, principal, status_code=422, errors=errors)
+
+
+@router.post("/console/security/totp/disable")
+def totp_disable(
+    request: Request,
+    session: DbSession,
+    instance: InstanceDep,
+    address: ClientAddress,
+    principal: SignedIn,
+    password: Annotated[str, Form()] = "",
+) -> Response:
+    """Turn your second factor off after re-entering your password (unless it is required)."""
+    user = _user(principal)
+    if not user.totp_enabled:
+        return _back(request, "/console/security", "info", "Your second factor is already off.")
+    limit_request(request, None, user_id=user.id, name="signin")
+    try:
+        console_service.disable_second_factor(
+            session,
+            hashing=instance.hashing,
+            user=user,
+            password=password[: MAX_PASSWORD + 1],
+            actor=principal.actor(address),
+        )
+    except SpecValidationError as err:
+        errors = {"totp_password": "; ".join(_field_errors(err).values())}
+        return _security_page(request, session, principal, status_code=422, errors=errors)
+    except PermissionDeniedError as err:
+        return _security_page(
+            request, session, principal, status_code=403, errors={"totp_off": err.message}
+        )
+    return _back(
+        request,
+        "/console/security",
+        "success",
+        "Your second factor is off: signing in needs only your password now.",
+    )
+
+
 @router.post("/console/security/sessions/{session_id}/revoke")
 def revoke_session(
     session_id: str,
@@ -1341,6 +1533,7 @@ def _storage_page(
         )
     return _page(
         request,
+        session,
         principal,
         "console/storage.html",
         active="storage",
@@ -1450,6 +1643,46 @@ def storage_test(
     return _back(request, "/console/storage", kind, prefix[result.ok] + result.message + ".")
 
 
+@router.post("/console/storage/{storage_id}/remove")
+def storage_remove_confirm(
+    storage_id: str,
+    request: Request,
+    session: DbSession,
+    principal: Annotated[Principal, require("storage:manage")],
+) -> Response:
+    """Ask to confirm removing a connection (nothing changes yet)."""
+    row = principal.scope(session).get(StorageConfig, storage_id)
+    return _page(
+        request,
+        session,
+        principal,
+        "console/storage_remove.html",
+        active="storage",
+        row=row,
+        label=PROVIDER_LABELS.get(row.provider, row.provider),
+    )
+
+
+@router.post("/console/storage/{storage_id}/remove/confirm")
+def storage_remove(
+    storage_id: str,
+    request: Request,
+    session: DbSession,
+    address: ClientAddress,
+    principal: Annotated[Principal, require("storage:manage")],
+) -> Response:
+    """Remove a connection and its stored credentials (files in it stay where they are)."""
+    row = console_service.remove_storage(
+        principal.scope(session), storage_id=storage_id, actor=principal.actor(address)
+    )
+    return _back(
+        request,
+        "/console/storage",
+        "success",
+        f"Storage connection {row.name!r} removed; its stored credentials are gone.",
+    )
+
+
 # --- audit log ------------------------------------------------------------------------------
 
 
@@ -1500,6 +1733,7 @@ def _audit_page(
     )
     return _page(
         request,
+        session,
         principal,
         "console/audit.html",
         active="audit",
