@@ -107,3 +107,45 @@ def test_totp_cannot_be_restarted_while_on(client):
     secret = client.post("/api/auth/totp/start", headers=headers).json()["secret"]
     client.post("/api/auth/totp/confirm", json={"code": pyotp.TOTP(secret).now()}, headers=headers)
     assert client.post("/api/auth/totp/start", headers=headers).status_code == 409
+
+
+def test_invite_never_hands_out_a_link_for_an_existing_account(client):
+    """Inviting an address whose account never set a password gives no password link."""
+    import re
+
+    from paulyops.services.actor import SYSTEM
+    from paulyops.services.onboarding.provision import ProvisionContext, provision
+    from paulyops.services.onboarding.spec import parse_spec
+
+    instance = client.app.state.instance
+    other = provision(
+        instance.db,
+        parse_spec(
+            {
+                "organization": {"name": "Beta Works", "industry": "other"},
+                "owner": {"email": "owner@beta.example.com", "name": "Beta Owner"},
+            }
+        ),
+        ProvisionContext(
+            actor=SYSTEM, jwt_secret="x" * 40, public_url="http://x", data_dir=tmp_dir(client)
+        ),
+    )
+    assert other.owner_password_link is not None
+    org = make_org(instance.db, "acme", model="enterprise")
+    _sign_in(client, org.emails["Manager"])
+    page = client.get("/console/members")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    response = client.post(
+        "/console/members/invite",
+        data={
+            "csrf_token": token,
+            "email": "owner@beta.example.com",
+            "name": "Whoever",
+            "role_id": org.roles["Viewer"],
+        },
+    )
+    assert "set-password?token=" not in response.text
+
+
+def tmp_dir(client):
+    return client.app.state.instance.settings.data_dir

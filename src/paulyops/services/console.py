@@ -84,8 +84,9 @@ def invite_member(
 ) -> Invitation:
     """Add a person to the organization; a new account gets a one-time password link.
 
-    An address that already has an account is added as it is (that person signs in with
-    their own password); one that has an account without a password gets a new link.
+    An address that already has an account is added as it is and gets no link: a link
+    for an existing account (even one whose owner never set a password) would let the
+    inviter take it over. That person uses their own link or asks an operator for a reset.
 
     Raises:
         SpecValidationError: a bad e-mail address, name or role (naming the field).
@@ -99,6 +100,13 @@ def invite_member(
         )
     if role.rank > grant.role_rank:
         raise PermissionDeniedError("you cannot invite someone into a role above your own")
+    org = scope.session.get(Organization, scope.organization_id)
+    model = org.rbac_model if org is not None else "simple"
+    beyond = sorted(rbac.role_permissions(scope, role, model) - grant.permissions)
+    if beyond:
+        raise PermissionDeniedError(
+            f"you cannot invite someone into a role with permissions you lack ({', '.join(beyond)})"
+        )
     user = accounts.find_user(scope.session, email)
     created = user is None
     if user is None:
@@ -106,7 +114,7 @@ def invite_member(
             scope.session, _NO_HASHING, email=email, name=name, password=None
         )
     membership = rbac.add_member(scope, user.id, role.id)
-    link = password_link(user, jwt_secret, public_url) if user.password_hash is None else None
+    link = password_link(user, jwt_secret, public_url) if created else None
     actors.record(
         scope.session,
         actor,
