@@ -386,11 +386,15 @@ def test_storage_credentials_are_never_shown_and_tests_are_honest(web, tmp_path)
     assert "added" in added.text
     assert "very-secret-value" not in added.text
     assert "AKIAEXAMPLEKEY" not in added.text
-    folder = tmp_path / "docs"
-    folder.mkdir()
+    refused = web.post(
+        "/console/storage",
+        data={"csrf_token": token, "provider": "local", "name": "etc", "path": "/etc"},
+    )
+    assert refused.status_code == 422
+    assert "only platform administrators" in refused.text
     web.post(
         "/console/storage",
-        data={"csrf_token": token, "provider": "local", "name": "files", "path": str(folder)},
+        data={"csrf_token": token, "provider": "local", "name": "files", "path": "docs"},
     )
     with _db(web).session() as session:
         rows = {row.name: row for row in session.scalars(select(StorageConfig))}

@@ -9,7 +9,7 @@ storage connection.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import ValidationError
@@ -330,12 +330,16 @@ def add_storage(
     backup_strategy: str,
     retention_days: str,
     actor: Actor,
+    may_use_server_paths: bool = False,
 ) -> StorageConfig:
     """Add a storage connection; its secrets go to the encrypted ``credentials`` column.
 
     Args:
         fields: the provider's settings by wire name (``name``, ``bucket``,
             ``accessKeyId``...); blank values count as not given.
+        may_use_server_paths: the caller may point a local connection anywhere on the
+            server (platform administrators); others get folders inside their
+            organization's own storage, so one tenant cannot reach another's files.
 
     Raises:
         SpecValidationError: a bad provider, setting, backup strategy or retention.
@@ -359,6 +363,17 @@ def add_storage(
         retention = 0
     wanted = {camel(name) for name in model.model_fields if name != "type"}
     given = {key: value.strip() for key, value in fields.items() if key in wanted and value.strip()}
+    path = given.get("path", "")
+    if provider == "local" and path and not may_use_server_paths:
+        parts = PurePosixPath(path).parts
+        if PurePosixPath(path).is_absolute() or ".." in parts:
+            errors.append(
+                FieldError(
+                    "path",
+                    "expected a folder name inside this organization's storage (like "
+                    "'invoices'); only platform administrators choose folders elsewhere",
+                )
+            )
     try:
         spec = model.model_validate({"type": provider, **given})
     except ValidationError as err:

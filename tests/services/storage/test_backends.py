@@ -188,7 +188,18 @@ def test_oauth_providers_have_no_backend_yet(provider, tmp_path: Path):
 
 
 def test_local_config_uses_the_data_dir_for_relative_paths(tmp_path: Path):
-    """A local connection with a relative path resolves under the data directory."""
-    config = StorageConfig(provider="local", name="files", settings={"path": "docs"})
+    """A relative local path resolves inside the organization's own storage folder."""
+    config = StorageConfig(
+        provider="local", name="files", settings={"path": "docs"}, organization_id="org_a"
+    )
     backend = backend_for(config, data_dir=tmp_path)
-    assert backend == LocalBackend(tmp_path / "docs")
+    assert backend == LocalBackend((tmp_path / "storage" / "org_a" / "docs").resolve())
+
+
+def test_local_relative_path_cannot_climb_into_another_organization(tmp_path: Path):
+    """'../org_b' is refused: a tenant cannot reach another tenant's folder."""
+    config = StorageConfig(
+        provider="local", name="x", settings={"path": "../org_b"}, organization_id="org_a"
+    )
+    with pytest.raises(ValueError, match="must stay inside"):
+        backend_for(config, data_dir=tmp_path)

@@ -1605,6 +1605,7 @@ def add_storage(
             backup_strategy=backup_strategy,
             retention_days=retention_days,
             actor=principal.actor(address),
+            may_use_server_paths=principal.can("org:create"),
         )
     except SpecValidationError as err:
         return _storage_page(

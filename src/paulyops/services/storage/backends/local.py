@@ -12,12 +12,26 @@ from paulyops.services.storage.backends.base import PROBE_PREFIX, ConnectionChec
 
 
 def local_folder(row: StorageConfig, data_dir: Path) -> Path:
-    """Return the folder a local connection uses (relative paths are under the data dir)."""
+    """Return the folder a local connection uses.
+
+    Relative paths live inside the organization's own storage folder
+    (``<data dir>/storage/<org id>``) and may not climb out of it; absolute paths can only
+    have been chosen by a platform administrator (see ``services.console.add_storage``).
+
+    Raises:
+        ValueError: a relative path that leaves the organization's storage folder.
+    """
+    base = data_dir / "storage" / row.organization_id
     raw = row.settings.get("path")
     if not isinstance(raw, str) or not raw:
-        return data_dir / "storage" / row.organization_id
+        return base
     path = Path(raw)
-    return path if path.is_absolute() else data_dir / path
+    if path.is_absolute():
+        return path
+    target = (base / path).resolve()
+    if not target.is_relative_to(base.resolve()):
+        raise ValueError(f"the folder {raw!r} must stay inside this organization's storage")
+    return target
 
 
 @dataclass(frozen=True, slots=True)
