@@ -157,3 +157,19 @@ def test_healthz_details_for_health_read_holders(app_settings):
         assert "details" not in remote.get("/api/healthz").json()["checks"]["database"]
         _sign_in(remote, org.emails["Admin"])
         assert "details" in remote.get("/api/healthz").json()["checks"]["database"]
+
+
+def test_failed_sign_in_leaves_an_audit_row(client):
+    """A refused sign-in is recorded in the instance audit chain (without the e-mail)."""
+    from sqlalchemy import select
+
+    from paulyops.core.db.models import AuditLog
+
+    response = _sign_in(client, "nobody@nowhere.example.com", "wrong-password-here")
+    assert response.status_code == 401
+    with client.app.state.instance.db.session() as session:
+        rows = session.scalars(
+            select(AuditLog).where(AuditLog.action == "auth.sign_in", AuditLog.outcome == "failure")
+        ).all()
+    assert len(rows) == 1
+    assert "nobody@" not in str(rows[0].changes)

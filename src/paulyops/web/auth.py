@@ -108,12 +108,20 @@ def db_session(request: Request) -> Iterator[Session]:
     opener = (
         instance.db.write_session if csrf.is_unsafe_method(request.method) else instance.db.session
     )
+    refused: AuthenticationError | None = None
     with opener() as session:
         request.state.db = session
         try:
             yield session
+        except AuthenticationError as err:
+            # A refused sign-in still leaves its audit row: commit, then answer 401.
+            if not getattr(request.state, "keep_writes_on_auth_failure", False):
+                raise
+            refused = err
         finally:
             request.state.db = None
+    if refused is not None:
+        raise refused
 
 
 DbSession = Annotated[Session, Depends(db_session)]

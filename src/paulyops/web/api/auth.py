@@ -138,6 +138,7 @@ def sign_in(
     principal: PrincipalDep,
 ) -> SignInOut:
     """Sign in with e-mail and password; a second factor may still be needed."""
+    request.state.keep_writes_on_auth_failure = True
     result = manage.sign_in(
         session,
         hashing=instance.hashing,
@@ -169,6 +170,7 @@ def second_factor(
     address: ClientAddress,
 ) -> SignInOut:
     """Finish signing in with a TOTP or recovery code."""
+    request.state.keep_writes_on_auth_failure = True
     cookie = request.cookies.get(session_cookie_name(request), "")
     pending = sessions.resolve_session(session, cookie)
     if pending is None:
