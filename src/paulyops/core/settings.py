@@ -215,6 +215,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PAULYOPS_RATELIMIT_ALLOWLIST", "ratelimit_allowlist"),
         description="addresses or networks (CIDR) that bypass rate limits, e.g. a monitor",
     )
+    storage_private_endpoints: bool = Field(
+        False,
+        validation_alias=AliasChoices(
+            "PAULYOPS_STORAGE_PRIVATE_ENDPOINTS", "storage_private_endpoints"
+        ),
+        description="let S3 endpoints point at private or loopback addresses (e.g. MinIO)",
+    )
     max_body_bytes: int = Field(
         1_048_576,
         ge=1024,

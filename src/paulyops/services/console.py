@@ -441,7 +441,14 @@ def _missing_settings(row: StorageConfig) -> list[str]:
     return [name for name in needed if not (row.settings.get(name) or stored.get(name))]
 
 
-def check_storage(scope: OrgScope, *, storage_id: str, data_dir: Path, actor: Actor) -> StorageTest:
+def check_storage(
+    scope: OrgScope,
+    *,
+    storage_id: str,
+    data_dir: Path,
+    actor: Actor,
+    allow_private_endpoints: bool = False,
+) -> StorageTest:
     """Test a connection through its storage backend (local folders and S3 buckets).
 
     A test that runs sets the row's status to ``connected`` or ``error`` and its
@@ -455,7 +462,13 @@ def check_storage(scope: OrgScope, *, storage_id: str, data_dir: Path, actor: Ac
     row = scope.get(StorageConfig, storage_id)
     try:
         missing = _missing_settings(row)
-        backend = None if missing else backends.backend_for(row, data_dir=data_dir)
+        backend = (
+            None
+            if missing
+            else backends.backend_for(
+                row, data_dir=data_dir, allow_private_endpoints=allow_private_endpoints
+            )
+        )
     except DecryptionError as err:
         check = backends.ConnectionCheck(
             False,

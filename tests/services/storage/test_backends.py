@@ -50,7 +50,22 @@ def _s3(endpoint: str, bucket: str = BUCKET) -> S3Backend:
         secret_access_key=DUMMY_SECRET,
         region="us-east-1",
         endpoint=endpoint,
+        allow_private_endpoints=True,  # moto listens on loopback
     )
+
+
+def test_s3_private_endpoint_is_refused_unless_allowed():
+    """An endpoint on a private or loopback address is refused (no SSRF) unless allowed."""
+    backend = S3Backend(
+        bucket=BUCKET,
+        access_key_id=DUMMY_KEY_ID,
+        secret_access_key=DUMMY_SECRET,
+        endpoint="http://169.254.169.254/latest",
+    )
+    check = backend.test_connection()
+    assert not check.ok
+    assert "private or loopback address (169.254.169.254)" in check.message
+    assert "PAULYOPS_STORAGE_PRIVATE_ENDPOINTS" in check.message
 
 
 def _assert_no_secrets(check: ConnectionCheck) -> None:

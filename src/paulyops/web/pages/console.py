@@ -1638,6 +1638,7 @@ def storage_test(
         storage_id=storage_id,
         data_dir=instance.settings.data_dir,
         actor=principal.actor(address),
+        allow_private_endpoints=instance.settings.storage_private_endpoints,
     )
     kind = {True: "success", False: "error", None: "info"}[result.ok]
     prefix = {True: "Connection works: ", False: "Connection failed: ", None: "Not tested: "}

@@ -26,7 +26,9 @@ def _text(value: object) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
-def backend_for(config: StorageConfig, *, data_dir: Path) -> StorageBackend | None:
+def backend_for(
+    config: StorageConfig, *, data_dir: Path, allow_private_endpoints: bool = False
+) -> StorageBackend | None:
     """Return the backend of a stored connection, or ``None`` for a provider without one.
 
     Args:
@@ -59,6 +61,7 @@ def backend_for(config: StorageConfig, *, data_dir: Path) -> StorageBackend | No
         secret_access_key=values["secretAccessKey"] or "",
         region=_text(config.settings.get("region")),
         endpoint=_text(config.settings.get("endpoint")),
+        allow_private_endpoints=allow_private_endpoints,
     )
 
 

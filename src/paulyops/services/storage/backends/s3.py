@@ -8,9 +8,12 @@ no message or detail ever contains the access key id or the secret access key.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
+import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -60,6 +63,7 @@ class S3Backend:
     secret_access_key: str = field(repr=False)
     region: str | None = None
     endpoint: str | None = None
+    allow_private_endpoints: bool = False
 
     @property
     def where(self) -> str:
@@ -95,6 +99,16 @@ class S3Backend:
         }
         step = "head_bucket"
         key = f"{PROBE_PREFIX}/{secrets.token_hex(8)}"
+        refused = None if self.allow_private_endpoints else _private_endpoint(self.endpoint)
+        if refused is not None:
+            # Tenants must not make the server probe its own network (SSRF).
+            return ConnectionCheck(
+                False,
+                f"the endpoint points at a private or loopback address ({refused}); an "
+                "operator can allow that with PAULYOPS_STORAGE_PRIVATE_ENDPOINTS=true "
+                "(e.g. for MinIO on your own network)",
+                details,
+            )
         try:
             client = self.client()
             client.head_bucket(Bucket=self.bucket)
@@ -193,3 +207,27 @@ class S3Backend:
 
 
 __all__ = ["DEFAULT_REGION", "RETRIES", "TIMEOUT_SECONDS", "S3Backend"]
+
+
+def _private_endpoint(endpoint: str | None) -> str | None:
+    """Return the first private, loopback or link-local address ``endpoint`` resolves to."""
+    if not endpoint:
+        return None
+    host = urlsplit(endpoint).hostname
+    if not host:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return None  # unresolvable: the connection attempt reports it
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if (
+            address.is_private
+            or address.is_loopback
+            or address.is_link_local
+            or address.is_reserved
+            or address.is_unspecified
+        ):
+            return str(address)
+    return None
