@@ -173,3 +173,20 @@ def test_failed_sign_in_leaves_an_audit_row(client):
         ).all()
     assert len(rows) == 1
     assert "nobody@" not in str(rows[0].changes)
+
+
+def test_a_totp_code_works_only_once(client):
+    """A code already accepted cannot be replayed to finish another sign-in."""
+    import pyotp
+
+    org = make_org(client.app.state.instance.db, "acme")
+    csrf = _sign_in(client, org.emails["User"]).json()["csrfToken"]
+    secret = client.post("/api/auth/totp/start", headers={"X-CSRF-Token": csrf}).json()["secret"]
+    code = pyotp.TOTP(secret).now()
+    confirmed = client.post(
+        "/api/auth/totp/confirm", json={"code": code}, headers={"X-CSRF-Token": csrf}
+    )
+    assert confirmed.status_code == 200
+    assert _sign_in(client, org.emails["User"]).json()["needsSecondFactor"] is True
+    replay = client.post("/api/auth/second-factor", json={"code": code})
+    assert replay.status_code == 401

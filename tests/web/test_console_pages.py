@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlsplit
@@ -328,7 +329,12 @@ def test_second_factor_enrollment_then_sign_in_with_code(web):
     code_page = web.get(first.headers["location"])
     done = web.post(
         "/sign-in/code",
-        data={"csrf_token": _token(code_page), "code": pyotp.TOTP(secret).now(), "next": ""},
+        # The enrollment code is spent (codes work once): use the next 30-second step's.
+        data={
+            "csrf_token": _token(code_page),
+            "code": pyotp.TOTP(secret).at(time.time() + 30),
+            "next": "",
+        },
         follow_redirects=False,
     )
     assert done.status_code == 303

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pyotp
 from sqlalchemy import func, select
@@ -206,7 +207,18 @@ def verify_totp(user: User, keyring: KeyRing, code: str, *, require_enabled: boo
     clean = code.replace(" ", "").strip()
     secret = keyring.decrypt(user.totp_secret, aad=_totp_aad(user)).decode()
     if clean.isdigit() and len(clean) == 6:
-        return bool(pyotp.TOTP(secret).verify(clean, valid_window=1))
+        totp = pyotp.TOTP(secret)
+        now = utcnow()
+        for drift in (-1, 0, 1):
+            when = now + timedelta(seconds=drift * totp.interval)
+            step = totp.timecode(when)
+            if hmac.compare_digest(totp.at(when), clean):
+                # Each code works once: a code seen over a shoulder cannot be replayed.
+                if user.totp_last_step is not None and step <= user.totp_last_step:
+                    return False
+                user.totp_last_step = step
+                return True
+        return False
     if not require_enabled:
         return False
     digest = _hash_code(clean)
