@@ -124,7 +124,9 @@ def db_session(request: Request) -> Iterator[Session]:
         raise refused
 
 
-DbSession = Annotated[Session, Depends(db_session)]
+# scope="function": commit before the response leaves, so the client's next request (a
+# redirect after a form post) always sees what this one wrote.
+DbSession = Annotated[Session, Depends(db_session, scope="function")]
 
 
 def session_cookie_name(request: Request) -> str:

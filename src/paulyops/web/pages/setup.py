@@ -120,7 +120,7 @@ def _wizard_db(request: Request) -> Iterator[Session]:
 
 
 async def _setup_session(
-    request: Request, session: Annotated[Session, Depends(_wizard_db)]
+    request: Request, session: Annotated[Session, Depends(_wizard_db, scope="function")]
 ) -> SetupVisit:
     """Admit requests that carry a live setup session (from the unlock page)."""
     instance = get_instance(request)
