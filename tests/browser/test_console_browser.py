@@ -1,6 +1,6 @@
 """The console in real Chromium: what a Viewer sees, and what the server refuses them.
 
-Needs the console pages (``web/pages/console.py``: ``/sign-in``, ``/console``,
+Needs the console pages (``web/pages/console/``: ``/sign-in``, ``/console``,
 ``/console/members``). The organization is created through the wizard in the browser, the
 Viewer through ``paulyops user create`` against the same instance.
 """

@@ -1,0 +1,171 @@
+"""Shared helpers of the console pages: page rendering, the signed-in user, forms and errors."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from paulyops.core.db.models import (
+    Membership,
+    Organization,
+    SecurityConfig,
+    User,
+)
+from paulyops.core.db.scoped import OrgScope
+from paulyops.core.errors import (
+    ConfigError,
+    SpecValidationError,
+)
+from paulyops.core.instance import Instance
+from paulyops.services.auth import rbac
+from paulyops.services.auth.permissions import (
+    PERMISSIONS,
+    RbacModel,
+)
+from paulyops.web.auth import (
+    ADMIN_RANK,
+    Principal,
+    session_cookie_name,
+)
+from paulyops.web.pages.render import (
+    flash,
+    redirect,
+    render,
+    session_form_token,
+)
+
+MAX_PASSWORD = 1024
+
+
+def _user(principal: Principal) -> User:
+    assert principal.user is not None  # every guard admits only signed-in callers
+    return principal.user
+
+
+def _model(session: Session, scope: OrgScope) -> RbacModel:
+    org = session.get(Organization, scope.organization_id)
+    return RbacModel(org.rbac_model if org else "simple")
+
+
+def _snake(field: str) -> str:
+    return re.sub(r"([A-Z])", r"_\1", field.split(".")[-1]).lower()
+
+
+def _field_errors(err: SpecValidationError) -> dict[str, str]:
+    """Map a service's field errors to form input names (``roleId`` -> ``role_id``)."""
+    out: dict[str, str] = {}
+    for item in err.errors:
+        out.setdefault(_snake(item.field) or "form", item.message)
+    if not out:
+        out["form"] = err.message
+    return out
+
+
+def _safe_next(value: str | None, default: str = "/console") -> str:
+    """Return ``value`` if it is a local path (never another site), else ``default``."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or "\\" in value or any(ord(c) < 32 for c in value):
+        return default
+    return value
+
+
+def _set_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(
+        session_cookie_name(request),
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+def _jwt_secret(instance: Instance) -> str:
+    secret = instance.settings.jwt_secret
+    if secret is None:
+        raise ConfigError("JWT_SECRET is not set; one-time links cannot be signed")
+    return secret.get_secret_value()
+
+
+def _back(request: Request, url: str, kind: str, message: str) -> Response:
+    response = redirect(url)
+    flash(response, request, kind, message)
+    return response
+
+
+def _page(
+    request: Request,
+    session: Session,
+    principal: Principal,
+    template: str,
+    *,
+    active: str,
+    status_code: int = 200,
+    **context: Any,
+) -> Response:
+    """Render a console page with the nav, the permission flags and the form token.
+
+    The nav offers an organization switcher when the user belongs to more than one.
+    """
+    token = session_form_token(request, principal.web_session) if principal.web_session else ""
+    organizations = []
+    if principal.user is not None and principal.web_session is not None:
+        organizations = [org for org, _role in rbac.memberships_of(session, principal.user.id)]
+    return render(
+        request,
+        template,
+        status_code=status_code,
+        csrf_token=token,
+        principal=principal,
+        me=principal.user,
+        can={name: principal.can(name) for name in PERMISSIONS},
+        active=active,
+        must_enroll=bool(principal.extra.get("must_enroll_second_factor")),
+        organizations=organizations if len(organizations) > 1 else [],
+        **context,
+    )
+
+
+def _parse_date(value: str, field: str, errors: dict[str, str]) -> date | None:
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        errors[field] = f"expected a date like 2026-05-01, got {text[:20]!r}"
+        return None
+
+
+def _end_of_day(day: date) -> datetime:
+    return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
+
+
+def _needs_enrollment(session: Session, user: User, organization_id: str | None) -> bool:
+    """Whether the organization requires a second factor this admin has not set up yet."""
+    if user.totp_enabled or organization_id is None:
+        return False
+    grant = rbac.grant_for(session, organization_id, user.id)
+    if grant is None or grant.role_rank < ADMIN_RANK:
+        return False
+    config = OrgScope(session, organization_id).first(SecurityConfig)
+    return bool(config and config.require_admin_2fa)
+
+
+def _member_names(scope: OrgScope) -> dict[str, str]:
+    """Return the names of the organization's members by user id (for actor columns)."""
+    rows = scope.session.execute(
+        select(User.id, User.name)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.organization_id == scope.organization_id)
+    ).all()
+    return {user_id: name for user_id, name in rows}
