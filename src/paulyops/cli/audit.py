@@ -8,17 +8,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import typer
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import select
 
 from paulyops.cli.context import console, err_console, handle_errors, open_instance, read_settings
-from paulyops.core.db.engine import Database
-from paulyops.core.db.models import INSTANCE_CHAIN, Organization
-from paulyops.services import audit
+
+if TYPE_CHECKING:
+    from paulyops.core.db.engine import Database
+    from paulyops.services import audit
 
 app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
@@ -49,6 +49,10 @@ def _chain_of(db: Database, ref: str | None) -> str | None:
     A value that names no organization is used as given: the chain of a deleted
     organization outlives it.
     """
+    from sqlalchemy import select
+
+    from paulyops.core.db.models import INSTANCE_CHAIN, Organization
+
     if ref is None or ref == INSTANCE_CHAIN:
         return ref
     with db.session() as session:
@@ -105,6 +109,8 @@ def _print_report(report: audit.VerifyReport) -> None:
 @app.command()
 def verify(org: str | None = typer.Option(None, "--org", help=ORG_HELP)) -> None:
     """Check every row hash, link and signed checkpoint; exit 1 naming the first bad row."""
+    from paulyops.services import audit
+
     with handle_errors():
         settings = read_settings(generate_secrets=False)
         public_key = audit.verifying_key(settings)
@@ -122,6 +128,8 @@ def export(
     output: Path | None = typer.Option(None, "--output", "-o", help="file (default: stdout)"),
 ) -> None:
     """Sign a checkpoint of each chain, then write its rows as JSON lines or CSV."""
+    from paulyops.services import audit
+
     cutoff = _parse_date(since, "--since") if since is not None else None
     with handle_errors():
         settings = read_settings(generate_secrets=False)
@@ -145,6 +153,8 @@ def export(
 @app.command()
 def checkpoint(org: str | None = typer.Option(None, "--org", help=ORG_HELP)) -> None:
     """Sign the current head of each chain with the instance key."""
+    from paulyops.services import audit
+
     with handle_errors():
         settings = read_settings(generate_secrets=False)
         with open_instance(settings) as instance:
@@ -170,6 +180,8 @@ def purge(
     yes: bool = typer.Option(False, "--yes", help="do not ask for confirmation"),
 ) -> None:
     """Delete a chain's rows older than a date, leaving a signed purge checkpoint."""
+    from paulyops.services import audit
+
     cutoff = _parse_date(before, "--before")
     if not yes:
         typer.confirm(

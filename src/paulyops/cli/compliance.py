@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy import select
 
 from paulyops.cli.context import console, handle_errors, open_instance, read_settings
-from paulyops.core.db.engine import Database
-from paulyops.core.db.models import Organization
 from paulyops.core.errors import NotFoundError
-from paulyops.services import audit
-from paulyops.services.onboarding.compliance import compliance_report
+
+if TYPE_CHECKING:
+    from paulyops.core.db.engine import Database
 
 app = typer.Typer(
     help="Compliance reports: preset controls against configuration.", no_args_is_help=True
@@ -26,6 +25,10 @@ def organization_id(db: Database, ref: str) -> str:
     Raises:
         NotFoundError: no organization has that id or slug.
     """
+    from sqlalchemy import select
+
+    from paulyops.core.db.models import Organization
+
     clean = ref.strip()
     with db.session() as session:
         if session.get(Organization, clean) is not None:
@@ -47,6 +50,9 @@ def report(
 
     The same configuration and audit chain give a byte-identical report.
     """
+    from paulyops.services import audit
+    from paulyops.services.onboarding.compliance import compliance_report
+
     with handle_errors():
         settings = read_settings(generate_secrets=False)
         public_key = audit.verifying_key(settings)

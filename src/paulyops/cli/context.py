@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -18,9 +19,10 @@ from paulyops.core.errors import (
     PermissionDeniedError,
     SpecValidationError,
 )
-from paulyops.core.instance import Instance
-from paulyops.core.logging import configure_logging
-from paulyops.core.settings import Settings, ensure_secrets, load_settings
+
+if TYPE_CHECKING:
+    from paulyops.core.instance import Instance
+    from paulyops.core.settings import Settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -69,6 +71,9 @@ def read_settings(
         verbose: log at the configured level (the server); other commands only log
             warnings, so their own output stays readable.
     """
+    from paulyops.core.logging import configure_logging
+    from paulyops.core.settings import ensure_secrets, load_settings
+
     settings = load_settings(root=root)
     if generate_secrets:
         settings, generated = ensure_secrets(settings)
@@ -87,6 +92,8 @@ def read_settings(
 @contextlib.contextmanager
 def open_instance(settings: Settings, *, migrate: bool = True) -> Iterator[Instance]:
     """Start an instance for one command (blocking connect) and close it afterwards."""
+    from paulyops.core.instance import Instance
+
     settings = settings.model_copy(update={"db_connect_attempts": 3})
     instance = Instance(settings, migrate_on_start=migrate)
     try:

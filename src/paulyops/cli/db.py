@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from paulyops.cli.context import console, handle_errors, read_settings
-from paulyops.core.db import migrate
-from paulyops.core.db.engine import Database, mask_url
+
+if TYPE_CHECKING:
+    from paulyops.core.db.engine import Database
 
 app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 
 
 def _database() -> Database:
+    from paulyops.core.db.engine import Database
+
     settings = read_settings(generate_secrets=False)
     db = Database(settings.effective_database_url)
     db.connect(attempts=3)
@@ -21,6 +26,9 @@ def _database() -> Database:
 @app.command()
 def upgrade(revision: str = typer.Argument("head", help="target revision")) -> None:
     """Migrate the database up to REVISION (default: the newest)."""
+    from paulyops.core.db import migrate
+    from paulyops.core.db.engine import mask_url
+
     with handle_errors():
         db = _database()
         try:
@@ -33,6 +41,8 @@ def upgrade(revision: str = typer.Argument("head", help="target revision")) -> N
 @app.command()
 def downgrade(revision: str = typer.Argument(..., help="target revision, e.g. -1 or base")) -> None:
     """Migrate the database down to REVISION."""
+    from paulyops.core.db import migrate
+
     with handle_errors():
         db = _database()
         try:
@@ -45,6 +55,9 @@ def downgrade(revision: str = typer.Argument(..., help="target revision, e.g. -1
 @app.command()
 def current() -> None:
     """Show the database's revision and whether it is up to date."""
+    from paulyops.core.db import migrate
+    from paulyops.core.db.engine import mask_url
+
     with handle_errors():
         db = _database()
         try:
@@ -62,6 +75,8 @@ def revision(
     rev_id: str | None = typer.Option(None, "--rev-id", help="revision id, e.g. 0002"),
 ) -> None:
     """Write a new migration from the model changes (for PaulyOps developers)."""
+    from paulyops.core.db import migrate
+
     with handle_errors():
         db = _database()
         try:

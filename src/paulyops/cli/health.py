@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import typer
 from rich.table import Table
 
 from paulyops.cli.context import console, handle_errors, read_settings
-from paulyops.core.instance import Instance
 
 STYLE = {
     "healthy": "green",
@@ -37,6 +35,8 @@ def health(
 
 
 def _in_process() -> dict[str, Any]:
+    from paulyops.core.instance import Instance
+
     settings = read_settings(generate_secrets=False)
     settings = settings.model_copy(update={"db_connect_attempts": 1})
     instance = Instance(settings, migrate_on_start=False)
@@ -51,6 +51,8 @@ def _in_process() -> dict[str, Any]:
 
 
 def _from_server(url: str) -> dict[str, Any]:
+    import httpx
+
     try:
         response = httpx.get(url.rstrip("/") + "/api/healthz", timeout=10)
     except httpx.HTTPError as err:

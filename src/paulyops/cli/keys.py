@@ -13,29 +13,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from paulyops.cli.context import console, err_console, handle_errors, open_instance, read_settings
-from paulyops.core.db.models import utcnow
 from paulyops.core.errors import ConflictError, NotFoundError
-from paulyops.core.instance import Instance
-from paulyops.core.security.crypto import (
-    MALFORMED,
-    DecryptionError,
-    FieldCounts,
-    KeyRing,
-    keys_in_use,
-    reencrypt_all,
-    retire_key,
-    rotate_env_file,
-)
-from paulyops.core.settings import ENV_FILE_NAME, SIGNING_SECRETS, rotate_signing_secrets
-from paulyops.services import actor as actors
-from paulyops.services.actor import CLI
+
+if TYPE_CHECKING:
+    from paulyops.core.instance import Instance
+    from paulyops.core.security.crypto import FieldCounts, KeyRing
 
 app = typer.Typer(help="Encryption keys for secrets at rest.", no_args_is_help=True)
 
@@ -52,6 +41,9 @@ def _audit(
     outcome: str = "success",
 ) -> None:
     """Write the instance-level audit row of a key command (key ids and counts only)."""
+    from paulyops.services import actor as actors
+    from paulyops.services.actor import CLI
+
     with instance.db.write_session() as session:
         actors.record(
             session,
@@ -91,6 +83,9 @@ def _deadline(ring: KeyRing, kid: str, now: datetime) -> str:
 @app.command()
 def status() -> None:
     """Show the active key, the previous keys with their grace end, and what each encrypts."""
+    from paulyops.core.db.models import utcnow
+    from paulyops.core.security.crypto import MALFORMED, keys_in_use
+
     with handle_errors():
         settings = read_settings(generate_secrets=False)
         with open_instance(settings) as instance:
@@ -131,6 +126,9 @@ def status() -> None:
 @app.command()
 def rotate() -> None:
     """Make a new active key in .env.local; the old key keeps decrypting for a grace period."""
+    from paulyops.core.security.crypto import rotate_env_file
+    from paulyops.core.settings import ENV_FILE_NAME
+
     with handle_errors():
         settings = read_settings(generate_secrets=False)
         env_path = settings.root / ENV_FILE_NAME
@@ -176,6 +174,8 @@ def reencrypt(
     ),
 ) -> None:
     """Move every stored secret to the active key (safe to stop and run again)."""
+    from paulyops.core.security.crypto import DecryptionError, keys_in_use, reencrypt_all
+
     progress: dict[str, FieldCounts] = {}
 
     def on_batch(field: str, counts: FieldCounts) -> None:
@@ -239,6 +239,9 @@ def retire(
     key_id: str = typer.Argument(..., help="the 8-character key id from `paulyops keys status`"),
 ) -> None:
     """Remove a previous key from .env.local once no stored value uses it."""
+    from paulyops.core.security.crypto import retire_key
+    from paulyops.core.settings import ENV_FILE_NAME
+
     kid = key_id.strip().lower()
     if not KEY_ID_PATTERN.fullmatch(kid):
         # Not echoed: an operator may have pasted the key itself instead of its id.
@@ -278,6 +281,8 @@ __all__ = ["app"]
 @app.command("rotate-signing")
 def rotate_signing() -> None:
     """Give SESSION_SECRET and JWT_SECRET new values; the old ones keep verifying."""
+    from paulyops.core.settings import ENV_FILE_NAME, SIGNING_SECRETS, rotate_signing_secrets
+
     with handle_errors():
         settings = read_settings(generate_secrets=False)
         env_path = settings.root / ENV_FILE_NAME

@@ -8,11 +8,8 @@ from types import FrameType
 from typing import Any
 
 import typer
-import uvicorn
 
 from paulyops.cli.context import console, err_console, handle_errors, read_settings
-from paulyops.core.db import migrate
-from paulyops.core.db.engine import Database
 from paulyops.core.errors import ConfigError
 
 
@@ -31,6 +28,8 @@ def _run_until_terminated(app: Any, **kwargs: Any) -> None:
     the signal again; with the default handler the process dies by the signal (exit
     status -15/143) and nothing after ``uvicorn.run`` runs.
     """
+    import uvicorn
+
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         uvicorn.run(app, **kwargs)
@@ -71,6 +70,9 @@ def serve(
             os.environ["PAULYOPS_HOME"] = str(settings.root)
             os.environ["PAULYOPS_HOST"] = bind_host
             os.environ["PORT"] = str(bind_port)
+            from paulyops.core.db import migrate
+            from paulyops.core.db.engine import Database
+
             db = Database(settings.effective_database_url)
             db.connect(attempts=10)
             migrate.upgrade_if_behind(db)

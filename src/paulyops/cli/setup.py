@@ -23,10 +23,9 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import typer
-import yaml
 from rich.markup import escape
 from rich.rule import Rule
 from rich.table import Table
@@ -34,40 +33,12 @@ from rich.text import Text
 
 from paulyops.cli.context import console, err_console, handle_errors, open_instance, read_settings
 from paulyops.core.errors import ConfigError, ConflictError, FieldError, SpecValidationError
-from paulyops.core.settings import ENV_FILE_NAME, Settings, weak_secrets
-from paulyops.services.actor import CLI
-from paulyops.services.auth import tokens
-from paulyops.services.onboarding.artifacts import (
-    ArtifactReport,
-    check_root,
-    planned_files,
-    write_artifacts,
-)
-from paulyops.services.onboarding.firstrun import ensure_setup_token, has_organization
-from paulyops.services.onboarding.provision import (
-    ProvisionContext,
-    ProvisionResult,
-    describe,
-    provision,
-)
-from paulyops.services.onboarding.spec import (
-    PROVIDER_MODELS,
-    SECRET_FIELDS,
-    InstanceDefaults,
-    SetupSpec,
-    choices,
-    field_help,
-    parse_spec,
-    spec_fields,
-    spec_json_schema,
-    validate_partial,
-)
-from paulyops.services.onboarding.templates import (
-    apply_template,
-    preset_for,
-    settings_defaults,
-    template_for,
-)
+
+if TYPE_CHECKING:
+    from paulyops.core.settings import Settings
+    from paulyops.services.onboarding.artifacts import ArtifactReport
+    from paulyops.services.onboarding.provision import ProvisionResult
+    from paulyops.services.onboarding.spec import InstanceDefaults, SetupSpec
 
 app = typer.Typer(
     help="Set up an organization: interactive wizard, --quick or --config FILE.",
@@ -137,6 +108,10 @@ def setup(
     """Set up an organization and write the instance's configuration files."""
     if ctx.invoked_subcommand is not None:
         return
+    from paulyops.services.onboarding.artifacts import check_root
+    from paulyops.services.onboarding.spec import parse_spec, spec_json_schema
+    from paulyops.services.onboarding.templates import settings_defaults
+
     if schema:
         typer.echo(json.dumps(spec_json_schema(), indent=2))
         return
@@ -209,6 +184,8 @@ def load_config(path: Path) -> Mapping[str, object]:
     Raises:
         ConfigError: the file is missing, unreadable or not valid JSON/YAML.
     """
+    import yaml
+
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -238,6 +215,8 @@ def load_config(path: Path) -> Mapping[str, object]:
 def _quick_spec(
     org_name: str | None, owner: dict[str, str] | None, defaults: InstanceDefaults
 ) -> SetupSpec:
+    from paulyops.services.onboarding.spec import parse_spec
+
     terminal = _is_terminal()
     if org_name is None:
         if not terminal:
@@ -289,6 +268,9 @@ def error_text(error: FieldError) -> str:
 
 def print_plan(root: Path, spec: SetupSpec) -> None:
     """Print what setup would create (``--dry-run``)."""
+    from paulyops.services.onboarding.artifacts import planned_files
+    from paulyops.services.onboarding.provision import describe
+
     plan = describe(spec)
     console.print(f"[bold]Dry run[/]: nothing is written. Instance root: {escape(str(root))}")
     table = Table(show_header=False, box=None, padding=(0, 2))
@@ -322,6 +304,11 @@ def apply_setup(
     wizard: bool = False,
 ) -> tuple[ProvisionResult, ArtifactReport]:
     """Generate secrets, migrate, provision and write the artifacts (steps 5-8)."""
+    from paulyops.core.settings import ENV_FILE_NAME
+    from paulyops.services.actor import CLI
+    from paulyops.services.onboarding.artifacts import write_artifacts
+    from paulyops.services.onboarding.provision import ProvisionContext, provision
+
     if wizard:
         console.print()
         console.print("Writing the configuration…")
@@ -428,6 +415,10 @@ def token(
     ),
 ) -> None:
     """Issue a new setup token (the old one stops working) while no organization exists."""
+    from paulyops.services.actor import CLI
+    from paulyops.services.auth import tokens
+    from paulyops.services.onboarding.firstrun import ensure_setup_token, has_organization
+
     with handle_errors():
         settings = read_settings(resolve_root(directory))
         with open_instance(settings) as instance:
@@ -492,6 +483,8 @@ def check_redis(url: str) -> str | None:
 
 def weak_secret_names(settings: Settings) -> list[str]:
     """Return the secrets setup will generate (missing or weak ones)."""
+    from paulyops.core.settings import weak_secrets
+
     return weak_secrets(settings)
 
 
@@ -575,6 +568,8 @@ class Wizard:
     # --- flow ---------------------------------------------------------------------------
     def run(self, *, confirm: bool = True) -> WizardOutcome:
         """Walk the steps (Back returns one step, keeping answers), then confirm."""
+        from paulyops.services.onboarding.spec import parse_spec
+
         console.print(
             "[bold]PaulyOps setup[/] — answer a few questions; nothing is written until you "
             "confirm the summary.\n[dim]Arrow keys and Enter to choose; type [bold]back[/] "
@@ -629,6 +624,8 @@ class Wizard:
 
     def default(self, path: str) -> Any:
         """Return the answer at ``path``: given, else template/preset/instance, else model."""
+        from paulyops.services.onboarding.templates import apply_template
+
         section, _, key = path.partition(".")
         filled = apply_template(self.wire(), instance_defaults=self.defaults)
         part = filled.get(section)
@@ -637,6 +634,8 @@ class Wizard:
 
     # --- steps --------------------------------------------------------------------------
     def _organization(self) -> None:
+        from paulyops.services.onboarding.templates import template_for
+
         org = self.draft["organization"]
         org["name"] = self._text("organization.name", default=org.get("name"), back=False)
         org["industry"] = self._select(
@@ -659,6 +658,8 @@ class Wizard:
         self.owner["name"] = self._text("owner.name", default=self.owner.get("name"), back=False)
 
     def _storage(self) -> None:
+        from paulyops.services.onboarding.templates import template_for
+
         storage = self.draft["storage"]
         template = template_for(self.draft["organization"].get("industry"))
         storage["backupStrategy"] = self._select(
@@ -692,6 +693,8 @@ class Wizard:
         )
 
     def _provider_settings(self, index: int) -> None:
+        from paulyops.services.onboarding.spec import PROVIDER_MODELS, SECRET_FIELDS
+
         provider = self.draft["storage"]["providers"][index]
         model = PROVIDER_MODELS[provider["type"]]
         console.print(f"[bold]{escape(model.__doc__ or provider['type'])}[/]")
@@ -714,6 +717,8 @@ class Wizard:
                 provider[key] = value
 
     def _security(self) -> None:
+        from paulyops.services.onboarding.templates import preset_for, template_for
+
         security = self.draft["security"]
         level = self.draft["organization"].get("complianceLevel") or "basic"
         preset = preset_for(level)
@@ -791,6 +796,8 @@ class Wizard:
         )
 
     def _services(self) -> None:
+        from paulyops.core.settings import ENV_FILE_NAME
+
         self.services_asked = False
         console.print("Looking for services on this machine…")
         self._database()
@@ -890,6 +897,8 @@ class Wizard:
             self.env_values.pop("REDIS_URL", None)
 
     def _summary(self, spec: SetupSpec) -> None:
+        from paulyops.services.onboarding.artifacts import planned_files
+
         console.print()
         console.print(Rule("[bold]Summary[/] — please check before anything is written"))
         table = Table(show_header=False, box=None, padding=(0, 2))
@@ -955,6 +964,8 @@ class Wizard:
 
     def _check(self, path: str, value: object) -> bool | str:
         """Validate ``value`` at ``path`` with the spec's rules for that step."""
+        from paulyops.services.onboarding.spec import validate_partial
+
         wire = json.loads(json.dumps(self.wire(), default=str))
         _set_path(wire, path, value)
         step = path.partition(".")[0]
@@ -1023,6 +1034,8 @@ class Wizard:
         allowed: Callable[[str], bool] | None = None,
         note: str = "",
     ) -> str:
+        from paulyops.services.onboarding.spec import choices
+
         q = _questionary()
         self._help(_help(path))
         items = [
@@ -1053,6 +1066,8 @@ class Wizard:
     def _checkbox(
         self, path: str, *, checked: list[str], note: str = "", required: bool = False
     ) -> list[str]:
+        from paulyops.services.onboarding.spec import choices
+
         q = _questionary()
         if note:
             self._help(note)
@@ -1099,6 +1114,8 @@ def _questionary() -> Any:
 
 
 def _title(path: str) -> str:
+    from paulyops.services.onboarding.spec import spec_fields
+
     for item in spec_fields():
         if item.path == path:
             return item.title
@@ -1106,6 +1123,8 @@ def _title(path: str) -> str:
 
 
 def _help(path: str) -> str:
+    from paulyops.services.onboarding.spec import field_help
+
     try:
         return field_help(path)
     except KeyError:
@@ -1113,6 +1132,8 @@ def _help(path: str) -> str:
 
 
 def _model_default(path: str) -> Any:
+    from paulyops.services.onboarding.spec import spec_fields
+
     for item in spec_fields():
         if item.path == path:
             return item.default

@@ -17,11 +17,7 @@ from rich.table import Table
 
 from paulyops.cli.context import console, err_console, handle_errors, open_instance, read_settings
 from paulyops.cli.users import find_organization
-from paulyops.core.db.models import utcnow
-from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import NotFoundError, PermissionDeniedError
-from paulyops.services.actor import CLI
-from paulyops.services.auth import accounts, manage, rbac, tokens
 
 app = typer.Typer(help="API tokens for scripts and integrations.", no_args_is_help=True)
 
@@ -52,6 +48,11 @@ def create(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the secret"),
 ) -> None:
     """Create an API token; its secret is shown this one time only."""
+    from paulyops.core.db.models import utcnow
+    from paulyops.core.db.scoped import OrgScope
+    from paulyops.services.actor import CLI
+    from paulyops.services.auth import accounts, manage, rbac
+
     expires_at = utcnow() + timedelta(days=expires_days) if expires_days else None
     with handle_errors():
         settings = read_settings(generate_secrets=False)
@@ -107,6 +108,9 @@ def create(
 @app.command("list")
 def list_(org: str = typer.Option(..., "--org", help=ORG_HELP)) -> None:
     """List the organization's live API tokens (never their secrets)."""
+    from paulyops.core.db.scoped import OrgScope
+    from paulyops.services.auth import accounts, tokens
+
     with handle_errors():
         settings = read_settings(generate_secrets=False)
         with open_instance(settings) as instance, instance.db.session() as session:
@@ -151,6 +155,10 @@ def revoke(
     org: str = typer.Option(..., "--org", help=ORG_HELP),
 ) -> None:
     """Revoke an API token: it stops working at once."""
+    from paulyops.core.db.scoped import OrgScope
+    from paulyops.services.actor import CLI
+    from paulyops.services.auth import manage
+
     with handle_errors():
         settings = read_settings(generate_secrets=False)
         with open_instance(settings) as instance, instance.db.write_session() as session:

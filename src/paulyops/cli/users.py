@@ -9,27 +9,26 @@ where they would end up in the shell history and the process list.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 from rich import box
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from paulyops.cli.context import console, err_console, handle_errors, open_instance, read_settings
-from paulyops.core.db.models import Organization, Role, User
-from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import (
     ConflictError,
     FieldError,
     NotFoundError,
     SpecValidationError,
 )
-from paulyops.core.security.passwords import validate_password
-from paulyops.services import actor as actors
-from paulyops.services.actor import CLI
-from paulyops.services.auth import accounts, manage, rbac
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from paulyops.core.db.models import Organization, Role, User
+    from paulyops.core.db.scoped import OrgScope
 
 app = typer.Typer(
     help="People who can sign in: create, list, reset passwords.", no_args_is_help=True
@@ -49,6 +48,10 @@ def find_organization(session: Session, ref: str) -> Organization:
     Raises:
         NotFoundError: no organization has that id or slug.
     """
+    from sqlalchemy import select
+
+    from paulyops.core.db.models import Organization
+
     clean = ref.strip()
     org = session.get(Organization, clean)
     if org is None:
@@ -61,6 +64,8 @@ def find_organization(session: Session, ref: str) -> Organization:
 
 
 def _find_role(scope: OrgScope, name: str) -> Role:
+    from paulyops.core.db.models import Role
+
     roles = scope.list(Role, order_by=Role.rank.desc())
     for role in roles:
         if role.name.lower() == name.strip().lower():
@@ -78,6 +83,8 @@ def _find_role(scope: OrgScope, name: str) -> Role:
 
 
 def _require_user(session: Session, email: str) -> User:
+    from paulyops.services.auth import accounts
+
     user = accounts.find_user(session, email)
     if user is None:
         raise NotFoundError(f"no account has the e-mail address {email.strip()!r}")
@@ -94,6 +101,8 @@ def read_new_password(*, from_stdin: bool, email: str, name: str) -> str:
     Raises:
         SpecValidationError: standard input was empty, or the prompt failed too often.
     """
+    from paulyops.core.security.passwords import validate_password
+
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
@@ -133,6 +142,11 @@ def create(
     ),
 ) -> None:
     """Create a user who signs in with an e-mail address and password."""
+    from paulyops.core.db.scoped import OrgScope
+    from paulyops.services import actor as actors
+    from paulyops.services.actor import CLI
+    from paulyops.services.auth import accounts, manage, rbac
+
     if role is not None and org is None:
         raise typer.BadParameter(
             "needs --org, the organization the role is in", param_hint="--role"
@@ -189,6 +203,8 @@ def create(
 @app.command("list")
 def list_() -> None:
     """List every user of the instance (no passwords or secrets are shown)."""
+    from paulyops.services.auth import accounts, rbac
+
     with handle_errors():
         settings = read_settings(generate_secrets=False)
         with open_instance(settings) as instance, instance.db.session() as session:
@@ -228,6 +244,9 @@ def reset_password(
     password_stdin: bool = typer.Option(False, "--password-stdin", help=STDIN_HELP),
 ) -> None:
     """Set a new password for EMAIL and sign them out everywhere."""
+    from paulyops.services.actor import CLI
+    from paulyops.services.auth import manage
+
     with handle_errors():
         settings = read_settings(generate_secrets=False)
         with open_instance(settings) as instance:

@@ -17,15 +17,6 @@ from rich.markup import escape
 from paulyops.cli.context import console, err_console, handle_errors
 from paulyops.cli.setup import resolve_root
 from paulyops.core.errors import ConfigError
-from paulyops.core.settings import (
-    ENV_FILE_NAME,
-    MIN_SECRET_LENGTH,
-    SECRET_VAR_FIELDS,
-    load_settings,
-    weak_secrets,
-)
-from paulyops.services.onboarding.artifacts import SETUP_JSON, backup_config
-from paulyops.services.onboarding.spec import parse_spec
 
 app = typer.Typer(
     help="Check the instance's settings and generated configuration.", no_args_is_help=True
@@ -41,6 +32,14 @@ def validate_env(
     directory: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
 ) -> None:
     """Check .env.local and the environment: every value well-formed, every secret strong."""
+    from paulyops.core.settings import (
+        ENV_FILE_NAME,
+        MIN_SECRET_LENGTH,
+        SECRET_VAR_FIELDS,
+        load_settings,
+        weak_secrets,
+    )
+
     with handle_errors():
         root = resolve_root(directory)
         settings = load_settings(root=root)
@@ -78,6 +77,9 @@ def validate_config(
     directory: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
 ) -> None:
     """Re-check configs/setup.json with the same rules as `setup --config`."""
+    from paulyops.services.onboarding.artifacts import SETUP_JSON
+    from paulyops.services.onboarding.spec import parse_spec
+
     with handle_errors():
         path = resolve_root(directory) / SETUP_JSON
         if not path.is_file():
@@ -108,6 +110,8 @@ def backup_config_command(
     ),
 ) -> None:
     """Pack configs/*.json, start-paulyops.sh and README.md into a timestamped .tar.gz."""
+    from paulyops.services.onboarding.artifacts import backup_config
+
     with handle_errors():
         root = resolve_root(directory)
         target = backup_config(root, output or root / "backups", include_secrets=include_secrets)
