@@ -134,6 +134,18 @@ def session_cookie_name(request: Request) -> str:
     return SECURE_SESSION_COOKIE if request.url.scheme == "https" else SESSION_COOKIE
 
 
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    """Set the session cookie: HttpOnly, SameSite=Lax, and Secure + ``__Host-`` over https."""
+    response.set_cookie(
+        session_cookie_name(request),
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
 def get_principal(request: Request, session: DbSession) -> Principal:
     """Authenticate the request (bearer token first, then the session cookie)."""
     cached: Principal | None = getattr(request.state, "principal", None)
@@ -317,4 +329,5 @@ __all__ = [
     "get_principal",
     "require",
     "session_cookie_name",
+    "set_session_cookie",
 ]

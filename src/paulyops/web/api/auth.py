@@ -12,7 +12,14 @@ from paulyops.core.db.models import User
 from paulyops.core.errors import AuthenticationError, ConflictError
 from paulyops.services.actor import Actor, record
 from paulyops.services.auth import accounts, manage, sessions
-from paulyops.web.auth import AnyCredential, DbSession, PrincipalDep, SignedIn, session_cookie_name
+from paulyops.web.auth import (
+    AnyCredential,
+    DbSession,
+    PrincipalDep,
+    SignedIn,
+    session_cookie_name,
+    set_session_cookie,
+)
 from paulyops.web.deps import ClientAddress, InstanceDep, Public
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -116,17 +123,6 @@ def _user_out(user: User) -> UserOut:
     )
 
 
-def _set_cookie(request: Request, response: Response, token: str) -> None:
-    response.set_cookie(
-        session_cookie_name(request),
-        token,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
-
-
 @router.post("/sign-in", dependencies=[Public], response_model=SignInOut)
 def sign_in(
     body: SignInIn,
@@ -151,7 +147,7 @@ def sign_in(
         previous=principal.web_session,
         user_agent=request.headers.get("user-agent"),
     )
-    _set_cookie(request, response, result.cookie)
+    set_session_cookie(request, response, result.cookie)
     return SignInOut(
         user=_user_out(result.user),
         organization_id=result.session.organization_id,
@@ -184,7 +180,7 @@ def second_factor(
         code=body.code,
         actor=Actor("anonymous", pending.user_id, address),
     )
-    _set_cookie(request, response, result.cookie)
+    set_session_cookie(request, response, result.cookie)
     return SignInOut(
         user=_user_out(result.user),
         organization_id=result.session.organization_id,
@@ -280,7 +276,7 @@ def change_password(
         actor=principal.actor(address),
     )
     if replacement is not None:
-        _set_cookie(request, response, replacement.token)
+        set_session_cookie(request, response, replacement.token)
     return OkOut(message="password changed; other sessions were signed out")
 
 

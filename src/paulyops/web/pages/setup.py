@@ -45,7 +45,7 @@ from paulyops.services.onboarding.templates import (
     preset_for,
     settings_defaults,
 )
-from paulyops.web.auth import DbSession, session_cookie_name
+from paulyops.web.auth import DbSession, session_cookie_name, set_session_cookie
 from paulyops.web.deps import ACCESS_ATTR, Public, client_address, get_instance
 from paulyops.web.pages.render import (
     check_pre_session,
@@ -205,19 +205,8 @@ async def unlock(request: Request, session: DbSession) -> Response:
             token_value=secret,
         )
     response = redirect("/setup/owner")
-    _set_cookie(request, response, new.token)
+    set_session_cookie(request, response, new.token)
     return response
-
-
-def _set_cookie(request: Request, response: Response, token: str) -> None:
-    response.set_cookie(
-        session_cookie_name(request),
-        token,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
 
 
 # --- owner ------------------------------------------------------------------------------
@@ -600,7 +589,7 @@ async def submit(request: Request, visit: SetupVisit = SetupDep) -> Response:
         user_agent=request.headers.get("user-agent"),
     )
     response = redirect("/setup/done")
-    _set_cookie(request, response, new.token)
+    set_session_cookie(request, response, new.token)
     flash(response, request, "success", result.message)
     for step in result.next_steps:
         flash(response, request, "info", step)

@@ -25,6 +25,7 @@ from paulyops.web.auth import (
     PrincipalDep,
     SignedIn,
     session_cookie_name,
+    set_session_cookie,
 )
 from paulyops.web.deps import ClientAddress, InstanceDep, Public
 from paulyops.web.pages.console.common import (
@@ -33,7 +34,6 @@ from paulyops.web.pages.console.common import (
     _field_errors,
     _needs_enrollment,
     _safe_next,
-    _set_cookie,
 )
 from paulyops.web.pages.render import (
     check_pre_session,
@@ -74,7 +74,7 @@ def _signed_in(request: Request, session: Session, result: manage.SignIn, target
         )
     else:
         response = redirect(target)
-    _set_cookie(request, response, result.cookie)
+    set_session_cookie(request, response, result.cookie)
     return response
 
 
@@ -119,7 +119,7 @@ def sign_in_submit(
         )
     if result.needs_second_factor:
         response = redirect("/sign-in/code?next=" + quote(target))
-        _set_cookie(request, response, result.cookie)
+        set_session_cookie(request, response, result.cookie)
         return response
     return _signed_in(request, session, result, target)
 

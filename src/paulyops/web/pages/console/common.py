@@ -32,7 +32,6 @@ from paulyops.services.auth.permissions import (
 from paulyops.web.auth import (
     ADMIN_RANK,
     Principal,
-    session_cookie_name,
 )
 from paulyops.web.pages.render import (
     flash,
@@ -76,17 +75,6 @@ def _safe_next(value: str | None, default: str = "/console") -> str:
     if parts.scheme or parts.netloc or "\\" in value or any(ord(c) < 32 for c in value):
         return default
     return value
-
-
-def _set_cookie(request: Request, response: Response, token: str) -> None:
-    response.set_cookie(
-        session_cookie_name(request),
-        token,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
 
 
 def _jwt_secret(instance: Instance) -> str:

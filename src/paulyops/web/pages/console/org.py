@@ -17,12 +17,12 @@ from paulyops.services.auth import manage
 from paulyops.web.auth import (
     DbSession,
     SignedIn,
+    set_session_cookie,
 )
 from paulyops.web.deps import ClientAddress, InstanceDep
 from paulyops.web.pages.console.common import (
     _back,
     _needs_enrollment,
-    _set_cookie,
     _user,
 )
 from paulyops.web.pages.render import (
@@ -66,5 +66,5 @@ def switch_organization(
         )
     else:
         response = _back(request, "/console", "success", f"You are now working in {name}.")
-    _set_cookie(request, response, new.token)
+    set_session_cookie(request, response, new.token)
     return response

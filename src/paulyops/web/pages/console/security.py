@@ -36,6 +36,7 @@ from paulyops.web.auth import (
     SignedIn,
     require,
     session_cookie_name,
+    set_session_cookie,
 )
 from paulyops.web.deps import ClientAddress, InstanceDep
 from paulyops.web.pages.console.common import (
@@ -46,7 +47,6 @@ from paulyops.web.pages.console.common import (
     _member_names,
     _page,
     _parse_date,
-    _set_cookie,
     _user,
 )
 from paulyops.web.pages.render import (
@@ -265,7 +265,7 @@ def change_password(
             )
             if replacement is not None:
                 session_form_token(request, replacement.row)
-                _set_cookie(request, response, replacement.token)
+                set_session_cookie(request, response, replacement.token)
             return response
     return _security_page(request, session, principal, status_code=422, errors=errors)
 
