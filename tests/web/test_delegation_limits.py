@@ -127,7 +127,9 @@ def test_delegate_cannot_edit_their_own_role_on_the_console(web):
     lent = ["members:update", "roles:manage"]
     intern_id, _delegation_id = _intern_with_delegation(web, org, lent)
     _sign_in(web, "target@acme.example.com")
-    token = TOKEN.search(web.get("/console/roles").text).group(1)
+    page = web.get("/console/roles")
+    assert "This is your own role" in page.text
+    token = TOKEN.search(page.text).group(1)
     response = web.post(
         f"/console/roles/{intern_id}/permissions",
         data={"csrf_token": token, "permissions": [*VIEWER_PERMISSIONS, *lent]},

@@ -107,6 +107,7 @@ def _roles_page(
             (name, PERMISSIONS[name]) for name in PERMISSIONS if name != "org:create"
         ],
         delegable=[name for name in PERMISSIONS if name in lendable],
+        own_role_id=principal.grant.role_id if principal.grant else "",
         delegations=delegations,
         recipients=sorted(
             ((uid, name) for uid, name in names.items() if uid != principal.user_id),
