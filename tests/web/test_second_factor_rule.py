@@ -210,7 +210,53 @@ def test_console_token_form_needs_a_recent_password(web):
     assert "shown <strong>only this once</strong>" in made.text
 
 
+def _console_sign_in(web, email):
+    web.cookies.clear()
+    page_token = TOKEN.search(web.get("/sign-in").text).group(1)
+    web.post("/sign-in", data={"email": email, "password": PASSWORD, "csrf_token": page_token})
+
+
+def test_console_totp_setup_needs_a_recent_password(web):
+    """The console's "Set up a second factor" asks for the password once the sign-in is
+    old, and shows the secret once it is given."""
+    org = make_org(_db(web), "acme")
+    _console_sign_in(web, org.emails["User"])
+    _age_password_confirmation(web)
+    token = TOKEN.search(web.get("/console/security").text).group(1)
+    stale = web.post("/console/security/totp/start", data={"csrf_token": token})
+    assert stale.status_code == 422
+    assert 'id="totp-secret"' not in stale.text
+    assert "enter your password again" in stale.text
+    started = web.post(
+        "/console/security/totp/start", data={"csrf_token": token, "password": PASSWORD}
+    )
+    assert started.status_code == 200
+    assert 'id="totp-secret"' in started.text
+
+
 # --- password changes -----------------------------------------------------------------------
+
+
+def test_console_password_change_revokes_tokens_and_says_so(web):
+    """Changing the password on the console ends the account's API tokens and says so."""
+    org = make_org(_db(web), "acme")
+    admin = _sign_in(web, org.emails["Admin"])
+    _token(web, admin)
+    _console_sign_in(web, org.emails["Admin"])
+    token = TOKEN.search(web.get("/console/security").text).group(1)
+    done = web.post(
+        "/console/security/password",
+        data={
+            "csrf_token": token,
+            "current_password": PASSWORD,
+            "new_password": NEW_PASSWORD,
+            "confirm_password": NEW_PASSWORD,
+        },
+    )
+    assert done.status_code == 200
+    assert "your 1 API token revoked" in done.text
+    with _db(web).session() as session:
+        assert session.scalars(select(ApiToken.revoked_at)).one() is not None
 
 
 def test_password_change_revokes_the_accounts_tokens_and_says_so(client):
