@@ -107,6 +107,31 @@ def test_create_refuses_a_permission_the_holder_lacks(instance_root, db):
         assert session.scalars(select(ApiToken)).all() == []
 
 
+def test_create_refuses_a_delegated_permission(instance_root, db):
+    """A User holding audit:export only by delegation gets no token with it: exit 6, saying
+    a token holds only what the holder's role gives."""
+    from datetime import timedelta
+
+    from paulyops.core.db.models import Delegation, utcnow
+
+    org = make_org(db, "acme", model="enterprise")
+    with db.write_session() as session:
+        session.add(
+            Delegation(
+                organization_id=org.id,
+                from_user_id=org.members["Admin"],
+                to_user_id=org.members["User"],
+                permissions=["audit:export"],
+                expires_at=utcnow() + timedelta(days=3),
+            )
+        )
+    result = create_token(org.id, "user@acme.example.com", "audit:export")
+    assert result.exit_code == 6, result.output
+    assert "delegated" in result.output
+    with db.session() as session:
+        assert session.scalars(select(ApiToken)).all() == []
+
+
 def test_create_for_a_non_member_exits_5(instance_root, db):
     """A user of another organization cannot get a token here."""
     org = make_org(db, "acme")

@@ -220,6 +220,31 @@ def test_reset_password_signs_the_user_out_everywhere(instance_root, db):
             )
 
 
+def test_reset_password_revokes_the_accounts_api_tokens(instance_root, db):
+    """An operator's reset ends every API token of the account and says how many."""
+    from paulyops.core.db.models import ApiToken
+    from paulyops.core.db.scoped import OrgScope
+    from paulyops.services.auth import tokens
+
+    org = make_org(db, "acme")
+    with db.write_session() as session:
+        grant = rbac.grant_for(session, org.id, org.members["Admin"])
+        tokens.create_api_token(
+            OrgScope(session, org.id),
+            user_id=grant.user_id,
+            name="script",
+            permissions=["org:read"],
+            holder_permissions=grant.grantable,
+        )
+    result = run(
+        "user", "reset-password", "admin@acme.example.com", "--password-stdin", stdin=GOOD + "\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert "revoked 1 API token" in result.output
+    with db.session() as session:
+        assert session.scalars(select(ApiToken.revoked_at)).one() is not None
+
+
 def test_reset_password_of_an_unknown_address_exits_5(instance_root, db):
     """reset-password for an address without an account exits 5 before asking anything."""
     result = run("user", "reset-password", "nobody@example.com")

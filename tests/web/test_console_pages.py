@@ -577,7 +577,7 @@ def test_admin_without_required_second_factor_is_sent_to_set_it_up(web):
     assert response.headers["location"] == "/console/security"
     page = web.get("/console/security")
     assert page.status_code == 200
-    assert "requires a second factor for admins" in page.text
+    assert "requires a second factor for members with admin permissions" in page.text
     assert 'href="/console/members"' not in page.text
     assert web.get("/console").status_code == 403
 
@@ -709,13 +709,13 @@ def test_required_second_factor_cannot_be_turned_off_by_an_admin(web):
         session.scalars(select(SecurityConfig)).one().require_admin_2fa = True
     page = web.get("/console/security")
     assert 'action="/console/security/totp/disable"' not in page.text
-    assert "requires a second factor for owners and admins" in page.text
+    assert "requires a second factor for members with admin permissions" in page.text
     forged = web.post(
         "/console/security/totp/disable",
         data={"csrf_token": _token(page), "password": PASSWORD},
     )
     assert forged.status_code == 403
-    assert "Acme requires a second factor for owners and admins" in forged.text
+    assert "Acme requires a second factor for members with admin permissions" in forged.text
     assert _audits(web, "auth.totp_disabled") == []
     assert _sign_in(web, org.emails["Admin"]).headers["location"].startswith("/sign-in/code")
 

@@ -52,13 +52,16 @@ def _ids(db, org):
     """Real ids of objects in ``org``, to put in paths."""
     with db.write_session() as session:
         scope = OrgScope(session, org.id)
-        owner = rbac.grant_for(session, org.id, org.members["Owner"])
+        # The token belongs to the Viewer, whom every role holding tokens:manage outranks:
+        # revoking it is a matter of permission alone (an Owner's token is beyond an
+        # Admin's reach by rank, which tests/web/test_delegation_limits.py covers).
+        holder = rbac.grant_for(session, org.id, org.members["Viewer"])
         issued = tokens.create_api_token(
             scope,
-            user_id=org.members["Owner"],
+            user_id=org.members["Viewer"],
             name="t",
             permissions=["org:read"],
-            holder_permissions=owner.permissions,
+            holder_permissions=holder.permissions,
         )
         custom = scope.first(Role, Role.is_builtin.is_(False))
         delegation = scope.first(Delegation)

@@ -79,11 +79,12 @@ def create(
             except PermissionDeniedError as err:
                 # The service speaks to a signed-in holder ("you lack"); here the
                 # operator creates the token for someone else, so name that person.
-                lacking = ", ".join(sorted(set(permission) - grant.permissions))
+                lacking = ", ".join(sorted(set(permission) - grant.grantable))
                 raise PermissionDeniedError(
                     f"--permission: {holder.email} is {grant.role_name} of "
-                    f"{organization.slug} and does not hold {lacking}; a token can only "
-                    "hold permissions its holder has"
+                    f"{organization.slug} and does not hold {lacking} through that role; a "
+                    "token can only hold permissions its holder's role gives (never "
+                    "delegated ones)"
                 ) from err
             row = issued.row
             token_id, perms, org_slug = row.id, list(row.permissions), organization.slug
@@ -163,8 +164,12 @@ def revoke(
         settings = read_settings(generate_secrets=False)
         with open_instance(settings) as instance, instance.db.write_session() as session:
             organization = find_organization(session, org)
+            # The local operator may revoke any token of the organization.
             manage.revoke_token(
-                OrgScope(session, organization.id), token_id=token_id.strip(), actor=CLI
+                OrgScope(session, organization.id),
+                grant=None,
+                token_id=token_id.strip(),
+                actor=CLI,
             )
     console.print(f"Revoked API token {escape(token_id.strip())}.", highlight=False)
 

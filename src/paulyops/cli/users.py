@@ -243,7 +243,7 @@ def reset_password(
     email: str = typer.Argument(..., help="the e-mail address of the account"),
     password_stdin: bool = typer.Option(False, "--password-stdin", help=STDIN_HELP),
 ) -> None:
-    """Set a new password for EMAIL and sign them out everywhere."""
+    """Set a new password for EMAIL, sign them out everywhere and revoke their API tokens."""
     from paulyops.services.actor import CLI
     from paulyops.services.auth import manage
 
@@ -264,9 +264,16 @@ def reset_password(
                     password=password,
                     actor=CLI,
                 )
-    sessions = "1 session" if revoked == 1 else f"{revoked} sessions"
+    sessions = (
+        "1 session" if revoked.sessions_revoked == 1 else f"{revoked.sessions_revoked} sessions"
+    )
+    api_tokens = (
+        "1 API token" if revoked.tokens_revoked == 1 else f"{revoked.tokens_revoked} API tokens"
+    )
     console.print(
-        f"New password set for {escape(user_email)}; signed out {sessions}.", highlight=False
+        f"New password set for {escape(user_email)}; signed out {sessions} and revoked "
+        f"{api_tokens}.",
+        highlight=False,
     )
 
 

@@ -13,7 +13,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from paulyops.core.db.models import (
@@ -43,8 +42,7 @@ from paulyops.core.security.crypto import (
 from paulyops.core.security.passwords import PasswordHashing
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
-from paulyops.services.auth import accounts, rbac, sessions
-from paulyops.services.auth.permissions import ADMIN, role_templates
+from paulyops.services.auth import accounts, rbac, second_factor, sessions
 from paulyops.services.onboarding.provision import password_link
 from paulyops.services.onboarding.spec import PROVIDER_MODELS, SECRET_FIELDS
 from paulyops.services.storage import backends
@@ -55,8 +53,6 @@ IDLE_MINUTES = (5, 24 * 60)
 ABSOLUTE_HOURS = (1, 30 * 24)
 BACKUP_STRATEGIES = ("local", "cloud", "hybrid")
 RETENTION_DAYS = (1, 36500)
-# Roles ranked at or above Admin count as admins for the "second factor for admins" rule.
-ADMIN_RANK = next(t.rank for t in role_templates("simple") if t.name == ADMIN)
 
 
 # --- members --------------------------------------------------------------------------------
@@ -178,27 +174,12 @@ def confirm_second_factor(
 
 
 def second_factor_required_by(session: Session, user_id: str) -> list[Organization]:
-    """Return the organizations that require this user's second factor (they are an admin).
+    """Return the organizations that require this user's second factor.
 
-    An organization requires it when its security settings say so and the user's role there
-    ranks at or above Admin.
+    An organization requires it when its security settings say so and the user holds an
+    admin permission there (by role or delegation; see ``services/auth/second_factor.py``).
     """
-    administered = {
-        org.id: org
-        for org, role in rbac.memberships_of(session, user_id)
-        if role.rank >= ADMIN_RANK
-    }
-    if not administered:
-        return []
-    requiring = set(
-        session.scalars(
-            select(SecurityConfig.organization_id).where(
-                SecurityConfig.organization_id.in_(administered),
-                SecurityConfig.require_admin_2fa.is_(True),
-            )
-        ).all()
-    )
-    return [org for org_id, org in administered.items() if org_id in requiring]
+    return second_factor.organizations_requiring_second_factor(session, user_id)
 
 
 def disable_second_factor(
@@ -210,8 +191,8 @@ def disable_second_factor(
 
     Raises:
         SpecValidationError: the password is wrong (field ``password``).
-        PermissionDeniedError: an organization where the user is an owner or admin requires
-            a second factor for admins (the message names it).
+        PermissionDeniedError: an organization where the user holds admin permissions
+            requires a second factor for them (the message names it).
     """
     if user.password_hash is None or not hashing.verify(user.password_hash, password):
         security_event("auth.totp_disable_failed", user_id=user.id)
@@ -223,8 +204,8 @@ def disable_second_factor(
         names = " and ".join(org.name for org in required)
         verb = "requires" if len(required) == 1 else "require"
         raise PermissionDeniedError(
-            f"{names} {verb} a second factor for owners and admins, so yours stays on "
-            "while you hold such a role there"
+            f"{names} {verb} a second factor for members with admin permissions, so yours "
+            "stays on while you hold such permissions there"
         )
     accounts.disable_totp(user)
     actors.record(
@@ -529,7 +510,6 @@ def remove_storage(scope: OrgScope, *, storage_id: str, actor: Actor) -> Storage
 
 
 __all__ = [
-    "ADMIN_RANK",
     "Invitation",
     "StorageTest",
     "add_storage",

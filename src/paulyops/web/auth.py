@@ -13,20 +13,19 @@ Each route declares one access rule: :data:`Public`, ``require("permission")``,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from paulyops.core.db.models import SecurityConfig, User, WebSession
+from paulyops.core.db.models import User, WebSession
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from paulyops.core.logging import security_event
 from paulyops.core.security import csrf
 from paulyops.services.actor import Actor
-from paulyops.services.auth import rbac
+from paulyops.services.auth import rbac, second_factor
 from paulyops.services.auth.permissions import PLATFORM_PERMISSIONS
 from paulyops.services.auth.sessions import resolve_session
 from paulyops.services.auth.tokens import resolve_api_token
@@ -34,8 +33,6 @@ from paulyops.web.deps import ACCESS_ATTR, client_address, get_instance
 from paulyops.web.ratelimit import limit_request
 
 SESSION_COOKIE = "paulyops_session"
-# Roles ranked at or above Admin count as admins for the "second factor for admins" rule.
-ADMIN_RANK = 80
 SECURE_SESSION_COOKIE = "__Host-paulyops_session"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
@@ -89,8 +86,8 @@ class Principal:
         assert self.grant is not None  # a permission check passed, so there is a grant
         if self.kind == "token":
             g = self.grant
-            return rbac.Grant(
-                g.organization_id, g.user_id, g.role_name, g.role_rank, self.permissions
+            return replace(
+                g, permissions=self.permissions, grantable=self.permissions & g.grantable
             )
         return self.grant
 
@@ -157,7 +154,14 @@ def get_principal(request: Request, session: DbSession) -> Principal:
 
 
 def authenticate(request: Request, session: Session) -> Principal:
-    """Resolve the caller from a bearer token or the session cookie (no caching)."""
+    """Resolve the caller from a bearer token or the session cookie (no caching).
+
+    The organization's second-factor rule is applied to whatever was resolved.
+    """
+    return apply_second_factor_rule(session, _resolve(request, session))
+
+
+def _resolve(request: Request, session: Session) -> Principal:
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, secret = header.partition(" ")
@@ -175,7 +179,8 @@ def authenticate(request: Request, session: Session) -> Principal:
             "token",
             user=user,
             organization_id=token.organization_id,
-            permissions=frozenset(token.permissions) & grant.permissions,
+            # Never a delegated permission: a token outlives any delegation.
+            permissions=frozenset(token.permissions) & grant.grantable,
             grant=grant,
             token_id=token.id,
         )
@@ -190,13 +195,7 @@ def authenticate(request: Request, session: Session) -> Principal:
         return Principal("anonymous")
     grant = rbac.grant_for(session, row.organization_id, user.id) if row.organization_id else None
     perms: set[str] = set(grant.permissions) if grant else set()
-    extra: dict[str, Any] = {}
-    if grant is not None and _must_enroll_second_factor(session, grant, user):
-        # The organization requires a second factor for admins: until this admin enrolls,
-        # the session may only manage its own account (enroll TOTP, sign out).
-        perms = set()
-        extra["must_enroll_second_factor"] = True
-    if user.is_platform_admin and not extra.get("must_enroll_second_factor"):
+    if user.is_platform_admin:
         perms.update(PLATFORM_PERMISSIONS)
     return Principal(
         "session",
@@ -205,17 +204,30 @@ def authenticate(request: Request, session: Session) -> Principal:
         permissions=frozenset(perms),
         web_session=row,
         grant=grant,
-        extra=extra,
     )
 
 
-def _must_enroll_second_factor(session: Session, grant: rbac.Grant, user: User) -> bool:
-    if user.totp_enabled or grant.role_rank < ADMIN_RANK:
-        return False
-    config = session.scalars(
-        select(SecurityConfig).where(SecurityConfig.organization_id == grant.organization_id)
-    ).first()
-    return bool(config and config.require_admin_2fa)
+def apply_second_factor_rule(session: Session, principal: Principal) -> Principal:
+    """Hold a resolved caller to their organization's "second factor for admins" rule.
+
+    The rule binds by permission (see :mod:`paulyops.services.auth.second_factor`). A
+    bound member without TOTP keeps a session that may only manage its own account
+    (enrol TOTP, sign out): no permissions, ``extra["must_enroll_second_factor"]``. Their
+    API tokens are refused outright, whenever they were made.
+
+    Raises:
+        PermissionDeniedError: an API token of an account that must enrol first (403).
+    """
+    user, grant = principal.user, principal.grant
+    if user is None or grant is None:
+        return principal
+    if not second_factor.must_enrol_second_factor(session, grant, user):
+        return principal
+    if principal.kind == "token":
+        security_event("auth.token_refused_second_factor", user_id=user.id)
+        raise PermissionDeniedError(second_factor.ENROL_MESSAGE)
+    extra = {**principal.extra, "must_enroll_second_factor": True}
+    return replace(principal, permissions=frozenset(), extra=extra)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -323,6 +335,7 @@ __all__ = [
     "Principal",
     "PrincipalDep",
     "SignedIn",
+    "apply_second_factor_rule",
     "authenticate",
     "check_csrf",
     "db_session",

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from paulyops.core.db.models import (
+    ApiToken,
     Delegation,
     Membership,
     Role,
@@ -32,7 +33,7 @@ from paulyops.core.security.passwords import PasswordHashing
 from paulyops.core.security.ratelimit import RateLimiter
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
-from paulyops.services.auth import accounts, rbac, sessions, tokens
+from paulyops.services.auth import accounts, rbac, reauth, sessions, tokens
 from paulyops.services.auth.permissions import RbacModel
 
 
@@ -109,6 +110,8 @@ def sign_in(
         user_agent=user_agent,
     )
     token = _bind_csrf(csrf, new.row)
+    # The password was just entered: recent authentication for the next minutes.
+    reauth.mark_password_confirmed(new.row)
     if kind == "user":
         accounts.record_sign_in(user)
     actors.record(
@@ -188,34 +191,50 @@ def revoke_own_session(session: Session, *, user: User, session_id: str, actor: 
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PasswordChange:
+    """A changed password: the caller's rotated session, and how many API tokens ended."""
+
+    replacement: sessions.NewSession | None
+    tokens_revoked: int
+
+
 def change_password(
     session: Session,
     *,
     hashing: PasswordHashing,
+    limiter: RateLimiter,
     csrf: CsrfTokens,
     user: User,
     current_password: str,
     new_password: str,
     current: WebSession | None,
     actor: Actor,
-) -> sessions.NewSession | None:
-    """Change a password after re-checking the current one; every session is revoked.
+) -> PasswordChange:
+    """Change a password after re-checking the current one.
 
-    Returns the replacement for the caller's own session (rotated), if it had one.
+    Every session is revoked (the caller's own is rotated) and so is every API token of
+    the account, in every organization: whoever knew the old password may have made
+    them. Each attempt counts against the per-account sign-in limit, so this route
+    cannot be used to guess the current password faster than sign-in can.
 
     Raises:
+        RateLimitedError: too many attempts for this account.
         AuthenticationError: the current password is wrong.
         SpecValidationError: the new password breaks the policy.
     """
+    limiter.enforce("signin_account", reauth.account_limit_key(user), address=actor.address)
     if user.password_hash is None or not hashing.verify(user.password_hash, current_password):
         security_event("auth.password_change_failed", user_id=user.id)
         raise AuthenticationError("the current password is not correct")
     accounts.set_password(session, hashing, user, new_password)
     sessions.revoke_user_sessions(session, user.id)
+    revoked = tokens.revoke_user_api_tokens(session, user.id)
     replacement = None
     if current is not None:
         csrf.revoke(current.id)
         replacement = sessions.rotate_session(session, current)
+        reauth.mark_password_confirmed(replacement.row)
     actors.record(
         session,
         actor,
@@ -223,8 +242,9 @@ def change_password(
         organization_id=None,
         target_type="user",
         target_id=user.id,
+        changes={"api_tokens_revoked": revoked},
     )
-    return replacement
+    return PasswordChange(replacement, revoked)
 
 
 def switch_organization(
@@ -281,12 +301,21 @@ def create_user(
     return user
 
 
+@dataclass(frozen=True, slots=True)
+class PasswordReset:
+    """What an operator's password reset ended."""
+
+    sessions_revoked: int
+    tokens_revoked: int
+
+
 def reset_password(
     session: Session, *, hashing: PasswordHashing, user: User, password: str, actor: Actor
-) -> int:
-    """Set a user's password (operator reset) and revoke all their sessions."""
+) -> PasswordReset:
+    """Set a user's password (operator reset); revoke all their sessions and API tokens."""
     accounts.set_password(session, hashing, user, password)
     revoked = sessions.revoke_user_sessions(session, user.id)
+    tokens_revoked = tokens.revoke_user_api_tokens(session, user.id)
     actors.record(
         session,
         actor,
@@ -294,9 +323,9 @@ def reset_password(
         organization_id=None,
         target_type="user",
         target_id=user.id,
-        changes={"sessions_revoked": revoked},
+        changes={"sessions_revoked": revoked, "api_tokens_revoked": tokens_revoked},
     )
-    return revoked
+    return PasswordReset(revoked, tokens_revoked)
 
 
 # --- API tokens -----------------------------------------------------------------------
@@ -311,13 +340,22 @@ def create_token(
     expires_at: datetime | None,
     actor: Actor,
 ) -> tokens.IssuedToken:
-    """Create an API token for the grant's user in its organization."""
+    """Create an API token for the grant's user in its organization.
+
+    The token may hold only permissions the user holds through their own role: a
+    delegated permission would outlive its delegation inside the token.
+
+    Raises:
+        PermissionDeniedError: a permission the user lacks or holds only by delegation.
+    """
+    wanted = list(permissions)
+    rbac.refuse_ungrantable(grant, wanted, "a token")
     issued = tokens.create_api_token(
         scope,
         user_id=grant.user_id,
         name=name,
-        permissions=permissions,
-        holder_permissions=grant.permissions,
+        permissions=wanted,
+        holder_permissions=grant.grantable,
         expires_at=expires_at,
     )
     actors.record(
@@ -332,8 +370,24 @@ def create_token(
     return issued
 
 
-def revoke_token(scope: OrgScope, *, token_id: str, actor: Actor) -> None:
-    """Revoke an API token of the organization."""
+def revoke_token(scope: OrgScope, *, grant: rbac.Grant | None, token_id: str, actor: Actor) -> None:
+    """Revoke an API token of the organization.
+
+    Args:
+        grant: who revokes: they may revoke their own tokens and those of members ranked
+            below them. ``None`` is the local operator (the CLI), who may revoke any.
+
+    Raises:
+        PermissionDeniedError: the token's owner ranks at or above the revoker.
+    """
+    row = scope.get(ApiToken, token_id)
+    if grant is not None and row.user_id != grant.user_id:
+        owner_rank = rbac.member_rank(scope, row.user_id)
+        if owner_rank is not None and owner_rank >= grant.role_rank:
+            raise PermissionDeniedError(
+                "you can revoke your own API tokens and those of members ranked below you; "
+                "this one belongs to someone ranked at or above you"
+            )
     tokens.revoke_api_token(scope, token_id)
     actors.record(
         scope.session,
@@ -494,9 +548,11 @@ def delegate(
     return delegation
 
 
-def revoke_delegation(scope: OrgScope, *, delegation_id: str, actor: Actor) -> None:
-    """End a delegation now."""
-    rbac.revoke_delegation(scope, delegation_id)
+def revoke_delegation(
+    scope: OrgScope, *, grant: rbac.Grant, delegation_id: str, actor: Actor
+) -> None:
+    """End a delegation now (its giver, its recipient, or someone ranked above the giver)."""
+    rbac.revoke_delegation(scope, delegation_id, actor=grant)
     actors.record(
         scope.session,
         actor,
@@ -508,6 +564,8 @@ def revoke_delegation(scope: OrgScope, *, delegation_id: str, actor: Actor) -> N
 
 
 __all__ = [
+    "PasswordChange",
+    "PasswordReset",
     "SignIn",
     "change_member_role",
     "change_password",

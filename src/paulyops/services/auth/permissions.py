@@ -83,6 +83,12 @@ _VIEWER = frozenset(
 _USER = _VIEWER | {"agents:run"}
 _MANAGER = _USER | {"members:invite", "agents:configure", "audit:read", "delegations:manage"}
 _ADMIN = ALL - (PLATFORM_PERMISSIONS - {"health:read"})
+# What counts as "admin" for the organization's "second factor for admins" rule: every
+# permission beyond what a plain User (and so a Viewer) holds. It is decided by permission,
+# never by rank, so a custom role, a Manager or a member holding a delegated
+# `security:update` is covered too; a permission added to the vocabulary later counts as
+# admin unless it is also given to the User role.
+SECOND_FACTOR_PERMISSIONS = ALL - _USER
 _OWNER = ALL - (PLATFORM_PERMISSIONS - {"health:read"})
 
 OWNER = "Owner"
@@ -143,6 +149,7 @@ __all__ = [
     "OWNER",
     "PERMISSIONS",
     "PLATFORM_PERMISSIONS",
+    "SECOND_FACTOR_PERMISSIONS",
     "USER",
     "VIEWER",
     "RbacModel",

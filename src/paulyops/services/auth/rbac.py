@@ -2,7 +2,10 @@
 
 A member's *effective permissions* are their role's permissions, plus (enterprise) every
 permission of the roles below it in the hierarchy, plus permissions delegated to them that
-have not expired and that the delegator still holds. Everything here goes through
+have not expired and that the delegator still holds. Only the first two are *grantable*:
+a delegation lends power for a time, so what it lends can be used but never written into
+a role, a role assignment, an API token or another delegation, where it would outlive the
+delegation. Everything here goes through
 :class:`~paulyops.core.db.scoped.OrgScope`, so a question about one organization can never
 be answered with another organization's rows.
 """
@@ -39,13 +42,21 @@ from paulyops.services.auth.permissions import (
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What one user may do in one organization."""
+    """What one user may do in one organization.
+
+    ``permissions`` is everything the user may use now (delegations included);
+    ``grantable`` only what they hold through their own role, the most they may put into
+    a role, an assignment, a token or a delegation. ``role_id`` is the role they hold,
+    which they may not edit. A grant built without them can grant nothing.
+    """
 
     organization_id: str
     user_id: str
     role_name: str
     role_rank: int
     permissions: frozenset[str]
+    role_id: str = ""
+    grantable: frozenset[str] = frozenset()
 
 
 def seed_roles(scope: OrgScope, model: RbacModel | str) -> dict[str, Role]:
@@ -112,7 +123,8 @@ def grant_for(
     by_id = {role.id: role for role in roles}
     role = by_id[membership.role_id]
     hierarchical = is_hierarchical(org.rbac_model)
-    perms = set(_expand(roles, role, hierarchical))
+    own = _expand(roles, role, hierarchical)
+    perms = set(own)
     if hierarchical:
         for delegation in scope.list(
             Delegation,
@@ -125,7 +137,44 @@ def grant_for(
                 continue
             giver_perms = _expand(roles, by_id[giver.role_id], hierarchical)
             perms.update(set(delegation.permissions) & giver_perms)
-    return Grant(organization_id, user_id, role.name, role.rank, frozenset(perms))
+    return Grant(
+        organization_id,
+        user_id,
+        role.name,
+        role.rank,
+        frozenset(perms),
+        role_id=role.id,
+        grantable=own - PLATFORM_PERMISSIONS,
+    )
+
+
+def member_rank(scope: OrgScope, user_id: str) -> int | None:
+    """Return the rank of ``user_id``'s role here, or ``None`` if they are not a member."""
+    membership = scope.first(Membership, Membership.user_id == user_id)
+    if membership is None:
+        return None
+    return scope.get(Role, membership.role_id).rank
+
+
+def refuse_ungrantable(actor: Grant, permissions: Iterable[str], what: str) -> None:
+    """Refuse to put into ``what`` a permission the actor does not hold through their role.
+
+    Raises:
+        PermissionDeniedError: naming the permissions lacked, and those only delegated.
+    """
+    # Unknown names are for the vocabulary check to report (a 422 naming them).
+    wanted = set(permissions) - set(unknown_permissions(list(permissions)))
+    delegated = sorted((wanted & actor.permissions) - actor.grantable)
+    lacking = sorted(wanted - actor.permissions)
+    if lacking:
+        raise PermissionDeniedError(
+            f"{what} cannot hold permissions you lack ({', '.join(lacking)})"
+        )
+    if delegated:
+        raise PermissionDeniedError(
+            f"{what} cannot hold permissions you only hold by delegation "
+            f"({', '.join(delegated)}): a delegation lends them to you until it ends"
+        )
 
 
 def memberships_of(session: Session, user_id: str) -> list[tuple[Organization, Role]]:
@@ -160,21 +209,18 @@ def _check_grantable(
     """Refuse permissions the actor could not hand out; return the role's rank.
 
     Nobody can create power they lack: instance-wide permissions never go into an
-    organization role, a custom role holds only permissions its creator holds, and (in a
-    hierarchy) no more than the role above it. Its rank is that of the lowest built-in role
-    holding all its permissions, so rank checks and the "second factor for admins" rule
-    treat an admin-like custom role as an admin.
+    organization role, a custom role holds only permissions its creator holds through
+    their own role (never delegated ones), and (in a hierarchy) no more than the role
+    above it. Its rank is that of the lowest built-in role holding all its permissions, so
+    rank checks treat an admin-like custom role as an admin; a rank above the actor's own
+    is refused, so nobody makes a role that outranks them.
     """
     platform = sorted(set(perms) & PLATFORM_PERMISSIONS)
     if platform:
         raise PermissionDeniedError(
             f"{', '.join(platform)} belong(s) to platform administrators, not to roles"
         )
-    lacking = sorted(set(perms) - actor.permissions)
-    if lacking:
-        raise PermissionDeniedError(
-            f"a role cannot hold permissions you lack ({', '.join(lacking)})"
-        )
+    refuse_ungrantable(actor, perms, "a role")
     if parent_id is not None:
         parent = scope.get(Role, parent_id)
         above = role_permissions(scope, parent, model)
@@ -190,10 +236,16 @@ def _check_grantable(
                     )
                 ],
             )
+    rank = max(template.rank for template in role_templates(model))
     for template in reversed(role_templates(model)):
         if set(perms) <= template.permissions:
-            return template.rank
-    return max(template.rank for template in role_templates(model))
+            rank = template.rank
+            break
+    if rank > actor.role_rank:
+        raise PermissionDeniedError(
+            f"that role would rank {rank}, above your own role's rank {actor.role_rank}"
+        )
+    return rank
 
 
 def create_custom_role(
@@ -254,13 +306,21 @@ def update_role_permissions(
 ) -> Role:
     """Replace a custom role's permissions; built-in roles cannot be edited.
 
+    Nobody edits the role they hold: that would let them raise their own permissions and
+    rank (with a delegated ``roles:manage``, beyond the delegation's end).
+
     Raises:
         ConflictError: a built-in role.
-        PermissionDeniedError: a permission the actor lacks, or a role ranked above them.
+        PermissionDeniedError: the actor's own role, a role ranked above them, or a
+            permission they do not hold through their own role.
     """
     role = scope.get(Role, role_id)
     if role.is_builtin:
         raise ConflictError(f"the built-in role {role.name!r} cannot be changed")
+    if role.id == actor.role_id:
+        raise PermissionDeniedError(
+            f"you cannot change {role.name!r}: it is your own role; ask someone ranked above you"
+        )
     if role.rank > actor.role_rank:
         raise PermissionDeniedError("you cannot change a role ranked above your own")
     perms = _check_permissions(permissions, "permissions")
@@ -327,10 +387,11 @@ def change_member_role(
     if new_role.rank > actor.role_rank or old_role.rank > actor.role_rank:
         raise PermissionDeniedError("you cannot assign or change a role above your own")
     model = _org_model(scope)
-    beyond = sorted(role_permissions(scope, new_role, model) - actor.permissions)
+    beyond = sorted(role_permissions(scope, new_role, model) - actor.grantable)
     if beyond:
         raise PermissionDeniedError(
-            f"you cannot assign a role with permissions you lack ({', '.join(beyond)})"
+            "you cannot assign a role with permissions you do not hold through your own "
+            f"role ({', '.join(beyond)})"
         )
     is_owner = old_role.name == OWNER and old_role.is_builtin
     if is_owner and new_role.id != old_role.id and _owner_count(scope) <= 1:
@@ -371,17 +432,22 @@ def delegate(
 ) -> Delegation:
     """Delegate a subset of the giver's own permissions to another member for a time.
 
+    Only permissions held through the giver's own role can be delegated: a delegated
+    permission is not passed on (it would not count anyway, see :func:`grant_for`).
+
     Raises:
-        PermissionDeniedError: not the enterprise model, or a permission the giver lacks.
+        PermissionDeniedError: not the enterprise model, or a permission the giver does
+            not hold through their own role.
         SpecValidationError: expiry in the past or beyond :data:`MAX_DELEGATION_DAYS`.
     """
     if not is_hierarchical(model):
         raise ConflictError("delegation needs the enterprise RBAC model")
     perms = _check_permissions(permissions, "permissions")
-    lacking = sorted(set(perms) - giver.permissions)
+    lacking = sorted(set(perms) - giver.grantable)
     if lacking:
         raise PermissionDeniedError(
-            f"you can only delegate permissions you hold (not {', '.join(lacking)})"
+            "you can only delegate permissions you hold through your own role "
+            f"(not {', '.join(lacking)})"
         )
     now = utcnow()
     if not now < expires_at <= now + timedelta(days=MAX_DELEGATION_DAYS):
@@ -411,10 +477,25 @@ def delegate(
     return delegation
 
 
-def revoke_delegation(scope: OrgScope, delegation_id: str) -> Delegation:
-    """End a delegation now."""
+def revoke_delegation(scope: OrgScope, delegation_id: str, *, actor: Grant) -> Delegation:
+    """End a delegation now.
+
+    Its giver may end it, its recipient may hand it back, and anyone else only when they
+    rank above the giver (a Manager cannot end what an Admin decided). A giver who is no
+    longer a member outranks nobody.
+
+    Raises:
+        PermissionDeniedError: the actor is neither and does not outrank the giver.
+    """
     delegation = scope.get(Delegation, delegation_id)
-    delegation.revoked_at = utcnow()
+    if actor.user_id not in (delegation.from_user_id, delegation.to_user_id):
+        giver_rank = member_rank(scope, delegation.from_user_id)
+        if giver_rank is not None and giver_rank >= actor.role_rank:
+            raise PermissionDeniedError(
+                "only the member who gave this delegation, the member who received it, or "
+                "someone ranked above the giver can end it"
+            )
+    delegation.revoked_at = delegation.revoked_at or utcnow()
     return delegation
 
 
@@ -426,7 +507,9 @@ __all__ = [
     "delegate",
     "delete_role",
     "grant_for",
+    "member_rank",
     "memberships_of",
+    "refuse_ungrantable",
     "remove_member",
     "revoke_delegation",
     "role_permissions",

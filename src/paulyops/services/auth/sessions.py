@@ -120,7 +120,7 @@ def rotate_session(session: Session, old: WebSession, **changes: str | None) -> 
     """
     old.revoked_at = utcnow()
     kind = changes.get("kind", old.kind)
-    return create_session(
+    new = create_session(
         session,
         user_id=changes.get("user_id", old.user_id),
         organization_id=changes.get("organization_id", old.organization_id),
@@ -128,6 +128,10 @@ def rotate_session(session: Session, old: WebSession, **changes: str | None) -> 
         client_address=old.client_address,
         user_agent=old.user_agent,
     )
+    # Same browser, same person: a password entered moments ago still counts (reauth.py).
+    if new.row.user_id == old.user_id:
+        new.row.password_confirmed_at = old.password_confirmed_at
+    return new
 
 
 def revoke_session(session: Session, session_id: str, *, user_id: str | None = None) -> WebSession:

@@ -123,6 +123,21 @@ def revoke_api_token(scope: OrgScope, token_id: str) -> ApiToken:
     return row
 
 
+def revoke_user_api_tokens(session: Session, user_id: str) -> int:
+    """Revoke every live API token of a user, in every organization; return how many.
+
+    Instance-level on purpose: a password change or reset ends what the account's old
+    credentials made, wherever they were made.
+    """
+    now = utcnow()
+    rows = session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+    ).all()
+    for row in rows:
+        row.revoked_at = now
+    return len(rows)
+
+
 # --- setup token ------------------------------------------------------------------------
 
 
@@ -208,4 +223,5 @@ __all__ = [
     "list_api_tokens",
     "resolve_api_token",
     "revoke_api_token",
+    "revoke_user_api_tokens",
 ]

@@ -698,7 +698,11 @@ class SecuritySpec(_WireModel):
         False,
         alias="requireAdmin2fa",
         title="Require 2FA for admins",
-        description="Owners and admins must use a second factor (TOTP) to sign in.",
+        description=(
+            "Everyone holding admin permissions (beyond the User role's) must use a second "
+            "factor (TOTP); until they do, they can only set it up and their API tokens are "
+            "refused."
+        ),
     )
 
 

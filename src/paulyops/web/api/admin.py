@@ -5,17 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 from pydantic import AwareDatetime, Field
 
 from paulyops.core.db.models import Delegation, Membership, Organization, Role, User
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import NotFoundError
-from paulyops.services.auth import manage, rbac, tokens
+from paulyops.services.auth import manage, rbac, reauth, tokens
 from paulyops.services.auth.permissions import PERMISSIONS, RbacModel
 from paulyops.web.api.auth import CamelModel, OkOut
 from paulyops.web.auth import DbSession, Principal, require
-from paulyops.web.deps import ClientAddress
+from paulyops.web.deps import ClientAddress, InstanceDep
 
 router = APIRouter(prefix="/api", tags=["organization"])
 
@@ -296,9 +296,12 @@ def revoke_delegation(
     address: ClientAddress,
     principal: Annotated[Principal, require("delegations:manage")],
 ) -> OkOut:
-    """End a delegation now."""
+    """End a delegation now (its giver, its recipient, or someone ranked above the giver)."""
     manage.revoke_delegation(
-        principal.scope(session), delegation_id=delegation_id, actor=principal.actor(address)
+        principal.scope(session),
+        grant=principal.acting_grant(),
+        delegation_id=delegation_id,
+        actor=principal.actor(address),
     )
     return OkOut(message="delegation revoked")
 
@@ -312,6 +315,12 @@ class TokenIn(CamelModel):
     name: str = Field(min_length=1, max_length=120)
     permissions: list[str] = Field(min_length=1, max_length=len(PERMISSIONS))
     expires_at: AwareDatetime | None = None
+    password: str | None = Field(
+        None,
+        max_length=1024,
+        description="your password; needed unless this browser session entered it in the "
+        "last 10 minutes",
+    )
 
 
 class TokenOut(CamelModel):
@@ -344,11 +353,27 @@ def list_tokens(
 @router.post("/tokens", response_model=NewTokenOut, status_code=status.HTTP_201_CREATED)
 def create_token(
     body: TokenIn,
+    response: Response,
     session: DbSession,
+    instance: InstanceDep,
     address: ClientAddress,
     principal: Annotated[Principal, require("tokens:manage")],
 ) -> NewTokenOut:
-    """Create an API token with at most your own permissions."""
+    """Create an API token with at most your own role's permissions (needs your password).
+
+    The answer holds the secret this one time and is never cached.
+    """
+    assert principal.user is not None  # require() admits only authenticated callers
+    reauth.require_recent_password(
+        session,
+        hashing=instance.hashing,
+        limiter=instance.limiter,
+        user=principal.user,
+        password=body.password,
+        web_session=principal.web_session,
+        address=address,
+    )
+    response.headers["Cache-Control"] = "no-store"
     issued = manage.create_token(
         principal.scope(session),
         grant=principal.acting_grant(),
@@ -368,6 +393,11 @@ def revoke_token(
     address: ClientAddress,
     principal: Annotated[Principal, require("tokens:manage")],
 ) -> OkOut:
-    """Revoke an API token."""
-    manage.revoke_token(principal.scope(session), token_id=token_id, actor=principal.actor(address))
+    """Revoke an API token (your own, or one of a member ranked below you)."""
+    manage.revoke_token(
+        principal.scope(session),
+        grant=principal.acting_grant(),
+        token_id=token_id,
+        actor=principal.actor(address),
+    )
     return OkOut(message="token revoked")

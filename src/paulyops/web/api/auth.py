@@ -11,7 +11,7 @@ from pydantic.alias_generators import to_camel
 from paulyops.core.db.models import User
 from paulyops.core.errors import AuthenticationError, ConflictError
 from paulyops.services.actor import Actor, record
-from paulyops.services.auth import accounts, manage, sessions
+from paulyops.services.auth import accounts, manage, reauth, sessions
 from paulyops.web.auth import (
     AnyCredential,
     DbSession,
@@ -91,6 +91,22 @@ class PasswordIn(CamelModel):
 
     current_password: str = Field(max_length=1024)
     new_password: str = Field(max_length=1024)
+
+
+class ReauthIn(CamelModel):
+    """The password again, for actions that need recent authentication."""
+
+    password: str | None = Field(
+        None,
+        max_length=1024,
+        description="your password; needed unless this session entered it in the last 10 minutes",
+    )
+
+
+class TotpConfirmIn(SecondFactorIn):
+    """The first code from the app, and the password when it is not recent."""
+
+    password: str | None = Field(None, max_length=1024)
 
 
 class TotpStartOut(CamelModel):
@@ -263,11 +279,15 @@ def change_password(
     address: ClientAddress,
     principal: SignedIn,
 ) -> OkOut:
-    """Change the caller's password; every other session is signed out."""
+    """Change the caller's password; other sessions and every API token of the account end.
+
+    Attempts count against the per-account sign-in limit (429 beyond it).
+    """
     assert principal.user is not None  # Authenticated guarantees a user
-    replacement = manage.change_password(
+    changed = manage.change_password(
         session,
         hashing=instance.hashing,
+        limiter=instance.limiter,
         csrf=instance.csrf,
         user=principal.user,
         current_password=body.current_password,
@@ -275,31 +295,65 @@ def change_password(
         current=principal.web_session,
         actor=principal.actor(address),
     )
-    if replacement is not None:
-        set_session_cookie(request, response, replacement.token)
-    return OkOut(message="password changed; other sessions were signed out")
+    if changed.replacement is not None:
+        set_session_cookie(request, response, changed.replacement.token)
+    return OkOut(
+        message="password changed; other sessions were signed out and "
+        f"{changed.tokens_revoked} API token(s) of this account were revoked"
+    )
+
+
+def _require_recent_password(
+    session: DbSession, instance: InstanceDep, principal: SignedIn, password: str | None
+) -> None:
+    assert principal.user is not None  # Authenticated guarantees a user
+    reauth.require_recent_password(
+        session,
+        hashing=instance.hashing,
+        limiter=instance.limiter,
+        user=principal.user,
+        password=password,
+        web_session=principal.web_session,
+    )
 
 
 @router.post("/totp/start", response_model=TotpStartOut)
-def totp_start(session: DbSession, instance: InstanceDep, principal: SignedIn) -> TotpStartOut:
-    """Create a TOTP secret; it is enabled once a code is confirmed."""
+def totp_start(
+    response: Response,
+    session: DbSession,
+    instance: InstanceDep,
+    principal: SignedIn,
+    body: ReauthIn | None = None,
+) -> TotpStartOut:
+    """Create a TOTP secret (never cached); it is enabled once a code is confirmed.
+
+    Needs the password, sent here or entered in this session in the last 10 minutes.
+    """
     assert principal.user is not None  # Authenticated guarantees a user
     if principal.user.totp_enabled:
         raise ConflictError("two-factor sign-in is already on; turn it off before enrolling again")
+    _require_recent_password(session, instance, principal, body.password if body else None)
+    response.headers["Cache-Control"] = "no-store"
     enrollment = accounts.start_totp(principal.user, instance.keyring)
     return TotpStartOut(secret=enrollment.secret, uri=enrollment.uri)
 
 
 @router.post("/totp/confirm", response_model=RecoveryCodesOut)
 def totp_confirm(
-    body: SecondFactorIn,
+    body: TotpConfirmIn,
+    response: Response,
     session: DbSession,
     instance: InstanceDep,
     address: ClientAddress,
     principal: SignedIn,
 ) -> RecoveryCodesOut:
-    """Enable TOTP with a first code; returns 10 one-time recovery codes."""
+    """Enable TOTP with a first code; returns 10 one-time recovery codes (never cached).
+
+    Needs the password, sent here or entered in this session in the last 10 minutes.
+    """
     assert principal.user is not None  # Authenticated guarantees a user
+    _require_recent_password(session, instance, principal, body.password)
+    response.headers["Cache-Control"] = "no-store"
     codes = accounts.confirm_totp(principal.user, instance.keyring, body.code)
     record(
         session,

@@ -35,6 +35,9 @@ class WebSession(TimestampMixin, Base):
     last_seen_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    # When the user last entered their password in this session (sign-in, or again for a
+    # sensitive action): recent authentication, see services/auth/reauth.py.
+    password_confirmed_at: Mapped[datetime | None]
 
 
 class ApiToken(OrgScoped, TimestampMixin, Base):

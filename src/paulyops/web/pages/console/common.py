@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from paulyops.core.db.models import (
     Membership,
     Organization,
-    SecurityConfig,
     User,
 )
 from paulyops.core.db.scoped import OrgScope
@@ -24,13 +23,12 @@ from paulyops.core.errors import (
     SpecValidationError,
 )
 from paulyops.core.instance import Instance
-from paulyops.services.auth import rbac
+from paulyops.services.auth import rbac, second_factor
 from paulyops.services.auth.permissions import (
     PERMISSIONS,
     RbacModel,
 )
 from paulyops.web.auth import (
-    ADMIN_RANK,
     Principal,
 )
 from paulyops.web.pages.render import (
@@ -139,14 +137,11 @@ def _end_of_day(day: date) -> datetime:
 
 
 def _needs_enrollment(session: Session, user: User, organization_id: str | None) -> bool:
-    """Whether the organization requires a second factor this admin has not set up yet."""
+    """Whether the organization requires a second factor this member has not set up yet."""
     if user.totp_enabled or organization_id is None:
         return False
     grant = rbac.grant_for(session, organization_id, user.id)
-    if grant is None or grant.role_rank < ADMIN_RANK:
-        return False
-    config = OrgScope(session, organization_id).first(SecurityConfig)
-    return bool(config and config.require_admin_2fa)
+    return grant is not None and second_factor.must_enrol_second_factor(session, grant, user)
 
 
 def _member_names(scope: OrgScope) -> dict[str, str]:

@@ -88,7 +88,7 @@ def _roles_page(
             order_by=Delegation.expires_at,
         )
     ]
-    holds = principal.permissions
+    lendable = principal.acting_grant().grantable if principal.grant else frozenset()
     return _page(
         request,
         session,
@@ -106,7 +106,8 @@ def _roles_page(
         permission_options=[
             (name, PERMISSIONS[name]) for name in PERMISSIONS if name != "org:create"
         ],
-        delegable=[name for name in PERMISSIONS if name in holds],
+        delegable=[name for name in PERMISSIONS if name in lendable],
+        own_role_id=principal.grant.role_id if principal.grant else "",
         delegations=delegations,
         recipients=sorted(
             ((uid, name) for uid, name in names.items() if uid != principal.user_id),
@@ -284,8 +285,14 @@ def revoke_delegation(
     address: ClientAddress,
     principal: Annotated[Principal, require("delegations:manage")],
 ) -> Response:
-    """End a delegation now."""
-    manage.revoke_delegation(
-        principal.scope(session), delegation_id=delegation_id, actor=principal.actor(address)
-    )
+    """End a delegation now (its giver, its recipient, or someone ranked above the giver)."""
+    try:
+        manage.revoke_delegation(
+            principal.scope(session),
+            grant=principal.acting_grant(),
+            delegation_id=delegation_id,
+            actor=principal.actor(address),
+        )
+    except PermissionDeniedError as err:
+        return _back(request, "/console/roles", "error", err.message)
     return _back(request, "/console/roles", "success", "Delegation ended.")

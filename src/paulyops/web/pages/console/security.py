@@ -26,7 +26,7 @@ from paulyops.core.errors import (
 from paulyops.core.instance import Instance
 from paulyops.core.security.crypto import DecryptionError, read_secret
 from paulyops.services import console as console_service
-from paulyops.services.auth import accounts, manage, sessions, tokens
+from paulyops.services.auth import accounts, manage, reauth, sessions, tokens
 from paulyops.services.auth.permissions import (
     PERMISSIONS,
 )
@@ -38,7 +38,7 @@ from paulyops.web.auth import (
     session_cookie_name,
     set_session_cookie,
 )
-from paulyops.web.deps import ClientAddress, InstanceDep
+from paulyops.web.deps import ClientAddress, InstanceDep, client_address
 from paulyops.web.pages.console.common import (
     MAX_PASSWORD,
     _back,
@@ -102,7 +102,11 @@ def _security_page(
         names=_member_names(OrgScope(session, principal.organization_id))
         if principal.organization_id
         else {},
-        token_permissions=[name for name in PERMISSIONS if principal.can(name)],
+        token_permissions=[
+            name
+            for name in PERMISSIONS
+            if principal.grant is not None and name in principal.acting_grant().grantable
+        ],
         errors=errors or {},
         form=form or {},
         enrollment=enrollment,
@@ -148,14 +152,50 @@ def update_security(
     return _back(request, "/console/security", "success", "Security settings saved.")
 
 
+def _recent_password_errors(
+    request: Request,
+    session: Session,
+    instance: Instance,
+    principal: Principal,
+    password: str,
+    field: str,
+) -> dict[str, str]:
+    """Check the password is recent (or given now); return form errors on ``field``."""
+    try:
+        reauth.require_recent_password(
+            session,
+            hashing=instance.hashing,
+            limiter=instance.limiter,
+            user=_user(principal),
+            password=password[: MAX_PASSWORD + 1],
+            web_session=principal.web_session,
+            address=client_address(request),
+        )
+    except SpecValidationError as err:
+        return {field: "; ".join(item.message for item in err.errors) or err.message}
+    return {}
+
+
 @router.post("/console/security/totp/start")
 def totp_start(
-    request: Request, session: DbSession, instance: InstanceDep, principal: SignedIn
+    request: Request,
+    session: DbSession,
+    instance: InstanceDep,
+    principal: SignedIn,
+    password: Annotated[str, Form()] = "",
 ) -> Response:
-    """Create a TOTP secret to add to an authenticator app (enabled after a first code)."""
+    """Create a TOTP secret to add to an authenticator app (enabled after a first code).
+
+    Needs the password, entered here or in this session in the last minutes.
+    """
     user = _user(principal)
     if user.totp_enabled:
         return _back(request, "/console/security", "info", "Your second factor is already on.")
+    errors = _recent_password_errors(
+        request, session, instance, principal, password, "totp_start_password"
+    )
+    if errors:
+        return _security_page(request, session, principal, status_code=422, errors=errors)
     enrollment = accounts.start_totp(user, instance.keyring)
     return _security_page(
         request,
@@ -188,11 +228,24 @@ def totp_confirm(
     address: ClientAddress,
     principal: SignedIn,
     code: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
 ) -> Response:
     """Turn the second factor on with a first code; show the recovery codes once."""
     user = _user(principal)
     if user.totp_enabled:
         return _back(request, "/console/security", "info", "Your second factor is already on.")
+    errors = _recent_password_errors(
+        request, session, instance, principal, password, "totp_confirm_password"
+    )
+    if errors:
+        return _security_page(
+            request,
+            session,
+            principal,
+            status_code=422,
+            errors=errors,
+            enrollment=_pending_enrollment(user, instance),
+        )
     try:
         codes = console_service.confirm_second_factor(
             session,
@@ -242,9 +295,10 @@ def change_password(
         errors["confirm_password"] = "the two new passwords are not the same"  # noqa: S105
     else:
         try:
-            replacement = manage.change_password(
+            changed = manage.change_password(
                 session,
                 hashing=instance.hashing,
+                limiter=instance.limiter,
                 csrf=instance.csrf,
                 user=user,
                 current_password=current_password,
@@ -257,15 +311,22 @@ def change_password(
         except SpecValidationError as err:
             errors = _password_errors(err, "new_password")
         else:
+            ended = changed.tokens_revoked
             response = _back(
                 request,
                 "/console/security",
                 "success",
-                "Your password is changed. Your other sessions were signed out.",
+                "Your password is changed. Your other sessions were signed out"
+                + (
+                    f" and your {ended} API token{'' if ended == 1 else 's'} revoked: "
+                    "create new ones for your scripts."
+                    if ended
+                    else "."
+                ),
             )
-            if replacement is not None:
-                session_form_token(request, replacement.row)
-                set_session_cookie(request, response, replacement.token)
+            if changed.replacement is not None:
+                session_form_token(request, changed.replacement.row)
+                set_session_cookie(request, response, changed.replacement.token)
             return response
     return _security_page(request, session, principal, status_code=422, errors=errors)
 
@@ -330,13 +391,18 @@ def revoke_session(
 def create_token(
     request: Request,
     session: DbSession,
+    instance: InstanceDep,
     address: ClientAddress,
     principal: Annotated[Principal, require("tokens:manage")],
     name: Annotated[str, Form()] = "",
     permissions: Annotated[list[str] | None, Form()] = None,
     expires: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
 ) -> Response:
-    """Create an API token with at most your own permissions (its secret is shown once)."""
+    """Create an API token with at most your own role's permissions (its secret is shown once).
+
+    Needs the password, entered here or in this session in the last minutes.
+    """
     chosen = list(permissions or [])
     form: dict[str, Any] = {"token_name": name[:120], "token_permissions": chosen}
     form["token_expires"] = expires[:10]
@@ -344,6 +410,10 @@ def create_token(
     day = _parse_date(expires, "token_expires", errors)
     if day is not None and _end_of_day(day) <= utcnow():
         errors["token_expires"] = "expected a date in the future"  # noqa: S105  # a message
+    if not errors:
+        errors = _recent_password_errors(
+            request, session, instance, principal, password, "token_password"
+        )
     if not errors:
         try:
             issued = manage.create_token(
@@ -376,6 +446,14 @@ def revoke_token(
     address: ClientAddress,
     principal: Annotated[Principal, require("tokens:manage")],
 ) -> Response:
-    """Revoke an API token."""
-    manage.revoke_token(principal.scope(session), token_id=token_id, actor=principal.actor(address))
+    """Revoke an API token (your own, or one of a member ranked below you)."""
+    try:
+        manage.revoke_token(
+            principal.scope(session),
+            grant=principal.acting_grant(),
+            token_id=token_id,
+            actor=principal.actor(address),
+        )
+    except PermissionDeniedError as err:
+        return _back(request, "/console/security", "error", err.message)
     return _back(request, "/console/security", "success", "Token revoked.")
