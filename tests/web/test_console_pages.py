@@ -27,6 +27,7 @@ PAGES = [
     "/console/security",
     "/console/storage",
     "/console/audit",
+    "/console/invitations",
 ]
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
