@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -282,3 +283,38 @@ def test_database_is_untouched_by_a_refused_create(instance_root, db: Database):
     with db.session() as session:
         assert accounts.find_user(session, "gi@example.com") is None
         assert session.scalars(select(AuditLog)).all() == []
+
+
+def test_invite_prints_a_link_that_joins_that_organization_only(instance_root, db):
+    """``user invite`` prints an opaque invitation link; list shows it; revoke ends it."""
+    org = make_org(db, "acme")
+    other = make_org(db, "beta")
+    result = run("user", "invite", "new@outside.example.com", "--name", "New", "--org", "acme")
+    assert result.exit_code == 0, result.output
+    assert "/invitation?token=" in result.output
+    existing = run("user", "invite", other.emails["User"], "--name", "New", "--org", "acme")
+    assert existing.exit_code == 0, existing.output
+
+    def shape(output: str, email: str) -> str:
+        masked = re.sub(r"inv_\w+", "ID", output.replace(email, "EMAIL"))
+        return re.sub(r"token=[\w\-]+", "token=T", masked)
+
+    # The operator is told the same thing whether or not the address has an account.
+    assert shape(result.output, "new@outside.example.com") == shape(
+        existing.output, other.emails["User"]
+    )
+    listed = run("user", "invitations", "--org", "acme")
+    assert "new@outside.example.com" in listed.output
+    assert "token=" not in listed.output
+    with db.session() as session:
+        assert rbac.grant_for(session, org.id, other.members["User"]) is None
+    invitation_id = result.output.split("Invitation ", 1)[1].split(" ", 1)[0]
+    revoked = run("user", "revoke-invitation", invitation_id, "--org", "acme")
+    assert revoked.exit_code == 0, revoked.output
+    assert run("user", "revoke-invitation", invitation_id, "--org", "acme").exit_code != 0
+    assert run("user", "revoke-invitation", invitation_id, "--org", "beta").exit_code != 0
+    with db.session() as session:
+        actions = session.scalars(
+            select(AuditLog.action).where(AuditLog.chain == org.id).order_by(AuditLog.seq)
+        ).all()
+    assert actions[-3:] == ["invitation.created", "invitation.created", "invitation.revoked"]

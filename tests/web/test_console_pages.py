@@ -27,6 +27,7 @@ PAGES = [
     "/console/security",
     "/console/storage",
     "/console/audit",
+    "/console/invitations",
 ]
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -166,8 +167,8 @@ def test_unknown_page_renders_the_html_error_page(web):
     assert "Page not found" in response.text
 
 
-def test_invite_link_sets_a_password_then_signs_in(web):
-    """Invite by link (shown once), set the password through it, sign in; the link then dies."""
+def test_invite_link_creates_the_account_then_signs_in(web):
+    """Invite by link (shown once); a new address chooses a password through it; it then dies."""
     org = make_org(_db(web), "acme")
     _signed_in(web, org.emails["Owner"])
     token = _token(web.get("/console/members"))
@@ -181,35 +182,39 @@ def test_invite_link_sets_a_password_then_signs_in(web):
         },
     )
     assert invited.status_code == 200, invited.text
-    link = re.search(r"https?://[^<\s\"]+/set-password\?token=[^<\s\"]+", invited.text)
+    link = re.search(r"https?://[^<\s\"]+/invitation\?token=[^<\s\"]+", invited.text)
     assert link, invited.text
-    assert web.get("/console/members").text.count("/set-password?token=") == 0
+    members = web.get("/console/members").text
+    assert members.count("/invitation?token=") == 0
+    assert "new.person@acme.example.com" in members  # listed as pending
     path = urlsplit(link.group(0))
     web.cookies.clear()
     form = web.get(f"{path.path}?{path.query}")
     assert form.status_code == 200
+    assert "Create account and join" in form.text
     new_password = "a-long-and-unusual-passphrase-91"
     done = web.post(
-        "/set-password",
+        "/invitation",
         data={
             "csrf_token": _token(form),
             "token": parse_qs(path.query)["token"][0],
+            "name": "New Person",
             "password": new_password,
             "confirm": new_password,
         },
         follow_redirects=False,
     )
-    assert done.status_code == 303
+    assert done.status_code == 303, done.text
     assert done.headers["location"] == "/sign-in"
     signed_in = _sign_in(web, "new.person@acme.example.com", new_password)
     assert signed_in.status_code == 303
     assert signed_in.headers["location"] == "/console"
-    assert web.get("/console").status_code == 200
+    assert "<h1>Acme</h1>" in web.get("/console").text
     web.cookies.clear()
     assert web.get(f"{path.path}?{path.query}").status_code == 403
 
 
-def test_set_password_errors_are_tied_to_their_field(web):
+def test_invitation_password_errors_are_tied_to_their_field(web):
     """Two different passwords re-render the form with the error linked to its input."""
     org = make_org(_db(web), "acme")
     _signed_in(web, org.emails["Owner"])
@@ -222,14 +227,15 @@ def test_set_password_errors_are_tied_to_their_field(web):
             "role_id": org.roles["Viewer"],
         },
     )
-    query = re.search(r"/set-password\?(token=[^<\s\"]+)", invited.text).group(1)
+    query = re.search(r"/invitation\?(token=[^<\s\"]+)", invited.text).group(1)
     web.cookies.clear()
-    form = web.get(f"/set-password?{query}")
+    form = web.get(f"/invitation?{query}")
     response = web.post(
-        "/set-password",
+        "/invitation",
         data={
             "csrf_token": _token(form),
             "token": parse_qs(query)["token"][0],
+            "name": "Second",
             "password": "a-long-and-unusual-passphrase-91",
             "confirm": "something-else-entirely-42",
         },
@@ -237,6 +243,8 @@ def test_set_password_errors_are_tied_to_their_field(web):
     assert response.status_code == 422
     assert 'aria-describedby="f-confirm-error"' in response.text
     assert 'aria-invalid="true"' in response.text
+    # A refused attempt does not burn the link.
+    assert web.get(f"/invitation?{query}").status_code == 200
 
 
 def test_invite_form_errors_are_tied_to_their_field(web):

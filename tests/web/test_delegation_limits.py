@@ -280,3 +280,40 @@ def test_admin_cannot_revoke_the_owners_token(web):
     ).json()["id"]
     owner = _sign_in(web, org.emails["Owner"])
     assert web.delete(f"/api/tokens/{second}", headers=owner).status_code == 200
+
+
+def test_delegated_permissions_never_go_into_an_invitation(client):
+    """A member lent members:invite may invite into roles made of their own permissions,
+    never into a role that holds the lent permission itself (it would outlive the loan)."""
+    org = make_org(_db(client), "acme", model="enterprise")
+    owner = _sign_in(client, org.emails["Owner"])
+    user_permissions = sorted(
+        next(t for t in role_templates("enterprise") if t.name == "User").permissions
+    )
+    greeter = client.post(
+        "/api/roles",
+        json={"name": "Greeter", "permissions": [*user_permissions, "members:invite"]},
+        headers=owner,
+    )
+    assert greeter.status_code == 201, greeter.text
+    admin = _sign_in(client, org.emails["Admin"])
+    lent = client.post(
+        "/api/delegations",
+        json={
+            "toUserId": org.members["User"],
+            "permissions": ["members:invite"],
+            "expiresAt": _in_a_week(),
+        },
+        headers=admin,
+    )
+    assert lent.status_code == 201, lent.text
+    with _db(client).write_session() as session:
+        session.get(Role, greeter.json()["id"]).rank = 0  # rank alone must not be the guard
+    user = _sign_in(client, org.emails["User"])
+    refused = client.post(
+        "/api/invitations",
+        json={"email": "friend@example.com", "name": "Friend", "roleId": greeter.json()["id"]},
+        headers=user,
+    )
+    assert refused.status_code == 403, refused.text
+    assert "delegation" in refused.json()["message"]

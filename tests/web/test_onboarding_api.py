@@ -69,6 +69,8 @@ def test_brief_body_creates_organization(client, setup_token):
     assert body["message"] == "Organization setup completed successfully"
     assert any("clientId" in step for step in body["nextSteps"])
     assert body["ownerPasswordLink"].startswith("http")
+    # A one-time secret: never kept by a browser or proxy cache.
+    assert response.headers["cache-control"] == "no-store"
     db = client.app.state.instance.db
     assert _count(db, StorageConfig) == 2
     with db.session() as session:
@@ -180,6 +182,7 @@ def test_owner_sets_password_with_link_then_signs_in(client, setup_token):
     assert first.status_code == 200, first.text
     again = client.post("/api/onboarding/set-password", json={"token": token, "password": password})
     assert again.status_code == 403
+    assert "already used" in again.json()["message"]
     signed_in = client.post(
         "/api/auth/sign-in", json={"email": "pat@acme.example.com", "password": password}
     )

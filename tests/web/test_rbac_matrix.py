@@ -11,9 +11,10 @@ import re
 
 import pytest
 
-from paulyops.core.db.models import ApiToken, Delegation, Role
+from paulyops.core.db.models import ApiToken, Delegation, Invitation, Role
 from paulyops.core.db.scoped import OrgScope
-from paulyops.services.auth import rbac, sessions, tokens
+from paulyops.services.actor import SYSTEM
+from paulyops.services.auth import invitations, rbac, sessions, tokens
 from paulyops.services.auth.permissions import role_templates
 from paulyops.web.deps import access_rules, api_routes
 from tests.factories import make_org
@@ -23,6 +24,7 @@ BODIES = {
     "/api/roles": {"name": "Auditor", "permissions": ["audit:read"]},
     "/api/roles/{role_id}": {"permissions": ["org:read"]},
     "/api/tokens": {"name": "ci", "permissions": ["org:read"]},
+    "/api/invitations": {"email": "new@outside.example.com", "name": "New", "roleId": "role_x"},
     "/api/delegations": {
         "toUserId": "usr_missing",
         "permissions": ["org:read"],
@@ -63,6 +65,16 @@ def _ids(db, org):
             permissions=["org:read"],
             holder_permissions=holder.permissions,
         )
+        owner = rbac.grant_for(session, org.id, org.members["Owner"])
+        invited = invitations.create_invitation(
+            scope,
+            grant=owner,
+            email=f"invited-{len(invitations.list_pending(scope))}@outside.example.com",
+            name="Invited",
+            role_id=org.roles["Viewer"],
+            public_url="http://paulyops.test",
+            actor=SYSTEM,
+        )
         custom = scope.first(Role, Role.is_builtin.is_(False))
         delegation = scope.first(Delegation)
         return {
@@ -70,6 +82,7 @@ def _ids(db, org):
             "role_id": custom.id if custom else org.roles["Viewer"],
             "token_id": issued.row.id,
             "delegation_id": delegation.id if delegation else "dlg_missing",
+            "invitation_id": invited.invitation.id,
         }
 
 
@@ -117,6 +130,7 @@ def test_route_matrix(client, model):
     with db.session() as session:
         scope = OrgScope(session, other.id)
         assert scope.count(ApiToken, ApiToken.revoked_at.is_(None)) >= 1
+        assert scope.count(Invitation, Invitation.revoked_at.is_(None)) >= 1
 
 
 def test_anonymous_gets_401_on_every_guarded_route(client):

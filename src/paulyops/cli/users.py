@@ -1,4 +1,4 @@
-"""``paulyops user``: create people, list them and reset their passwords.
+"""``paulyops user``: create people, list them, reset passwords, and invite people.
 
 The CLI has local access to the instance, so it acts as the operator (actor ``cli``)
 without signing in. Passwords come from a hidden prompt (asked twice) or, for scripts,
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from paulyops.core.db.scoped import OrgScope
 
 app = typer.Typer(
-    help="People who can sign in: create, list, reset passwords.", no_args_is_help=True
+    help="People who can sign in: create, list, reset passwords, invite.", no_args_is_help=True
 )
 
 DEFAULT_ROLE = "User"
@@ -275,6 +275,97 @@ def reset_password(
         f"{api_tokens}.",
         highlight=False,
     )
+
+
+@app.command()
+def invite(
+    email: str = typer.Argument(..., help="the e-mail address to invite"),
+    name: str = typer.Option(..., "--name", help="their display name"),
+    org: str = typer.Option(..., "--org", help="the organization they are invited to (id or slug)"),
+    role: str = typer.Option(DEFAULT_ROLE, "--role", help="their role there, e.g. Admin"),
+) -> None:
+    """Invite EMAIL into an organization; prints a single-use link to give them.
+
+    The link joins that organization only. A new address chooses a password through it;
+    an address that has an account signs in with it and accepts. What is printed is the
+    same either way.
+    """
+    from paulyops.core.db.scoped import OrgScope
+    from paulyops.services.actor import CLI
+    from paulyops.services.auth import invitations
+
+    with handle_errors():
+        settings = read_settings(generate_secrets=False)
+        with open_instance(settings) as instance, instance.db.write_session() as session:
+            organization = find_organization(session, org)
+            scope = OrgScope(session, organization.id)
+            role_row = _find_role(scope, role)
+            created = invitations.create_invitation(
+                scope,
+                grant=None,
+                email=email,
+                name=name,
+                role_id=role_row.id,
+                public_url=settings.effective_public_url,
+                actor=CLI,
+            )
+            invitation_id, address = created.invitation.id, created.invitation.email
+            where = f"{role_row.name} of {organization.name}"
+    console.print(
+        f"Invitation {invitation_id} created: {escape(address)} as {escape(where)}.",
+        highlight=False,
+    )
+    console.print("Give them this single-use link (valid 7 days; it is not shown again):")
+    console.print(f"  {created.link}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def invitations(
+    org: str = typer.Option(..., "--org", help="the organization (id or slug)"),
+) -> None:
+    """List the organization's pending invitations (never their links)."""
+    from paulyops.core.db.models import Role
+    from paulyops.core.db.scoped import OrgScope
+    from paulyops.services.auth import invitations as service
+
+    with handle_errors():
+        settings = read_settings(generate_secrets=False)
+        with open_instance(settings) as instance, instance.db.session() as session:
+            scope = OrgScope(session, find_organization(session, org).id)
+            roles = {row.id: row.name for row in scope.list(Role)}
+            rows = [
+                (row.id, row.email, roles.get(row.role_id, "?"), row.expires_at)
+                for row in service.list_pending(scope)
+            ]
+    if not rows:
+        console.print("No pending invitations.")
+        return
+    table = Table(show_header=True, header_style="bold", box=box.SIMPLE_HEAD)
+    for column in ("id", "email", "role", "expires (UTC)"):
+        table.add_column(column, no_wrap=True)
+    for invitation_id, address, role_name, expires in rows:
+        table.add_row(
+            invitation_id, escape(address), escape(role_name), f"{expires:%Y-%m-%d %H:%M}"
+        )
+    console.print(table)
+
+
+@app.command("revoke-invitation")
+def revoke_invitation(
+    invitation_id: str = typer.Argument(..., help="the invitation's id (inv_...)"),
+    org: str = typer.Option(..., "--org", help="the organization (id or slug)"),
+) -> None:
+    """Revoke a pending invitation: its link grants nothing from now on."""
+    from paulyops.core.db.scoped import OrgScope
+    from paulyops.services.actor import CLI
+    from paulyops.services.auth import invitations as service
+
+    with handle_errors():
+        settings = read_settings(generate_secrets=False)
+        with open_instance(settings) as instance, instance.db.write_session() as session:
+            scope = OrgScope(session, find_organization(session, org).id)
+            service.revoke_invitation(scope, grant=None, invitation_id=invitation_id, actor=CLI)
+    console.print(f"Invitation {escape(invitation_id)} revoked.", highlight=False)
 
 
 __all__ = ["app", "find_organization", "read_new_password"]

@@ -1,7 +1,7 @@
 """Audited changes the web console makes where no other service owns them.
 
 Each function performs one state change and writes exactly one audit row for it, in the
-caller's transaction: inviting a member, setting a password from a one-time link, turning
+caller's transaction: setting a password from a one-time link, turning
 the second factor on and off, changing session timeouts, adding, testing and removing a
 storage connection.
 """
@@ -10,15 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from paulyops.core.db.models import (
-    Membership,
     Organization,
-    Role,
     SecurityConfig,
     StorageConfig,
     User,
@@ -42,8 +39,7 @@ from paulyops.core.security.crypto import (
 from paulyops.core.security.passwords import PasswordHashing
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
-from paulyops.services.auth import accounts, rbac, second_factor, sessions
-from paulyops.services.onboarding.provision import password_link
+from paulyops.services.auth import accounts, links, second_factor, sessions
 from paulyops.services.onboarding.spec import PROVIDER_MODELS, SECRET_FIELDS
 from paulyops.services.storage import backends
 from paulyops.services.storage.backends import local_folder
@@ -55,93 +51,24 @@ BACKUP_STRATEGIES = ("local", "cloud", "hybrid")
 RETENTION_DAYS = (1, 36500)
 
 
-# --- members --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Invitation:
-    """An invited member: the membership, and the one-time password link (new accounts)."""
-
-    membership: Membership
-    user: User
-    link: str | None
-
-
-def invite_member(
-    scope: OrgScope,
-    *,
-    grant: rbac.Grant,
-    email: str,
-    name: str,
-    role_id: str,
-    jwt_secret: str,
-    public_url: str,
-    actor: Actor,
-) -> Invitation:
-    """Add a person to the organization; a new account gets a one-time password link.
-
-    An address that already has an account is added as it is and gets no link: a link
-    for an existing account (even one whose owner never set a password) would let the
-    inviter take it over. That person uses their own link or asks an operator for a reset.
-
-    Raises:
-        SpecValidationError: a bad e-mail address, name or role (naming the field).
-        PermissionDeniedError: the role ranks above the inviter's own.
-        ConflictError: the person is already a member.
-    """
-    role = scope.first(Role, Role.id == role_id) if role_id else None
-    if role is None:
-        raise SpecValidationError(
-            "choose a role", [FieldError("roleId", "expected one of the organization's roles")]
-        )
-    if role.rank > grant.role_rank:
-        raise PermissionDeniedError("you cannot invite someone into a role above your own")
-    org = scope.session.get(Organization, scope.organization_id)
-    model = org.rbac_model if org is not None else "simple"
-    beyond = sorted(rbac.role_permissions(scope, role, model) - grant.permissions)
-    if beyond:
-        raise PermissionDeniedError(
-            f"you cannot invite someone into a role with permissions you lack ({', '.join(beyond)})"
-        )
-    user = accounts.find_user(scope.session, email)
-    created = user is None
-    if user is None:
-        user = accounts.create_user(
-            scope.session, _NO_HASHING, email=email, name=name, password=None
-        )
-    membership = rbac.add_member(scope, user.id, role.id)
-    link = password_link(user, jwt_secret, public_url) if created else None
-    actors.record(
-        scope.session,
-        actor,
-        "member.invited",
-        organization_id=scope.organization_id,
-        target_type="membership",
-        target_id=membership.id,
-        changes={"user_id": user.id, "role_id": role.id, "new_account": created},
-    )
-    return Invitation(membership, user, link)
-
-
-class _NoHashing:
-    """Stands in for password hashing: invited accounts are created without a password."""
-
-    def hash(self, password: str) -> str:  # pragma: no cover - never called without a password
-        raise RuntimeError("invitations create accounts without passwords")
-
-
-_NO_HASHING: Any = _NoHashing()
+# --- accounts -------------------------------------------------------------------------------
 
 
 def set_password_from_link(
-    session: Session, *, hashing: PasswordHashing, user: User, password: str, actor: Actor
-) -> None:
-    """Set a password through a one-time link (which stops working with it).
+    session: Session, *, hashing: PasswordHashing, token: str, password: str, address: str | None
+) -> User:
+    """Set a first password through a one-time link (which stops working with it).
 
     Raises:
+        PermissionDeniedError: the link is unknown, expired or already used.
         SpecValidationError: the password breaks the policy (field ``password``).
     """
-    accounts.set_password(session, hashing, user, password)
+    user = links.consume_password_token(
+        session,
+        token,
+        set_password=lambda user: accounts.set_password(session, hashing, user, password),
+    )
+    actor = Actor("user", user.id, address)
     sessions.revoke_user_sessions(session, user.id)
     actors.record(
         session,
@@ -151,6 +78,7 @@ def set_password_from_link(
         target_type="user",
         target_id=user.id,
     )
+    return user
 
 
 def confirm_second_factor(
@@ -510,14 +438,12 @@ def remove_storage(scope: OrgScope, *, storage_id: str, actor: Actor) -> Storage
 
 
 __all__ = [
-    "Invitation",
     "StorageTest",
     "add_storage",
     "camel",
     "check_storage",
     "confirm_second_factor",
     "disable_second_factor",
-    "invite_member",
     "local_folder",
     "remove_storage",
     "second_factor_required_by",

@@ -23,6 +23,7 @@ from paulyops.services.onboarding.firstrun import (
 from paulyops.web.api import admin as admin_api
 from paulyops.web.api import auth as auth_api
 from paulyops.web.api import health
+from paulyops.web.api import invitations as invitations_api
 from paulyops.web.api import onboarding as onboarding_api
 from paulyops.web.api import ratelimits as ratelimits_api
 from paulyops.web.errors import ErrorOut, install_error_handlers
@@ -93,6 +94,7 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(health.router)
     app.include_router(auth_api.router)
     app.include_router(admin_api.router)
+    app.include_router(invitations_api.router)
     app.include_router(onboarding_api.router)
     app.include_router(ratelimits_api.router)
     app.include_router(setup_pages.router)

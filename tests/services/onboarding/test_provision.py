@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +19,13 @@ from paulyops.core.db.models import (
     AuditLog,
     Membership,
     Organization,
+    PasswordLink,
     Role,
     SecurityConfig,
     SetupToken,
     StorageConfig,
     User,
+    utcnow,
 )
 from paulyops.core.errors import ConflictError, PermissionDeniedError
 from paulyops.core.logging import correlation_scope
@@ -29,14 +34,13 @@ from paulyops.core.security.passwords import PasswordHashing
 from paulyops.core.settings import decode_key, new_encryption_key
 from paulyops.services import audit
 from paulyops.services.actor import SYSTEM
-from paulyops.services.auth import accounts
+from paulyops.services.auth import accounts, links
 from paulyops.services.onboarding import provision as provisioning
 from paulyops.services.onboarding.firstrun import ensure_setup_token
 from paulyops.services.onboarding.provision import (
     ProvisionContext,
     ProvisionResult,
     provision,
-    user_for_password_token,
 )
 from paulyops.services.onboarding.spec import SetupSpec, parse_spec
 
@@ -250,26 +254,48 @@ def test_owner_password_link_works_once(db, tmp_path):
     token = result.owner_password_link.split("token=", 1)[1]
     hashing = PasswordHashing.for_tests()
     with db.write_session() as session:
-        user = user_for_password_token(session, JWT_SECRET, token)
+        user = links.user_for_password_token(session, token)
         assert user.id == result.owner_user_id
         assert user.email == "owner@acme-corp.example.com"
-        accounts.set_password(session, hashing, user, "a-long-and-unusual-passphrase-91")
+        links.consume_password_token(
+            session,
+            token,
+            set_password=lambda u: accounts.set_password(
+                session, hashing, u, "a-long-and-unusual-passphrase-91"
+            ),
+        )
     with db.session() as session, pytest.raises(PermissionDeniedError, match="already used"):
-        user_for_password_token(session, JWT_SECRET, token)
+        links.user_for_password_token(session, token)
 
 
-def test_owner_password_link_rejects_tampering_and_other_secret(db, tmp_path):
-    """A link signed with another secret or edited by hand is refused."""
+def test_owner_password_link_is_opaque_and_stored_as_a_hash(db, tmp_path):
+    """The link names no user id or hash fragment; only its sha256 is kept; edits are refused."""
     result = provision(db, spec_of(), context(tmp_path))
     token = (result.owner_password_link or "").split("token=", 1)[1]
+    padded = token + "=" * (-len(token) % 4)
+    decoded = base64.urlsafe_b64decode(padded)
     with db.session() as session:
-        with pytest.raises(PermissionDeniedError):
-            user_for_password_token(session, "another-secret-" + "y" * 32, token)
-        with pytest.raises(PermissionDeniedError):
-            # The first character holds 6 whole bits of the payload: the signature breaks.
-            user_for_password_token(
-                session, JWT_SECRET, ("B" if token[0] == "A" else "A") + token[1:]
-            )
+        owner = session.get(User, result.owner_user_id)
+        row = session.scalars(select(PasswordLink)).one()
+        assert row.token_hash == hashlib.sha256(token.encode()).hexdigest()
+        assert token not in str(session.scalars(select(AuditLog.changes)).all())
+        for readable in (owner.id, owner.id.encode(), b"uid", b"state", "uid", "state"):
+            assert readable not in (decoded if isinstance(readable, bytes) else token)
+        with pytest.raises(PermissionDeniedError, match="not valid"):
+            links.user_for_password_token(session, ("B" if token[0] == "A" else "A") + token[1:])
+        with pytest.raises(PermissionDeniedError, match="not valid"):
+            links.user_for_password_token(session, "")
+
+
+def test_owner_password_link_expires(db, tmp_path):
+    """A link past its expiry is refused with a message that says so."""
+    result = provision(db, spec_of(), context(tmp_path))
+    token = (result.owner_password_link or "").split("token=", 1)[1]
+    with db.write_session() as session:
+        row = session.scalars(select(PasswordLink)).one()
+        row.expires_at = utcnow() - timedelta(seconds=1)
+    with db.session() as session, pytest.raises(PermissionDeniedError, match="expired"):
+        links.user_for_password_token(session, token)
 
 
 def test_first_owner_is_platform_admin_and_later_owners_are_not(db, tmp_path):

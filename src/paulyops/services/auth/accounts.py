@@ -53,6 +53,15 @@ def _check_email(email: str) -> str:
     return clean
 
 
+def check_email(email: str) -> str:
+    """Return the normalized address, or refuse a malformed one.
+
+    Raises:
+        SpecValidationError: not an address like name@example.com (field ``email``).
+    """
+    return _check_email(email)
+
+
 def find_user(session: Session, email: str) -> User | None:
     """Return the user with this e-mail address (case-insensitive), if any."""
     return session.scalars(select(User).where(User.email == normalize_email(email))).first()
@@ -241,6 +250,7 @@ __all__ = [
     "CheckedCredentials",
     "TotpEnrollment",
     "check_credentials",
+    "check_email",
     "confirm_totp",
     "count_users",
     "create_user",

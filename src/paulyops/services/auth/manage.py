@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from paulyops.core.db.models import (
@@ -55,12 +56,20 @@ def _bind_csrf(csrf: CsrfTokens, row: WebSession) -> str:
 
 
 def _default_org(session: Session, user: User, wanted: str | None) -> str | None:
-    orgs = rbac.memberships_of(session, user.id)
+    """Return the organization a new session starts in.
+
+    The default is the organization the user joined first (oldest membership): joining
+    another one later, through an invitation say, never moves it.
+    """
+    rows = session.execute(
+        select(Membership.organization_id)
+        .where(Membership.user_id == user.id)
+        .order_by(Membership.created_at, Membership.id)
+    ).all()
+    orgs = [org_id for (org_id,) in rows]
     if wanted is not None:
-        if not any(org.id == wanted for org, _role in orgs):
-            return None
-        return wanted
-    return orgs[0][0].id if orgs else None
+        return wanted if wanted in orgs else None
+    return orgs[0] if orgs else None
 
 
 def sign_in(

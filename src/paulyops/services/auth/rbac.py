@@ -144,7 +144,7 @@ def grant_for(
         role.rank,
         frozenset(perms),
         role_id=role.id,
-        grantable=own - PLATFORM_PERMISSIONS,
+        grantable=frozenset(own),
     )
 
 

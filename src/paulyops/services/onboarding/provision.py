@@ -12,12 +12,10 @@ is taken is a :class:`ConflictError`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -36,7 +34,6 @@ from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import (
     ConflictError,
     FieldError,
-    PermissionDeniedError,
     SpecValidationError,
 )
 from paulyops.core.logging import (
@@ -48,12 +45,10 @@ from paulyops.core.logging import (
 from paulyops.core.security.crypto import write_secret_json
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
-from paulyops.services.auth import accounts, rbac, tokens
+from paulyops.services.auth import accounts, links, rbac, tokens
 from paulyops.services.auth.permissions import OWNER, role_templates
 from paulyops.services.onboarding.spec import SECRET_FIELDS, SetupSpec
 
-PASSWORD_LINK_SALT = "paulyops.password-set"  # noqa: S105  # a signing salt, not a secret
-PASSWORD_LINK_MAX_AGE = 7 * 24 * 3600
 # A fixed advisory-lock key for provisioning ("PROVISIO" in ASCII).
 PROVISION_LOCK_KEY = 0x50524F564953494F
 
@@ -91,7 +86,8 @@ class ProvisionContext:
 
     Args:
         actor: who asked (user, token, setup token holder, CLI).
-        jwt_secret: signs the owner's one-time password link.
+        jwt_secret: not read by provision any more (one-time links are opaque tokens
+            stored as hashes, see :mod:`paulyops.services.auth.links`).
         public_url: the address links point at.
         owner_user_id: an existing user who becomes the owner (a platform admin creating
             another organization), instead of ``spec.owner``.
@@ -313,7 +309,7 @@ def _owner(session: Session, spec: SetupSpec, ctx: ProvisionContext) -> tuple[Us
     if user.password_hash is None and found is None:
         # Only an account created right here gets a link: handing out a password link for
         # an existing account would let whoever provisions take it over.
-        link = password_link(user, ctx.jwt_secret, ctx.public_url)
+        link = links.issue_password_link(session, user, ctx.public_url)
     return user, link
 
 
@@ -392,43 +388,6 @@ def _next_steps(
     return steps
 
 
-# --- one-time password links ------------------------------------------------------------
-
-
-def _serializer(secret: str | Sequence[str]) -> URLSafeTimedSerializer:
-    # A list of keys verifies links signed before a JWT_SECRET rotation (the last signs).
-    return URLSafeTimedSerializer(secret, salt=PASSWORD_LINK_SALT)
-
-
-def _password_state(user: User) -> str:
-    # The link stops working once any password is set: the state it was issued for is gone.
-    return (user.password_hash or "none")[-16:]
-
-
-def password_link(user: User, secret: str, public_url: str) -> str:
-    """Return a one-time link that lets ``user`` set a password (valid 7 days)."""
-    token = _serializer(secret).dumps({"uid": user.id, "state": _password_state(user)})
-    return f"{public_url.rstrip('/')}/set-password?token={token}"
-
-
-def user_for_password_token(session: Session, secret: str | Sequence[str], token: str) -> User:
-    """Return the user a password link was issued for, if it is still unused and fresh.
-
-    Raises:
-        PermissionDeniedError: the link is malformed, expired or already used.
-    """
-    try:
-        data = _serializer(secret).loads(token, max_age=PASSWORD_LINK_MAX_AGE)
-    except SignatureExpired as err:
-        raise PermissionDeniedError("this link has expired; ask an admin for a new one") from err
-    except BadSignature as err:
-        raise PermissionDeniedError("this link is not valid") from err
-    user = session.get(User, data.get("uid")) if isinstance(data, dict) else None
-    if user is None or data.get("state") != _password_state(user):
-        raise PermissionDeniedError("this link was already used; ask an admin for a new one")
-    return user
-
-
 def describe(spec: SetupSpec) -> dict[str, Any]:
     """Return what provisioning would create, for ``--dry-run`` and the review page."""
     return {
@@ -449,7 +408,5 @@ __all__ = [
     "ProvisionContext",
     "ProvisionResult",
     "describe",
-    "password_link",
     "provision",
-    "user_for_password_token",
 ]

@@ -13,8 +13,9 @@ from paulyops.core.errors import (
     PermissionDeniedError,
     SpecValidationError,
 )
-from paulyops.services.actor import Actor, record
-from paulyops.services.auth import accounts, sessions, tokens
+from paulyops.services import console
+from paulyops.services.actor import Actor
+from paulyops.services.auth import tokens
 from paulyops.services.onboarding import provision as provisioning
 from paulyops.services.onboarding.spec import parse_spec, schema_bundle, validate_partial
 from paulyops.services.onboarding.templates import settings_defaults
@@ -186,6 +187,9 @@ def setup(
     )
     if result.created:
         response.status_code = 201
+    if result.owner_password_link:
+        # A one-time secret: no browser or proxy cache may keep a copy.
+        response.headers["Cache-Control"] = "no-store"
     return SetupOut.model_validate(result.as_wire())
 
 
@@ -198,20 +202,10 @@ def set_password(
     instance: InstanceDep,
     address: ClientAddress,
 ) -> OkOut:
-    """Set a password through a one-time link (new owners and invited members)."""
+    """Set a first password through a new owner's one-time link."""
     limit_request(request, response, user_id=None, name="signin")
-    user = provisioning.user_for_password_token(
-        session, instance.settings.jwt_secret_keys, body.token
-    )
-    accounts.set_password(session, instance.hashing, user, body.password)
     # Whoever held the account before the link (a compromised session) is signed out.
-    sessions.revoke_user_sessions(session, user.id)
-    record(
-        session,
-        Actor("user", user.id, address),
-        "user.password_set",
-        organization_id=None,
-        target_type="user",
-        target_id=user.id,
+    console.set_password_from_link(
+        session, hashing=instance.hashing, token=body.token, password=body.password, address=address
     )
     return OkOut(message="password set; you can sign in now")

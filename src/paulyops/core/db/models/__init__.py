@@ -2,7 +2,14 @@
 
 from paulyops.core.db.models.agents import AgentEvent, AgentInstallation, AgentPackage, Job
 from paulyops.core.db.models.audit import INSTANCE_CHAIN, AuditCheckpoint, AuditLog
-from paulyops.core.db.models.auth import ApiToken, SetupToken, WebSession, WizardDraft
+from paulyops.core.db.models.auth import (
+    ApiToken,
+    Invitation,
+    PasswordLink,
+    SetupToken,
+    WebSession,
+    WizardDraft,
+)
 from paulyops.core.db.models.base import Base, new_id, utcnow
 from paulyops.core.db.models.org import (
     AgentConfig,
@@ -27,10 +34,12 @@ __all__ = [
     "AuditLog",
     "Base",
     "Delegation",
+    "Invitation",
     "Job",
     "Membership",
     "OrgScoped",
     "Organization",
+    "PasswordLink",
     "Role",
     "SecurityConfig",
     "SetupToken",

@@ -82,4 +82,48 @@ class WizardDraft(TimestampMixin, Base):
     expires_at: Mapped[datetime]
 
 
-__all__ = ["ApiToken", "SetupToken", "WebSession", "WizardDraft"]
+class Invitation(OrgScoped, TimestampMixin, Base):
+    """An offer to join one organization with one role, accepted through an opaque link.
+
+    Only the sha256 of the link's token is stored. ``user_id`` is set when the address
+    already had an account when the invitation was made: that account may then see and
+    accept it after signing in. An invitation made for an address without an account is
+    accepted only through its own link (see ``docs/security/invitations.md``).
+    """
+
+    __tablename__ = "invitations"
+
+    id: Mapped[str] = id_column("inv")
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role_id: Mapped[str] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"))
+    invited_by_user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    accepted_by_user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    declined_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class PasswordLink(TimestampMixin, Base):
+    """A one-time link to set the first password of an account (a new owner's).
+
+    The link carries only an opaque random token; the row keeps its sha256.
+    """
+
+    __tablename__ = "password_links"
+
+    id: Mapped[str] = id_column("pwl")
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+__all__ = ["ApiToken", "Invitation", "PasswordLink", "SetupToken", "WebSession", "WizardDraft"]

@@ -22,6 +22,7 @@ from paulyops.web.pages.console import (
     audit,
     auth,
     home,
+    invitations,
     members,
     org,
     roles,
@@ -39,7 +40,7 @@ from paulyops.web.pages.console.views import (
 
 router = APIRouter(include_in_schema=False)
 # Registration order as before the split: static paths before parametrized ones.
-for _module in (auth, home, org, members, roles, security, storage, audit):
+for _module in (auth, home, org, members, invitations, roles, security, storage, audit):
     router.include_router(_module.router)
 
 __all__ = [

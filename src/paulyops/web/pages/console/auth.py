@@ -18,8 +18,7 @@ from paulyops.core.errors import (
 )
 from paulyops.services import console as console_service
 from paulyops.services.actor import Actor
-from paulyops.services.auth import accounts, manage, sessions
-from paulyops.services.onboarding.provision import user_for_password_token
+from paulyops.services.auth import accounts, links, manage, sessions
 from paulyops.web.auth import (
     DbSession,
     PrincipalDep,
@@ -205,7 +204,7 @@ def set_password_page(
     token: str = "",
 ) -> Response:
     """The one-time link's page: choose a password."""
-    user = user_for_password_token(session, instance.settings.jwt_secret_keys, token)
+    user = links.user_for_password_token(session, token)
     return render(
         request, "set_password.html", pre_session=True, token=token, email=user.email, errors={}
     )
@@ -225,7 +224,7 @@ def set_password_submit(
     """Set the password; the link stops working with it."""
     check_pre_session(request, csrf_token)
     limit_request(request, None, user_id=None, name="signin")
-    user = user_for_password_token(session, instance.settings.jwt_secret_keys, token)
+    user = links.user_for_password_token(session, token)
     errors: dict[str, str] = {}
     if len(password) > MAX_PASSWORD:
         errors["password"] = f"expected at most {MAX_PASSWORD} characters"
@@ -234,11 +233,7 @@ def set_password_submit(
     else:
         try:
             console_service.set_password_from_link(
-                session,
-                hashing=instance.hashing,
-                user=user,
-                password=password,
-                actor=Actor("user", user.id, address),
+                session, hashing=instance.hashing, token=token, password=password, address=address
             )
         except SpecValidationError as err:
             errors = _field_errors(err)

@@ -18,11 +18,7 @@ from paulyops.core.db.models import (
     User,
 )
 from paulyops.core.db.scoped import OrgScope
-from paulyops.core.errors import (
-    ConfigError,
-    SpecValidationError,
-)
-from paulyops.core.instance import Instance
+from paulyops.core.errors import SpecValidationError
 from paulyops.services.auth import rbac, second_factor
 from paulyops.services.auth.permissions import (
     PERMISSIONS,
@@ -73,13 +69,6 @@ def _safe_next(value: str | None, default: str = "/console") -> str:
     if parts.scheme or parts.netloc or "\\" in value or any(ord(c) < 32 for c in value):
         return default
     return value
-
-
-def _jwt_secret(instance: Instance) -> str:
-    secret = instance.settings.jwt_secret
-    if secret is None:
-        raise ConfigError("JWT_SECRET is not set; one-time links cannot be signed")
-    return secret.get_secret_value()
 
 
 def _back(request: Request, url: str, kind: str, message: str) -> Response:

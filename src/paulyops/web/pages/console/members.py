@@ -1,4 +1,4 @@
-"""Members: the member list, invitations, role changes and removal."""
+"""Members: the member list, invitations (create, list, revoke), role changes and removal."""
 
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ from paulyops.core.errors import (
     PermissionDeniedError,
     SpecValidationError,
 )
-from paulyops.services import console as console_service
-from paulyops.services.auth import manage
+from paulyops.services.auth import invitations, manage
 from paulyops.web.auth import (
     DbSession,
     Principal,
@@ -29,7 +28,6 @@ from paulyops.web.deps import ClientAddress, InstanceDep
 from paulyops.web.pages.console.common import (
     _back,
     _field_errors,
-    _jwt_secret,
     _page,
 )
 
@@ -68,6 +66,12 @@ def _members_page(
                 "pending": user.password_hash is None,
             }
         )
+    pending = []
+    if principal.can("members:invite"):
+        pending = [
+            {"row": row, "role": by_id.get(row.role_id), "revocable": _rank(by_id, row) <= rank}
+            for row in invitations.list_pending(scope)
+        ]
     return _page(
         request,
         session,
@@ -81,7 +85,13 @@ def _members_page(
         errors=errors or {},
         form=form or {},
         invited=invited,
+        pending=pending,
     )
+
+
+def _rank(roles: dict[str, Role], row: Any) -> int:
+    role = roles.get(row.role_id)
+    return role.rank if role is not None else 0
 
 
 @router.get("/console/members")
@@ -105,16 +115,15 @@ def invite(
     name: Annotated[str, Form()] = "",
     role_id: Annotated[str, Form()] = "",
 ) -> Response:
-    """Invite someone by a single-use link (shown once, on this response)."""
+    """Invite someone; the link is shown once, on this response, whoever the address is."""
     form = {"email": email[:320], "name": name[:200], "role_id": role_id[:40]}
     try:
-        invitation = console_service.invite_member(
+        created = invitations.create_invitation(
             principal.scope(session),
             grant=principal.acting_grant(),
             email=email,
             name=name,
             role_id=role_id,
-            jwt_secret=_jwt_secret(instance),
             public_url=instance.settings.effective_public_url,
             actor=principal.actor(address),
         )
@@ -130,8 +139,29 @@ def invite(
         request,
         session,
         principal,
-        invited={"email": invitation.user.email, "link": invitation.link},
+        invited={"email": created.invitation.email, "link": created.link},
     )
+
+
+@router.post("/console/members/invitations/{invitation_id}/revoke")
+def revoke_invitation(
+    invitation_id: str,
+    request: Request,
+    session: DbSession,
+    address: ClientAddress,
+    principal: Annotated[Principal, require("members:invite")],
+) -> Response:
+    """Revoke a pending invitation: its link grants nothing from now on."""
+    try:
+        invitations.revoke_invitation(
+            principal.scope(session),
+            grant=principal.acting_grant(),
+            invitation_id=invitation_id,
+            actor=principal.actor(address),
+        )
+    except (ConflictError, PermissionDeniedError) as err:
+        return _back(request, "/console/members", "error", err.message)
+    return _back(request, "/console/members", "success", "Invitation revoked.")
 
 
 @router.post("/console/members/{membership_id}/role")

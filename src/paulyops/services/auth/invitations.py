@@ -1,0 +1,425 @@
+"""Invitations: how a person joins an organization (see ``docs/security/invitations.md``).
+
+An invitation is a row bound to one organization, one address, one role, its inviter and
+an expiry; its link carries only an opaque token, stored as a hash. The link is handed to
+the inviter (there is no mail server to send it), so it is treated as something the
+inviter could misuse, and it grants exactly one thing: joining *that* organization.
+
+* For an address with no account when the link is used, the link creates the account
+  (the person chooses a password) and joins only that organization.
+* For an address that has an account, nothing happens until the account's own holder
+  signs in with their own credentials and accepts. An invitation made after the account
+  existed is addressed to it (``user_id``) and is listed for it; one made before it
+  existed is accepted only through its own link, so an account created through one
+  organization's link never sees, let alone accepts, another organization's offer.
+* Accepting never touches another organization's membership, and never moves the
+  person's default organization.
+* What the inviter is told is the same whether or not the address has an account.
+
+Every create, accept, decline and revoke writes one audit row in the organization's
+chain (no addresses in it: rows carry ids only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from paulyops.core.db.models import Invitation, Membership, Organization, Role, User, utcnow
+from paulyops.core.db.scoped import OrgScope
+from paulyops.core.errors import (
+    ConflictError,
+    FieldError,
+    NotFoundError,
+    PermissionDeniedError,
+    SpecValidationError,
+)
+from paulyops.core.security.passwords import PasswordHashing
+from paulyops.services import actor as actors
+from paulyops.services.actor import Actor
+from paulyops.services.auth import accounts, links, rbac
+
+INVITATION_TTL = timedelta(days=7)
+INVITATION_PATH = "/invitation"
+NOT_VALID = "this invitation link is not valid, or it was revoked or already used"
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedInvitation:
+    """A new invitation and its link (shown once: only the token's hash is kept)."""
+
+    invitation: Invitation
+    link: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationView:
+    """An invitation with the names a page shows for it."""
+
+    invitation: Invitation
+    organization: Organization
+    role: Role
+
+
+def is_pending(row: Invitation, *, now: datetime | None = None) -> bool:
+    """Whether the invitation can still be accepted (not used, revoked or expired)."""
+    now = now or utcnow()
+    return (
+        row.accepted_at is None
+        and row.declined_at is None
+        and row.revoked_at is None
+        and row.expires_at > now
+    )
+
+
+def state_of(row: Invitation) -> str:
+    """Return ``pending``, ``accepted``, ``declined``, ``revoked`` or ``expired``."""
+    if row.accepted_at is not None:
+        return "accepted"
+    if row.declined_at is not None:
+        return "declined"
+    if row.revoked_at is not None:
+        return "revoked"
+    return "pending" if is_pending(row) else "expired"
+
+
+def _clean_name(name: str) -> str:
+    clean = " ".join(name.split())
+    if not 1 <= len(clean) <= 200:
+        raise SpecValidationError("bad name", [FieldError("name", "expected 1 to 200 characters")])
+    return clean
+
+
+def _check_role(scope: OrgScope, grant: rbac.Grant | None, role_id: str) -> Role:
+    role = scope.first(Role, Role.id == role_id) if role_id else None
+    if role is None:
+        raise SpecValidationError(
+            "choose a role", [FieldError("roleId", "expected one of the organization's roles")]
+        )
+    if grant is None:
+        return role
+    if role.rank > grant.role_rank:
+        raise PermissionDeniedError("you cannot invite someone into a role above your own")
+    org = scope.session.get(Organization, scope.organization_id)
+    model = org.rbac_model if org is not None else "simple"
+    # Only what the inviter holds through their own role may be handed on: a delegation
+    # lends permissions for a while and must not outlive itself in someone else's role.
+    rbac.refuse_ungrantable(
+        grant, rbac.role_permissions(scope, role, model), "the role you invite into"
+    )
+    return role
+
+
+def create_invitation(
+    scope: OrgScope,
+    *,
+    grant: rbac.Grant | None,
+    email: str,
+    name: str,
+    role_id: str,
+    public_url: str,
+    actor: Actor,
+) -> CreatedInvitation:
+    """Invite an address into the organization with a role; return the link (shown once).
+
+    The result is the same whether or not the address has an account: the link leads to
+    account creation (new address) or to sign-in-and-accept (existing account). A pending
+    invitation of the same address here is replaced (its link stops working).
+
+    Args:
+        grant: what the inviter may do here; ``None`` for the operator at the CLI (local
+            access to the instance), who may invite into any role.
+
+    Raises:
+        SpecValidationError: a bad e-mail address, name or role (naming the field).
+        PermissionDeniedError: the role ranks above the inviter's own, or holds permissions
+            the inviter lacks.
+        ConflictError: the person is already a member of this organization.
+    """
+    errors: list[FieldError] = []
+    clean_email = clean_name = ""
+    try:
+        clean_email = accounts.check_email(email)
+    except SpecValidationError as err:
+        errors.extend(err.errors)
+    try:
+        clean_name = _clean_name(name)
+    except SpecValidationError as err:
+        errors.extend(err.errors)
+    if errors:
+        raise SpecValidationError("the invitation has problems", errors)
+    role = _check_role(scope, grant, role_id)
+    user = accounts.find_user(scope.session, clean_email)
+    if user is not None and scope.first(Membership, Membership.user_id == user.id) is not None:
+        # Membership of this organization is visible to its admins on the member list anyway.
+        raise ConflictError("that person is already a member of this organization")
+    now = utcnow()
+    superseded = [
+        row
+        for row in scope.list(Invitation, Invitation.email == clean_email)
+        if is_pending(row, now=now)
+    ]
+    for row in superseded:
+        row.revoked_at = now
+    token, token_hash = links.new_token()
+    row = scope.add(
+        Invitation(
+            email=clean_email,
+            name=clean_name,
+            role_id=role.id,
+            invited_by_user_id=grant.user_id if grant is not None else None,
+            user_id=user.id if user is not None else None,
+            token_hash=token_hash,
+            expires_at=now + INVITATION_TTL,
+        )
+    )
+    scope.session.flush()
+    actors.record(
+        scope.session,
+        actor,
+        "invitation.created",
+        organization_id=scope.organization_id,
+        target_type="invitation",
+        target_id=row.id,
+        changes={
+            "role_id": role.id,
+            "expires_at": row.expires_at.isoformat(),
+            "replaces": [old.id for old in superseded],
+        },
+    )
+    return CreatedInvitation(row, links.link(public_url, INVITATION_PATH, token))
+
+
+def list_pending(scope: OrgScope) -> list[Invitation]:
+    """Return the organization's invitations that can still be accepted, newest first."""
+    now = utcnow()
+    rows = scope.list(Invitation, order_by=Invitation.created_at.desc())
+    return [row for row in rows if is_pending(row, now=now)]
+
+
+def revoke_invitation(
+    scope: OrgScope, *, grant: rbac.Grant | None, invitation_id: str, actor: Actor
+) -> Invitation:
+    """Revoke a pending invitation of the organization: its link grants nothing any more.
+
+    Args:
+        grant: what the caller may do here; ``None`` for the operator at the CLI.
+
+    Raises:
+        NotFoundError: no such invitation here (another organization's ids are not found).
+        PermissionDeniedError: the invitation's role ranks above the caller's own.
+        ConflictError: it was already accepted, declined, revoked, or it expired.
+    """
+    row = scope.get(Invitation, invitation_id)
+    role = scope.session.get(Role, row.role_id)
+    if grant is not None and role is not None and role.rank > grant.role_rank:
+        raise PermissionDeniedError("you cannot revoke an invitation into a role above your own")
+    state = state_of(row)
+    if state != "pending":
+        raise ConflictError(f"that invitation is no longer pending (it is {state})")
+    row.revoked_at = utcnow()
+    actors.record(
+        scope.session,
+        actor,
+        "invitation.revoked",
+        organization_id=scope.organization_id,
+        target_type="invitation",
+        target_id=row.id,
+    )
+    return row
+
+
+# --- the invited person's side ----------------------------------------------------------
+
+
+def _by_token(session: Session, token: str) -> Invitation:
+    row = (
+        session.scalars(
+            select(Invitation).where(Invitation.token_hash == links.hash_token(token))
+        ).first()
+        if token and len(token) <= links.MAX_TOKEN_LENGTH
+        else None
+    )
+    if row is None or row.accepted_at or row.declined_at or row.revoked_at:
+        raise PermissionDeniedError(NOT_VALID)
+    if not is_pending(row):
+        raise PermissionDeniedError("this invitation has expired; ask for a new one")
+    return row
+
+
+def _view(session: Session, row: Invitation) -> InvitationView:
+    org = session.get(Organization, row.organization_id)
+    role = session.get(Role, row.role_id)
+    if org is None or role is None:
+        raise PermissionDeniedError(NOT_VALID)
+    return InvitationView(row, org, role)
+
+
+def view_invitation(session: Session, token: str) -> tuple[InvitationView, bool]:
+    """Return what a link offers, and whether its address already has an account.
+
+    Whoever holds the link sees which of the two pages it leads to (choose a password, or
+    sign in and accept); the inviter's own response never tells.
+
+    Raises:
+        PermissionDeniedError: the link is unknown, revoked, used or expired.
+    """
+    row = _by_token(session, token)
+    return _view(session, row), accounts.find_user(session, row.email) is not None
+
+
+def pending_for_user(session: Session, user: User) -> list[InvitationView]:
+    """Return the invitations addressed to this account that it may accept after sign-in.
+
+    Only invitations made while the account existed are addressed to it; one made for the
+    address before the account existed needs its own link (see the module docstring).
+    """
+    rows = session.scalars(
+        select(Invitation)
+        .where(Invitation.user_id == user.id, Invitation.email == user.email)
+        .order_by(Invitation.created_at.desc())
+    ).all()
+    now = utcnow()
+    return [_view(session, row) for row in rows if is_pending(row, now=now)]
+
+
+def _for_user(
+    session: Session, user: User, *, token: str | None, invitation_id: str | None
+) -> Invitation:
+    if token is not None:
+        row = _by_token(session, token)
+        if row.email != user.email or row.user_id not in (None, user.id):
+            raise PermissionDeniedError(
+                "this invitation is for another address: sign in with the invited account"
+            )
+        return row
+    row_or_none = session.get(Invitation, invitation_id) if invitation_id else None
+    if row_or_none is None or row_or_none.user_id != user.id or not is_pending(row_or_none):
+        raise NotFoundError(f"invitation {invitation_id!r} not found")
+    return row_or_none
+
+
+def _join(session: Session, row: Invitation, user: User, actor: Actor) -> Membership:
+    scope = OrgScope(session, row.organization_id)
+    if scope.first(Membership, Membership.user_id == user.id) is not None:
+        raise ConflictError(
+            "you are already a member of this organization; your role there is unchanged"
+        )
+    membership = rbac.add_member(scope, user.id, row.role_id)
+    row.accepted_at = utcnow()
+    row.accepted_by_user_id = user.id
+    actors.record(
+        session,
+        actor,
+        "invitation.accepted",
+        organization_id=row.organization_id,
+        target_type="invitation",
+        target_id=row.id,
+        changes={"user_id": user.id, "membership_id": membership.id, "role_id": row.role_id},
+    )
+    return membership
+
+
+def accept_as_new_account(
+    session: Session,
+    *,
+    hashing: PasswordHashing,
+    token: str,
+    name: str,
+    password: str,
+    address: str | None,
+) -> tuple[User, Membership]:
+    """Create the invited address's account with a password and join this organization only.
+
+    Raises:
+        PermissionDeniedError: the link is unknown, revoked, used or expired.
+        ConflictError: the address has an account now: its holder signs in to accept.
+        SpecValidationError: a bad name or a password that breaks the policy.
+    """
+    row = _by_token(session, token)
+    if accounts.find_user(session, row.email) is not None:
+        raise ConflictError("this address has an account: sign in with it to accept")
+    user = accounts.create_user(
+        session, hashing, email=row.email, name=name or row.name, password=password
+    )
+    actor = Actor("user", user.id, address)
+    actors.record(
+        session,
+        actor,
+        "user.created",
+        organization_id=None,
+        target_type="user",
+        target_id=user.id,
+        changes={"is_platform_admin": False},
+    )
+    return user, _join(session, row, user, actor)
+
+
+def accept_invitation(
+    session: Session,
+    *,
+    user: User,
+    actor: Actor,
+    token: str | None = None,
+    invitation_id: str | None = None,
+) -> Membership:
+    """Accept an invitation as the signed-in ``user`` (by its link's token, or by id).
+
+    By id, only invitations addressed to this account are found; by token, the link's
+    address must be this account's.
+
+    Raises:
+        NotFoundError: no such invitation addressed to this account.
+        PermissionDeniedError: the link is invalid, or for another address.
+        ConflictError: the user is already a member of that organization.
+    """
+    row = _for_user(session, user, token=token, invitation_id=invitation_id)
+    return _join(session, row, user, actor)
+
+
+def decline_invitation(
+    session: Session,
+    *,
+    user: User,
+    actor: Actor,
+    token: str | None = None,
+    invitation_id: str | None = None,
+) -> Invitation:
+    """Decline an invitation as the signed-in ``user``; its link then grants nothing.
+
+    Raises:
+        NotFoundError: no such invitation addressed to this account.
+        PermissionDeniedError: the link is invalid, or for another address.
+    """
+    row = _for_user(session, user, token=token, invitation_id=invitation_id)
+    row.declined_at = utcnow()
+    actors.record(
+        session,
+        actor,
+        "invitation.declined",
+        organization_id=row.organization_id,
+        target_type="invitation",
+        target_id=row.id,
+    )
+    return row
+
+
+__all__ = [
+    "INVITATION_PATH",
+    "INVITATION_TTL",
+    "CreatedInvitation",
+    "InvitationView",
+    "accept_as_new_account",
+    "accept_invitation",
+    "create_invitation",
+    "decline_invitation",
+    "is_pending",
+    "list_pending",
+    "pending_for_user",
+    "revoke_invitation",
+    "state_of",
+    "view_invitation",
+]
