@@ -317,3 +317,30 @@ def test_delegated_permissions_never_go_into_an_invitation(client):
     )
     assert refused.status_code == 403, refused.text
     assert "delegation" in refused.json()["message"]
+
+
+def test_nobody_deletes_a_role_ranked_above_their_own(client):
+    """Deleting a custom role needs a rank at least as high as the role's."""
+    from paulyops.core.db.scoped import OrgScope
+    from paulyops.core.errors import PermissionDeniedError
+    from paulyops.services.auth import rbac
+
+    org = make_org(_db(client), "acme", model="enterprise")
+    owner = _sign_in(client, org.emails["Owner"])
+    made = client.post(
+        "/api/roles", json={"name": "Auditor", "permissions": VIEWER_PERMISSIONS}, headers=owner
+    )
+    assert made.status_code == 201, made.text
+    with _db(client).write_session() as session:
+        scope = OrgScope(session, org.id)
+        session.get(Role, made.json()["id"]).rank = 90
+        admin = rbac.grant_for(session, org.id, org.members["Admin"])
+        assert admin is not None
+        assert admin.role_rank < 90
+        with pytest.raises(PermissionDeniedError):
+            rbac.delete_role(scope, made.json()["id"], actor=admin)
+    admin_headers = _sign_in(client, org.emails["Admin"])
+    refused = client.delete(f"/api/roles/{made.json()['id']}", headers=admin_headers)
+    assert refused.status_code == 403, refused.text
+    owner = _sign_in(client, org.emails["Owner"])
+    assert client.delete(f"/api/roles/{made.json()['id']}", headers=owner).status_code == 200

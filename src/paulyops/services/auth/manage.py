@@ -510,9 +510,9 @@ def update_role(
     return role
 
 
-def delete_role(scope: OrgScope, *, role_id: str, actor: Actor) -> None:
-    """Delete a custom role nobody holds."""
-    rbac.delete_role(scope, role_id)
+def delete_role(scope: OrgScope, *, grant: rbac.Grant | None, role_id: str, actor: Actor) -> None:
+    """Delete a custom role nobody holds and that does not rank above ``grant``'s."""
+    rbac.delete_role(scope, role_id, actor=grant)
     actors.record(
         scope.session,
         actor,

@@ -329,11 +329,21 @@ def update_role_permissions(
     return role
 
 
-def delete_role(scope: OrgScope, role_id: str) -> None:
-    """Delete a custom role nobody holds."""
+def delete_role(scope: OrgScope, role_id: str, *, actor: Grant | None) -> None:
+    """Delete a custom role nobody holds.
+
+    Args:
+        actor: the member deleting it; ``None`` for the local operator (CLI).
+
+    Raises:
+        PermissionDeniedError: the role ranks above the actor's own.
+        ConflictError: a built-in role, or one still assigned.
+    """
     role = scope.get(Role, role_id)
     if role.is_builtin:
         raise ConflictError(f"the built-in role {role.name!r} cannot be deleted")
+    if actor is not None and role.rank > actor.role_rank:
+        raise PermissionDeniedError("you cannot delete a role ranked above your own")
     if scope.count(Membership, Membership.role_id == role.id):
         raise ConflictError(f"role {role.name!r} is still assigned; move its members first")
     for child in scope.list(Role, Role.parent_id == role.id):

@@ -235,7 +235,12 @@ def delete_role(
     principal: Annotated[Principal, require("roles:manage")],
 ) -> OkOut:
     """Delete a custom role nobody holds."""
-    manage.delete_role(principal.scope(session), role_id=role_id, actor=principal.actor(address))
+    manage.delete_role(
+        principal.scope(session),
+        grant=principal.acting_grant(),
+        role_id=role_id,
+        actor=principal.actor(address),
+    )
     return OkOut(message="role deleted")
 
 

@@ -224,7 +224,10 @@ def delete_role(
     """Delete a custom role nobody holds."""
     try:
         manage.delete_role(
-            principal.scope(session), role_id=role_id, actor=principal.actor(address)
+            principal.scope(session),
+            grant=principal.acting_grant(),
+            role_id=role_id,
+            actor=principal.actor(address),
         )
     except (ConflictError, PermissionDeniedError) as err:
         return _back(request, "/console/roles", "error", err.message)
