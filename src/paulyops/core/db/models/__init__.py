@@ -15,6 +15,7 @@ from paulyops.core.db.models.org import (
     StorageConfig,
     User,
 )
+from paulyops.core.db.models.processes import LiveProcess
 
 __all__ = [
     "INSTANCE_CHAIN",
@@ -28,6 +29,7 @@ __all__ = [
     "Base",
     "Delegation",
     "Job",
+    "LiveProcess",
     "Membership",
     "OrgScoped",
     "Organization",
