@@ -380,6 +380,17 @@ def _rotation_values(env_path: Path, environ: Mapping[str, str] | None) -> dict[
     }
 
 
+def check_rotation_values(values: Mapping[str, str]) -> None:
+    """Parse the rotation variables in ``values`` (upper-case names) and discard them.
+
+    Raises:
+        ConfigError: ``PAULYOPS_ENCRYPTION_GRACE_DAYS`` or
+            ``PAULYOPS_ENCRYPTION_KEYS_ROTATED_AT`` is malformed (the message names it).
+    """
+    _grace_days(values.get(GRACE_DAYS_VAR))
+    _parse_rotated_at(values.get(ROTATED_AT_VAR, ""))
+
+
 def _grace_days(text: str | None) -> int:
     if text is None or text.strip() == "":
         return DEFAULT_GRACE_DAYS
@@ -971,6 +982,7 @@ __all__ = [
     "RetiredKeyError",
     "RotationResult",
     "active_key_since",
+    "check_rotation_values",
     "default_keyring",
     "encrypted_fields",
     "keys_in_use",
