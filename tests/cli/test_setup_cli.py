@@ -298,3 +298,55 @@ def test_backup_config_archives_configs_and_secrets_on_request(root, tmp_path):
     assert stat.S_IMODE(with_secrets.stat().st_mode) == 0o600
     with tarfile.open(with_secrets) as tar:
         assert ".env.local" in tar.getnames()
+
+
+def _bomb() -> str:
+    """A YAML 'billion laughs': nine levels of nine aliases each (387 million strings)."""
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    previous = "a"
+    for name in "bcdefghi":
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+        previous = name
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "exit_code", "needle"),
+    [
+        ("deep.json", "[" * 50_000 + "]" * 50_000, 4, "nested deeper than the allowed 32"),
+        ("deep.yaml", "[" * 50_000 + "]" * 50_000, 4, "deep.yaml:1"),
+        (
+            "block.yaml",
+            "".join(f"{'  ' * i}k:\n" for i in range(40)),
+            4,
+            "block.yaml:33: YAML is nested deeper than the allowed 32",
+        ),
+        ("bomb.yaml", _bomb(), 4, "bomb.yaml:2: YAML aliases (*a) are not accepted"),
+        (
+            "big.json",
+            '{"organization": {"name": "Acme", "size": 1' + "0" * 5000 + "}}",
+            3,
+            "organization.size: expected a number of at most 4300 digits, got 5001",
+        ),
+        ("big.yaml", "organization:\n  size: 1" + "0" * 5000 + "\n", 4, "big.yaml:2: expected"),
+        ("tagged.yaml", 'size: !!int "1' + "0" * 5000 + '"\n', 4, "tagged.yaml:1: expected"),
+        ("huge.json", '{"x": "' + "a" * (1024 * 1024) + '"}', 4, "larger than 1048576 bytes"),
+    ],
+)
+def test_hostile_config_files_are_refused_quickly_with_a_clear_message(
+    root, tmp_path, name, content, exit_code, needle
+):
+    """Deep nesting, alias bombs, giant integers and oversized files get one message and
+    an exit code within a second or two, never a traceback, and nothing is written."""
+    import time
+
+    config = tmp_path / name
+    config.write_text(content)
+    started = time.monotonic()
+    result = run("setup", "--config", str(config), "--dir", str(root))
+    elapsed = time.monotonic() - started
+    assert result.exit_code == exit_code, result.output
+    assert needle in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
+    assert elapsed < 5, f"took {elapsed:.1f}s"
+    assert list(root.iterdir()) == []
