@@ -350,3 +350,40 @@ def test_hostile_config_files_are_refused_quickly_with_a_clear_message(
     assert "Traceback" not in result.output
     assert elapsed < 5, f"took {elapsed:.1f}s"
     assert list(root.iterdir()) == []
+
+
+def test_setup_creates_data_storage_configs_and_the_database_private(root):
+    """Under the usual umask 022, setup on the embedded SQLite database leaves the data
+    folder, the stored files' folder and configs/ at 0700, and the database file, its
+    -wal/-shm and every configs/ file at 0600 (0755/0644 before)."""
+    import os
+
+    from sqlalchemy import text
+
+    old_umask = os.umask(0o022)
+    try:
+        result = run("setup", "--quick", "--org-name", "Acme Corp", "--dir", str(root), *OWNER)
+        assert result.exit_code == 0, result.output
+        database = root / "data" / "paulyops.db"
+        db = Database(f"sqlite:///{database}")
+        with db.engine.connect() as conn:  # WAL creates -wal and -shm beside the file
+            conn.execute(text("PRAGMA journal_mode=WAL"))
+            conn.execute(text("CREATE TABLE IF NOT EXISTS t_mode (x INTEGER)"))
+            conn.commit()
+            companions = [database.with_name(database.name + s) for s in ("-wal", "-shm")]
+            present = [p for p in companions if p.exists()]
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in present}
+        db.close()
+    finally:
+        os.umask(old_umask)
+    assert present, "WAL mode should have created -wal/-shm"
+    assert set(modes.values()) == {0o600}, modes
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    folders = [root / "data", root / "configs"]
+    if (root / "data" / "storage").exists():
+        folders += [p for p in (root / "data" / "storage").rglob("*") if p.is_dir()]
+        folders.append(root / "data" / "storage")
+    for folder in folders:
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    for config in (root / "configs").iterdir():
+        assert stat.S_IMODE(config.stat().st_mode) == 0o600, config

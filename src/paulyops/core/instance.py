@@ -21,6 +21,7 @@ from paulyops.core.db import migrate
 from paulyops.core.db.engine import Database, mask_url
 from paulyops.core.db.models import SecurityConfig
 from paulyops.core.errors import ExternalServiceError, ServiceUnavailableError
+from paulyops.core.files import make_private_dir
 from paulyops.core.health import (
     CheckResult,
     HealthRegistry,
@@ -115,7 +116,7 @@ class Instance:
         Raises:
             ExternalServiceError: blocking mode and the database stayed unreachable.
         """
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.settings.data_dir)
         if background:
             self._watch_key_ring()
             self._starter = threading.Thread(target=self._start, name="db-start", daemon=True)
