@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -254,12 +255,14 @@ def test_a_running_server_follows_rotation_and_reencrypt_waits_for_stale_ones(
     import pyotp
 
     from paulyops.core.db.models import LiveProcess
-    from tests.support.server import running_server
+    from tests.support.server import start_server
 
     org = make_org(db, "acme")
     owner_secret = _enroll_totp(db, instance_root, org.members["Owner"])
     old_id = ring_of(instance_root).active_key_id
-    with running_server(instance_root, env={"DATABASE_URL": db_url}) as server:
+    # A generous start-up wait: on a loaded machine the server's imports alone take long.
+    server = start_server(instance_root, env={"DATABASE_URL": db_url}, live_timeout=120)
+    try:
         server.wait_for(
             lambda: [p.key_id for p in _live(db)] == [old_id], timeout=30, what="heartbeat"
         )
@@ -303,6 +306,15 @@ def test_a_running_server_follows_rotation_and_reencrypt_waits_for_stale_ones(
         server.wait_for(
             lambda: _live_key_ids(db) == [[new_id]], timeout=10, what="reload after retire"
         )
+
+        server.proc.send_signal(signal.SIGHUP)  # the default action would end the process
+        server.wait_for(
+            lambda: "keyring_reload_requested" in server.event_names(), timeout=10, what="HUP"
+        )
+        assert server.get("/api/livez").status_code == 200
+        assert server.terminate() == 0
+    finally:
+        server.kill()
     assert _live_key_ids(db) == [], "a server that shut down deletes its process row"
 
 

@@ -83,6 +83,8 @@ class KeyRingWatcher:
         with self._lock:
             self._checked_at = now
             requested, self._requested = self._requested, False
+            if requested:
+                log.info("keyring_reload_requested", env_file=str(self.path))
             signature = self._stat()
             if not requested and signature == self._signature:
                 return False
