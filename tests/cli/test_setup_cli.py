@@ -387,3 +387,13 @@ def test_setup_creates_data_storage_configs_and_the_database_private(root):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     for config in (root / "configs").iterdir():
         assert stat.S_IMODE(config.stat().st_mode) == 0o600, config
+
+
+def test_validate_config_applies_the_setup_file_caps(root):
+    """validate config re-reads configs/setup.json within the caps of setup --config:
+    a deeply nested file is refused with a message, not a RecursionError."""
+    assert run("setup", "--quick", "--org-name", "Acme", "--dir", str(root), *OWNER).exit_code == 0
+    (root / "configs" / "setup.json").write_text("[" * 50_000 + "]" * 50_000)
+    result = run("validate", "config", "--dir", str(root))
+    assert result.exit_code == 4, result.output
+    assert "nested deeper than the allowed 32 levels" in result.output

@@ -31,6 +31,7 @@ log = get_logger("paulyops.keywatch")
 DEFAULT_CHECK_INTERVAL = 1.0
 
 Signature = tuple[int, int, int] | None
+_NEVER = object()  # no failed reload yet
 
 
 class KeyRingWatcher:
@@ -63,6 +64,7 @@ class KeyRingWatcher:
         self._signature = self._stat()
         self._checked_at = clock()
         self._requested = False
+        self._failed: Signature | object = _NEVER
 
     def _stat(self) -> Signature:
         try:
@@ -96,9 +98,12 @@ class KeyRingWatcher:
             environ = None if self._environ is None else dict(self._environ)
             fresh = KeyRing.from_settings(load_settings(root=self.root, environ=environ))
         except (ConfigError, ValueError) as err:
-            # Keep the old signature: the next check tries again (a half-written file).
-            message = err.message if isinstance(err, ConfigError) else type(err).__name__
-            log.warning("keyring_reload_failed", reason=reason, error=message)
+            # Keep the old signature: the next check tries again (a half-written file),
+            # but say so once per version of the file, not every second.
+            if signature != self._failed:
+                message = err.message if isinstance(err, ConfigError) else type(err).__name__
+                log.warning("keyring_reload_failed", reason=reason, error=message)
+                self._failed = signature
             return False
         self._signature = signature
         self.ring.adopt(fresh)
