@@ -259,6 +259,7 @@ def test_a_running_server_follows_rotation_and_reencrypt_waits_for_stale_ones(
 
     org = make_org(db, "acme")
     owner_secret = _enroll_totp(db, instance_root, org.members["Owner"])
+    admin_secret = _enroll_totp(db, instance_root, org.members["Admin"])
     old_id = ring_of(instance_root).active_key_id
     # A generous start-up wait: on a loaded machine the server's imports alone take long.
     server = start_server(instance_root, env={"DATABASE_URL": db_url}, live_timeout=120)
@@ -278,6 +279,11 @@ def test_a_running_server_follows_rotation_and_reencrypt_waits_for_stale_ones(
             started = http.post("/api/auth/totp/start", headers={"X-CSRF-Token": csrf})
             assert started.status_code == 200, started.text
         assert KeyRing.key_id_of(stored_totp(db, org.members["User"])) == new_id
+        with httpx.Client(base_url=server.url, timeout=10) as http:  # old-key value
+            assert _sign_in(http, org.emails["Admin"])["needsSecondFactor"] is True
+            code = pyotp.TOTP(admin_secret).now()
+            finished = http.post("/api/auth/second-factor", json={"code": code})
+            assert finished.status_code == 200, finished.text
 
         other = _pretend_process(db, key=old_id, age_s=2)
         refused = run("keys", "reencrypt")
