@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,3 +201,154 @@ def test_rotate_without_a_key_in_env_local_explains_why(tmp_path, db_url, monkey
     assert "ENCRYPTION_KEY" in result.output
     assert secrets["ENCRYPTION_KEY"] not in result.output
     assert "ENCRYPTION_KEY" not in env_values(tmp_path)
+
+
+# --- rotation while servers run ---------------------------------------------------------
+
+
+def _live(db: Database) -> list:
+    from paulyops.core.processes import live_processes
+
+    return live_processes(db)
+
+
+def _sign_in(http, email: str) -> dict:
+    from tests.factories import PASSWORD
+
+    response = http.post("/api/auth/sign-in", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _pretend_process(db: Database, *, key: str, age_s: float) -> str:
+    """Insert a process row of another machine whose last heartbeat was ``age_s`` ago."""
+    from datetime import timedelta
+
+    from paulyops.core.db.models import LiveProcess, utcnow
+
+    moment = utcnow() - timedelta(seconds=age_s)
+    row = LiveProcess(
+        host="worker-b.example",
+        pid=4242,
+        kind="server",
+        key_id=key,
+        key_ids=[key],
+        started_at=moment,
+        heartbeat_at=moment,
+    )
+    with db.write_session() as session:
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def test_a_running_server_follows_rotation_and_reencrypt_waits_for_stale_ones(
+    instance_root, db, db_url
+):
+    """A server picks up `keys rotate` by itself: it encrypts with the new key and still
+    decrypts old and re-encrypted values; reencrypt and retire refuse, naming host, pid
+    and key, while another live process still writes with the old key, and go ahead once
+    that process is gone."""
+    from datetime import timedelta
+
+    import httpx
+    import pyotp
+
+    from paulyops.core.db.models import LiveProcess
+    from tests.support.server import start_server
+
+    org = make_org(db, "acme")
+    owner_secret = _enroll_totp(db, instance_root, org.members["Owner"])
+    admin_secret = _enroll_totp(db, instance_root, org.members["Admin"])
+    old_id = ring_of(instance_root).active_key_id
+    # A generous start-up wait: on a loaded machine the server's imports alone take long.
+    server = start_server(instance_root, env={"DATABASE_URL": db_url}, live_timeout=120)
+    try:
+        server.wait_for(
+            lambda: [p.key_id for p in _live(db)] == [old_id], timeout=30, what="heartbeat"
+        )
+        assert run("keys", "rotate").exit_code == 0
+        new_id = ring_of(instance_root).active_key_id
+        server.wait_for(
+            lambda: [p.key_id for p in _live(db)] == [new_id], timeout=10, what="reload"
+        )
+        assert "keyring_reloaded" in server.event_names()
+
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            csrf = _sign_in(http, org.emails["User"])["csrfToken"]
+            started = http.post("/api/auth/totp/start", headers={"X-CSRF-Token": csrf})
+            assert started.status_code == 200, started.text
+        assert KeyRing.key_id_of(stored_totp(db, org.members["User"])) == new_id
+        with httpx.Client(base_url=server.url, timeout=10) as http:  # old-key value
+            assert _sign_in(http, org.emails["Admin"])["needsSecondFactor"] is True
+            code = pyotp.TOTP(admin_secret).now()
+            finished = http.post("/api/auth/second-factor", json={"code": code})
+            assert finished.status_code == 200, finished.text
+
+        other = _pretend_process(db, key=old_id, age_s=2)
+        refused = run("keys", "reencrypt")
+        assert refused.exit_code == 7, refused.output
+        assert "worker-b.example pid 4242 writes with key " + old_id in refused.output
+        assert KeyRing.key_id_of(stored_totp(db, org.members["Owner"])) == old_id
+        refused = run("keys", "retire", old_id)
+        assert refused.exit_code == 7
+        assert "worker-b.example pid 4242" in refused.output
+
+        with db.write_session() as session:  # the other machine stopped: no more heartbeats
+            session.get(LiveProcess, other).heartbeat_at -= timedelta(seconds=60)
+        moved = run("keys", "reencrypt")
+        assert moved.exit_code == 0, moved.output
+        assert f"Key {old_id} encrypts nothing now" in moved.output
+        assert KeyRing.key_id_of(stored_totp(db, org.members["Owner"])) == new_id
+
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            assert _sign_in(http, org.emails["Owner"])["needsSecondFactor"] is True
+            finished = http.post(
+                "/api/auth/second-factor", json={"code": pyotp.TOTP(owner_secret).now()}
+            )
+            assert finished.status_code == 200, finished.text + server.output[-3000:]
+
+        assert run("keys", "retire", old_id).exit_code == 0
+        server.wait_for(
+            lambda: _live_key_ids(db) == [[new_id]], timeout=10, what="reload after retire"
+        )
+
+        server.proc.send_signal(signal.SIGHUP)  # the default action would end the process
+        server.wait_for(
+            lambda: "keyring_reload_requested" in server.event_names(), timeout=10, what="HUP"
+        )
+        assert server.get("/api/livez").status_code == 200
+        assert server.terminate() == 0
+    finally:
+        server.kill()
+    assert _live_key_ids(db) == [], "a server that shut down deletes its process row"
+
+
+def _live_key_ids(db: Database) -> list[list[str]]:
+    """The key ids of the ring of every process row of this machine (not the pretend one)."""
+    from paulyops.core.db.models import LiveProcess
+
+    with db.session() as session:
+        rows = session.scalars(select(LiveProcess).where(LiveProcess.pid != 4242)).all()
+        return [list(r.key_ids) for r in rows]
+
+
+def _enroll_totp(db: Database, root: Path, user_id: str) -> str:
+    """Turn on TOTP for ``user_id`` with the instance's current key; return the secret."""
+    with db.write_session() as session:
+        user = session.get(User, user_id)
+        enrollment = accounts.start_totp(user, ring_of(root))
+        user.totp_enabled = True
+    return enrollment.secret
+
+
+def test_status_lists_running_processes_and_flags_old_keys(instance_root, db):
+    """keys status names each live process with the key it writes with."""
+    old_id = ring_of(instance_root).active_key_id
+    assert run("keys", "rotate").exit_code == 0
+    _pretend_process(db, key=old_id, age_s=1)
+    result = run("keys", "status")
+    assert result.exit_code == 0, result.output
+    assert f"worker-b.example pid 4242 (server) writes with key {old_id} (older key)" in (
+        result.output
+    )

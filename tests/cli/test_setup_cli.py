@@ -298,3 +298,102 @@ def test_backup_config_archives_configs_and_secrets_on_request(root, tmp_path):
     assert stat.S_IMODE(with_secrets.stat().st_mode) == 0o600
     with tarfile.open(with_secrets) as tar:
         assert ".env.local" in tar.getnames()
+
+
+def _bomb() -> str:
+    """A YAML 'billion laughs': nine levels of nine aliases each (387 million strings)."""
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    previous = "a"
+    for name in "bcdefghi":
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+        previous = name
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "exit_code", "needle"),
+    [
+        ("deep.json", "[" * 50_000 + "]" * 50_000, 4, "nested deeper than the allowed 32"),
+        ("deep.yaml", "[" * 50_000 + "]" * 50_000, 4, "deep.yaml:1"),
+        (
+            "block.yaml",
+            "".join(f"{'  ' * i}k:\n" for i in range(40)),
+            4,
+            "block.yaml:33: YAML is nested deeper than the allowed 32",
+        ),
+        ("bomb.yaml", _bomb(), 4, "bomb.yaml:2: YAML aliases (*a) are not accepted"),
+        (
+            "big.json",
+            '{"organization": {"name": "Acme", "size": 1' + "0" * 5000 + "}}",
+            3,
+            "organization.size: expected a number of at most 4300 digits, got 5001",
+        ),
+        ("big.yaml", "organization:\n  size: 1" + "0" * 5000 + "\n", 4, "big.yaml:2: expected"),
+        ("tagged.yaml", 'size: !!int "1' + "0" * 5000 + '"\n', 4, "tagged.yaml:1: expected"),
+        ("huge.json", '{"x": "' + "a" * (1024 * 1024) + '"}', 4, "larger than 1048576 bytes"),
+    ],
+)
+def test_hostile_config_files_are_refused_quickly_with_a_clear_message(
+    root, tmp_path, name, content, exit_code, needle
+):
+    """Deep nesting, alias bombs, giant integers and oversized files get one message and
+    an exit code within a second or two, never a traceback, and nothing is written."""
+    import time
+
+    config = tmp_path / name
+    config.write_text(content)
+    started = time.monotonic()
+    result = run("setup", "--config", str(config), "--dir", str(root))
+    elapsed = time.monotonic() - started
+    assert result.exit_code == exit_code, result.output
+    assert needle in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
+    assert elapsed < 5, f"took {elapsed:.1f}s"
+    assert list(root.iterdir()) == []
+
+
+def test_setup_creates_data_storage_configs_and_the_database_private(root):
+    """Under the usual umask 022, setup on the embedded SQLite database leaves the data
+    folder, the stored files' folder and configs/ at 0700, and the database file, its
+    -wal/-shm and every configs/ file at 0600 (0755/0644 before)."""
+    import os
+
+    from sqlalchemy import text
+
+    old_umask = os.umask(0o022)
+    try:
+        result = run("setup", "--quick", "--org-name", "Acme Corp", "--dir", str(root), *OWNER)
+        assert result.exit_code == 0, result.output
+        database = root / "data" / "paulyops.db"
+        db = Database(f"sqlite:///{database}")
+        with db.engine.connect() as conn:  # WAL creates -wal and -shm beside the file
+            conn.execute(text("PRAGMA journal_mode=WAL"))
+            conn.execute(text("CREATE TABLE IF NOT EXISTS t_mode (x INTEGER)"))
+            conn.commit()
+            companions = [database.with_name(database.name + s) for s in ("-wal", "-shm")]
+            present = [p for p in companions if p.exists()]
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in present}
+        db.close()
+    finally:
+        os.umask(old_umask)
+    assert present, "WAL mode should have created -wal/-shm"
+    assert set(modes.values()) == {0o600}, modes
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    folders = [root / "data", root / "configs"]
+    if (root / "data" / "storage").exists():
+        folders += [p for p in (root / "data" / "storage").rglob("*") if p.is_dir()]
+        folders.append(root / "data" / "storage")
+    for folder in folders:
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    for config in (root / "configs").iterdir():
+        assert stat.S_IMODE(config.stat().st_mode) == 0o600, config
+
+
+def test_validate_config_applies_the_setup_file_caps(root):
+    """validate config re-reads configs/setup.json within the caps of setup --config:
+    a deeply nested file is refused with a message, not a RecursionError."""
+    assert run("setup", "--quick", "--org-name", "Acme", "--dir", str(root), *OWNER).exit_code == 0
+    (root / "configs" / "setup.json").write_text("[" * 50_000 + "]" * 50_000)
+    result = run("validate", "config", "--dir", str(root))
+    assert result.exit_code == 4, result.output
+    assert "nested deeper than the allowed 32 levels" in result.output

@@ -166,3 +166,34 @@ def test_rotating_signing_secrets_keeps_old_tokens_valid(tmp_path):
     assert URLSafeTimedSerializer(keys, salt="s").loads(old_token) == {"u": 1}
     assert stat.S_IMODE(os.stat(env).st_mode) == 0o600
     assert settings.session_secret_keys[0] == secrets["SESSION_SECRET"]
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"PAULYOPS_RATE_LIMITS": "signin=lots"}, "PAULYOPS_RATE_LIMITS: signin: expected one"),
+        ({"PAULYOPS_RATE_LIMITS": "sign in=5/minute"}, "PAULYOPS_RATE_LIMITS: 'sign in'"),
+        ({"PAULYOPS_ENCRYPTION_GRACE_DAYS": "soon"}, "PAULYOPS_ENCRYPTION_GRACE_DAYS: expected"),
+        ({"PAULYOPS_ENCRYPTION_KEYS_ROTATED_AT": "x"}, "PAULYOPS_ENCRYPTION_KEYS_ROTATED_AT"),
+    ],
+)
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["validate", "env"]])
+def test_bad_settings_stop_serve_and_validate_before_anything_is_written(
+    tmp_path, monkeypatch, env, needle, command
+):
+    """A malformed rate limit or key-rotation value is named by `validate env` and by
+    `serve`, with no traceback, before a generated secret is written to .env.local."""
+    from typer.testing import CliRunner
+
+    from paulyops.cli.main import app
+
+    monkeypatch.setenv("PAULYOPS_HOME", str(tmp_path))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code != 0
+    assert needle in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / ".env.local").exists(), "nothing may be written before validation"
+    assert not (tmp_path / "data").exists()

@@ -202,3 +202,34 @@ def test_provision_writes_a_verifiable_audit_chain(client, setup_token):
     assert actions.count("storage.created") == 2
     report = verify(instance.db, verifying_key(instance.settings))
     assert report.is_ok, report
+
+
+def test_malformed_json_says_body_and_never_a_character_offset(client):
+    """A body that is not JSON is a 422 on the field "body"; no offset stands in a field."""
+    response = client.post(
+        "/api/onboarding/validate",
+        content=b'{"step": "all", "spec": {"organization": {"name": "Acme",}}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["success"] is False
+    assert [e["field"] for e in body["errors"]] == ["body"]
+    assert "not valid JSON" in body["errors"][0]["message"]
+    assert not any(ch.isdigit() for ch in body["errors"][0]["field"])
+
+
+def test_a_5000_digit_integer_is_a_422_naming_its_field(client):
+    """Python's int-str conversion limit is caught while parsing: 422 on the field itself."""
+    digits = "1" + "0" * 4999
+    response = client.post(
+        "/api/onboarding/validate",
+        content=(
+            '{"step": "all", "spec": {"organization": {"name": "Acme", "size": ' + digits + "}}}"
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert [e["field"] for e in errors] == ["spec.organization.size"]
+    assert "at most 4300 digits, got 5000" in errors[0]["message"]

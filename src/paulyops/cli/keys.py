@@ -57,6 +57,24 @@ def _audit(
         )
 
 
+def _require_current_writers(instance: Instance, command: str, *, key_id: str | None) -> None:
+    """Refuse (audited) while a live process still encrypts with an older key."""
+    from paulyops.core.processes import require_current_writers
+
+    try:
+        require_current_writers(instance.db, instance.keyring.active_key_id, command=command)
+    except ConflictError:
+        if key_id is not None:  # retire audits its own refusals
+            _audit(
+                instance,
+                "keys.reencrypted",
+                key_id=key_id,
+                outcome="failure",
+                changes={"error": "stale_processes"},
+            )
+        raise
+
+
 def _print_copy_lines(lines: list[str]) -> None:
     """Print the ``KEY=value`` lines other machines need, plainly (no markup or wrapping)."""
     console.print(
@@ -84,6 +102,7 @@ def _deadline(ring: KeyRing, kid: str, now: datetime) -> str:
 def status() -> None:
     """Show the active key, the previous keys with their grace end, and what each encrypts."""
     from paulyops.core.db.models import utcnow
+    from paulyops.core.processes import live_processes
     from paulyops.core.security.crypto import MALFORMED, keys_in_use
 
     with handle_errors():
@@ -91,6 +110,7 @@ def status() -> None:
         with open_instance(settings) as instance:
             ring = instance.keyring
             counts = keys_in_use(instance.db, ring)
+            processes = live_processes(instance.db)
     now = utcnow()
     table = Table(show_header=True, header_style="bold")
     table.add_column("key id", no_wrap=True)
@@ -110,6 +130,13 @@ def status() -> None:
         state = "not ring ciphertext" if kid == MALFORMED else "unknown key"
         table.add_row(escape(kid), f"[bold red]{state}[/]", "cannot decrypt", str(number))
     console.print(table)
+    for process in processes:
+        note = "" if process.key_id == ring.active_key_id else " [bold yellow](older key)[/]"
+        console.print(
+            f"Running: {escape(process.label)} ({process.kind}) writes with key "
+            f"{process.key_id}{note}",
+            highlight=False,
+        )
     old_in_use = [k for k in ring.key_ids if k != ring.active_key_id and counts.get(k, 0)]
     unused = [k for k in ring.key_ids if k != ring.active_key_id and not counts.get(k, 0)]
     if old_in_use:
@@ -174,6 +201,7 @@ def reencrypt(
     ),
 ) -> None:
     """Move every stored secret to the active key (safe to stop and run again)."""
+    from paulyops.core.processes import live_processes
     from paulyops.core.security.crypto import DecryptionError, keys_in_use, reencrypt_all
 
     progress: dict[str, FieldCounts] = {}
@@ -195,6 +223,7 @@ def reencrypt(
         settings = read_settings(generate_secrets=False)
         with open_instance(settings) as instance:
             active = instance.keyring.active_key_id
+            _require_current_writers(instance, "keys reencrypt", key_id=active)
             console.print(f"Re-encrypting stored secrets to key {active}…", highlight=False)
             try:
                 result = reencrypt_all(
@@ -224,13 +253,22 @@ def reencrypt(
                 changes={"reencrypted": total(), "changed_concurrently": concurrent},
             )
             counts = keys_in_use(instance.db, instance.keyring)
+            # A process started with an old ring while this ran would write old-key values
+            # again: only claim "encrypts nothing" while every live process is current.
+            late = [p for p in live_processes(instance.db) if p.key_id != active]
     console.print(
         f"Done: {result.reencrypted} value(s) re-encrypted to key {active}.", highlight=False
     )
     if concurrent:
         console.print(f"{concurrent} value(s) changed while this ran; run it again to check them.")
+    for process in late:
+        err_console.print(
+            f"[bold yellow]warning:[/] {process.label} started meanwhile and writes with key "
+            f"{process.key_id}; update it, then run `paulyops keys reencrypt` again.",
+            highlight=False,
+        )
     for kid, number in counts.items():
-        if kid != active and number == 0:
+        if kid != active and number == 0 and not late:
             console.print(f"Key {kid} encrypts nothing now: `paulyops keys retire {kid}`.")
 
 
@@ -254,6 +292,7 @@ def retire(
         settings = read_settings(generate_secrets=False)
         with open_instance(settings) as instance:
             try:
+                _require_current_writers(instance, "keys retire", key_id=None)
                 result = retire_key(
                     settings.root / ENV_FILE_NAME, instance.db, instance.keyring, kid
                 )

@@ -179,31 +179,41 @@ def _with_flags(
 
 
 def load_config(path: Path) -> Mapping[str, object]:
-    """Read a SetupSpec file: JSON (``.json``) or YAML (``.yaml``/``.yml``, safe loader).
+    """Read a SetupSpec file: JSON (``.json``) or YAML (``.yaml``/``.yml``, no aliases).
+
+    The file gets the API's caps: at most ``MAX_BODY_BYTES``, nested at most
+    ``MAX_JSON_DEPTH`` deep, integers of a sane length; YAML aliases are refused (an
+    alias bomb expands a few lines into billions of nodes).
 
     Raises:
-        ConfigError: the file is missing, unreadable or not valid JSON/YAML.
+        ConfigError: the file is missing, unreadable, too large, nested too deep, or not
+            valid JSON/YAML.
+        SpecValidationError: an integer too long (naming its field), or not one object.
     """
-    import yaml
+    from paulyops.core.security.jsonlimits import parse_json_document
+    from paulyops.core.security.limits_http import MAX_BODY_BYTES, MAX_JSON_DEPTH
+    from paulyops.services.onboarding.templates import load_untrusted_yaml
 
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BODY_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read config file {path}: {err}") from None
-    try:
-        if path.suffix.lower() in {".yaml", ".yml"}:
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}:{err.lineno}:{err.colno}: not valid JSON: {err.msg}") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or "syntax error"
-        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    if len(raw) > MAX_BODY_BYTES:
+        raise ConfigError(
+            f"config file {path} is larger than {MAX_BODY_BYTES} bytes, the limit the API "
+            "sets for a setup request"
+        )
+    if path.suffix.lower() in {".yaml", ".yml"}:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"cannot read config file {path}: not UTF-8 text") from None
+        data = load_untrusted_yaml(text, source=str(path), max_depth=MAX_JSON_DEPTH)
+    else:
+        data = parse_json_document(raw, source=str(path), max_depth=MAX_JSON_DEPTH)
     if not isinstance(data, Mapping):
         raise SpecValidationError(
             f"{path} must hold one object with organization, storage, security and agents",

@@ -8,7 +8,6 @@ the generated files into a timestamped archive (``.env.local`` only on request).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -77,6 +76,7 @@ def validate_config(
     directory: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
 ) -> None:
     """Re-check configs/setup.json with the same rules as `setup --config`."""
+    from paulyops.cli.setup import load_config
     from paulyops.services.onboarding.artifacts import SETUP_JSON
     from paulyops.services.onboarding.spec import parse_spec
 
@@ -84,12 +84,7 @@ def validate_config(
         path = resolve_root(directory) / SETUP_JSON
         if not path.is_file():
             raise ConfigError(f"{path} does not exist: run `paulyops setup` first")
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ConfigError(
-                f"{path}:{err.lineno}:{err.colno}: not valid JSON: {err.msg}"
-            ) from None
+        raw = load_config(path)  # the caps of `setup --config`: size, depth, integers
         spec = parse_spec(raw)
         console.print(
             f"[green]✓[/] {escape(str(path))} is valid: {escape(spec.organization.name)} "

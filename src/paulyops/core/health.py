@@ -26,6 +26,7 @@ from typing import Any, Literal
 import psutil
 
 from paulyops import __version__
+from paulyops.core.files import make_private_dir
 from paulyops.core.logging import get_logger, redact_text
 
 log = get_logger("paulyops.health")
@@ -143,7 +144,7 @@ def storage_check(data_dir: Path) -> Callable[[], CheckResult]:
 
     def check() -> CheckResult:
         storage = data_dir / "storage"
-        storage.mkdir(parents=True, exist_ok=True)
+        make_private_dir(storage)
         probe = storage / f".healthz-{os.getpid()}"
         probe.write_bytes(b"ok")
         probe.unlink()

@@ -8,6 +8,7 @@ answers ``/api/livez`` at once even while the database is still down.
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from paulyops.core.db import migrate
 from paulyops.core.db.engine import Database, mask_url
 from paulyops.core.db.models import SecurityConfig
 from paulyops.core.errors import ExternalServiceError, ServiceUnavailableError
+from paulyops.core.files import make_private_dir
 from paulyops.core.health import (
     CheckResult,
     HealthRegistry,
@@ -30,6 +32,7 @@ from paulyops.core.health import (
 )
 from paulyops.core.kv import KeyValueStore, KVUnavailableError, RedisKV, create_kv
 from paulyops.core.logging import add_alert_hook, get_logger, redact_text, webhook_alert_hook
+from paulyops.core.processes import ProcessMonitor
 from paulyops.core.security.crypto import (
     KeyRing,
     active_key_since,
@@ -37,6 +40,7 @@ from paulyops.core.security.crypto import (
     set_default_keyring,
 )
 from paulyops.core.security.csrf import CsrfTokens
+from paulyops.core.security.keywatch import KeyRingWatcher
 from paulyops.core.security.passwords import PasswordHashing
 from paulyops.core.security.ratelimit import DEFAULT_LIMITS, STRICT_LIMITS, RateLimiter
 from paulyops.core.settings import Environment, Settings
@@ -92,6 +96,8 @@ class Instance:
         self.on_ready: list[Callable[[Instance], None]] = []
         self.startup_error: str | None = None
         self._starter: threading.Thread | None = None
+        self._process_monitor: ProcessMonitor | None = None
+        self._previous_sighup: Any = None
         self._remove_alert_hook = (
             add_alert_hook(webhook_alert_hook(settings.alert_webhook_url))
             if settings.alert_webhook_url
@@ -110,8 +116,9 @@ class Instance:
         Raises:
             ExternalServiceError: blocking mode and the database stayed unreachable.
         """
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.settings.data_dir)
         if background:
+            self._watch_key_ring()
             self._starter = threading.Thread(target=self._start, name="db-start", daemon=True)
             self._starter.start()
         else:
@@ -150,6 +157,8 @@ class Instance:
             except KVUnavailableError:
                 log.warning("redis_unreachable_at_start")
             self.kv.start_monitor(self.settings.health_interval)
+        if self._process_monitor is not None:
+            self._process_monitor.start()
         for callback in self.on_ready:
             try:
                 callback(self)
@@ -168,6 +177,7 @@ class Instance:
 
     def close(self) -> None:
         """Stop background work and close every connection (graceful shutdown)."""
+        self._stop_watching_key_ring()
         self.db.stop()
         if self._starter is not None:
             # Let a start in progress finish its transaction before the pool goes away.
@@ -177,6 +187,30 @@ class Instance:
         if self._remove_alert_hook is not None:
             self._remove_alert_hook()
         log.info("instance_closed")
+
+    # --- key ring reload and process heartbeat (servers only) ---------------------------
+    def _watch_key_ring(self) -> None:
+        """Follow ``.env.local`` for a rotated key ring and report it to the database.
+
+        Only long-running processes (a background start: the server) do this; a CLI
+        command lives for seconds and keeps the ring it started with. SIGHUP asks for an
+        immediate reload when the start runs in the main thread (``paulyops serve``).
+        """
+        watcher = KeyRingWatcher(self.keyring, self.settings.root)
+        self._process_monitor = ProcessMonitor(self.db, watcher)
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sighup = signal.signal(
+                signal.SIGHUP, lambda _sig, _frame: watcher.request_reload()
+            )
+
+    def _stop_watching_key_ring(self) -> None:
+        if self._process_monitor is None:
+            return
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
+        self._process_monitor.stop()
+        self._process_monitor = None
 
     # --- health ---------------------------------------------------------------------
     def _register_checks(self) -> None:

@@ -52,6 +52,9 @@ PLACEHOLDER_SECRETS = frozenset(
 # 32 characters of base64url carry 192 bits: enough for an HMAC key, short enough to paste.
 MIN_SECRET_LENGTH = 32
 
+# Key-rotation variables the key ring reads itself (core/security/crypto.py).
+ROTATION_VARS = frozenset({"PAULYOPS_ENCRYPTION_KEYS_ROTATED_AT", "PAULYOPS_ENCRYPTION_GRACE_DAYS"})
+
 SECRET_FIELDS = ("jwt_secret", "session_secret", "encryption_key", "instance_key")
 
 
@@ -293,6 +296,24 @@ class Settings(BaseSettings):
             out[name.strip()] = rate.strip()
         return out
 
+    @field_validator("rate_limits")
+    @classmethod
+    def _check_rate_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        # Checked here, with the parser the rate limiter uses, so `validate env` and every
+        # start refuse a bad rate before anything (a generated secret) is written.
+        import limits  # only when overrides are set: the CLI starts without it
+
+        for name, rate in value.items():
+            if not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"{name!r}: expected a limit name of letters, digits, '_', '-'")
+            try:
+                parsed = limits.parse_many(rate)
+            except ValueError:
+                parsed = []
+            if len(parsed) != 1:
+                raise ValueError(f"{name}: expected one rate like '10/minute'")
+        return value
+
     @field_validator(
         "encryption_keys_previous",
         "session_secrets_previous",
@@ -519,9 +540,16 @@ def load_settings(
     known = _known_env_names()
     source = {key: value for key, value in lowered.items() if key in known}
     try:
-        return Settings.model_validate({**source, **overrides})
+        settings = Settings.model_validate({**source, **overrides})
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err)) from None
+    if ROTATION_VARS & lowered.keys():
+        # Read by the key ring, not by this class; checked here so a malformed value stops
+        # every command before anything (a generated secret) is written.
+        from paulyops.core.security.crypto import check_rotation_values
+
+        check_rotation_values({k: v for k, v in lowered.items() if k in ROTATION_VARS})
+    return settings
 
 
 def _known_env_names() -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -74,6 +75,15 @@ def _status_of(err: PaulyOpsError) -> int:
 def _camel_path(loc: tuple[Any, ...]) -> str:
     parts = [str(part) for part in loc if part not in {"body", "query", "path", "header"}]
     return ".".join(parts)
+
+
+def _validation_item(item: Mapping[str, Any]) -> dict[str, str]:
+    if item.get("type") == "json_invalid":
+        # FastAPI puts the character offset where the field goes ("body", 17): say "body"
+        # and what the parser expected instead.
+        detail = str((item.get("ctx") or {}).get("error") or "syntax error")
+        return {"field": "body", "message": f"not valid JSON: {detail}"}
+    return {"field": _camel_path(tuple(item.get("loc", ()))), "message": str(item.get("msg"))}
 
 
 TITLES = {
@@ -166,8 +176,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, err: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": _camel_path(tuple(item.get("loc", ()))), "message": str(item.get("msg"))}
-            for item in err.errors()
-        ]
+        errors = [_validation_item(item) for item in err.errors()]
         return JSONResponse(error_body("the request is invalid", errors), status_code=422)

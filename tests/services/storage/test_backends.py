@@ -64,8 +64,52 @@ def test_s3_private_endpoint_is_refused_unless_allowed():
     )
     check = backend.test_connection()
     assert not check.ok
-    assert "private or loopback address (169.254.169.254)" in check.message
+    assert "non-public address (169.254.169.254)" in check.message
     assert "PAULYOPS_STORAGE_PRIVATE_ENDPOINTS" in check.message
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "100.64.0.1",  # shared address space (carrier-grade NAT)
+        "100.127.255.254",
+        "198.18.0.1",  # benchmarking
+        "192.0.2.10",  # documentation
+        "192.0.0.8",  # IETF protocol assignments
+        "192.88.99.1",  # former 6to4 relay anycast
+        "240.0.0.1",  # reserved
+        "0.0.0.0",  # unspecified
+        "10.1.2.3",
+        "127.0.0.1",
+        "224.0.0.1",  # multicast
+        "[::1]",
+        "[fc00::1]",  # unique local
+        "[fe80::1]",
+        "[::ffff:10.0.0.1]",  # IPv4-mapped private address
+        "[2002:a00:1::1]",  # 6to4 around 10.0.0.1
+        "[2001:db8::1]",  # documentation
+    ],
+)
+def test_s3_endpoint_on_any_special_purpose_range_is_refused(host):
+    """Every range that is not globally reachable is refused, not only RFC 1918 and
+    loopback: the filter follows ipaddress' is_global, IPv4 inside IPv6 included."""
+    backend = S3Backend(
+        bucket=BUCKET,
+        access_key_id=DUMMY_KEY_ID,
+        secret_access_key=DUMMY_SECRET,
+        endpoint=f"http://{host}:9000",
+    )
+    check = backend.test_connection()
+    assert not check.ok
+    assert "non-public address" in check.message, check.message
+
+
+def test_s3_endpoint_on_a_public_address_passes_the_filter():
+    """A public address is not refused by the filter (the connection itself may fail)."""
+    from paulyops.services.storage.backends.s3 import _private_endpoint
+
+    assert _private_endpoint("https://8.8.8.8") is None
+    assert _private_endpoint("https://[2606:4700:4700::1111]") is None
 
 
 def _assert_no_secrets(check: ConnectionCheck) -> None:

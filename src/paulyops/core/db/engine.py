@@ -32,6 +32,7 @@ from tenacity import (
 )
 
 from paulyops.core.errors import ExternalServiceError
+from paulyops.core.files import create_private_file, make_private_dir
 from paulyops.core.logging import get_logger, redact_text, security_event
 
 log = get_logger("paulyops.db")
@@ -116,8 +117,11 @@ class Database:
         kwargs: dict[str, Any] = {"pool_pre_ping": True, "future": True}
         if self.dialect == "sqlite":
             database = make_url(self.url).database
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            if database and database != ":memory:" and not database.startswith("file:"):
+                # Private from the first byte: SQLite would create the file with the
+                # umask's mode, and its -wal and -shm files copy the main file's mode.
+                make_private_dir(Path(database).parent)
+                create_private_file(Path(database))
             kwargs["connect_args"] = {
                 "check_same_thread": False,
                 "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,

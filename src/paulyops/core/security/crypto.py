@@ -169,6 +169,28 @@ class _RingKey:
     retired_after: datetime | None
 
 
+@dataclass(frozen=True)
+class _RingState:
+    """The keys of a ring at one moment; replaced whole when the ring reloads."""
+
+    active: _RingKey
+    header: bytes
+    keys: Mapping[str, _RingKey]
+
+    @classmethod
+    def build(cls, active: bytes, previous: Iterable[bytes | PreviousKey]) -> _RingState:
+        active_key = _ring_key(active, None)
+        keys: dict[str, _RingKey] = {active_key.key_id: active_key}
+        for item in previous:
+            prev = item if isinstance(item, PreviousKey) else PreviousKey(item)
+            ring_key = _ring_key(prev.raw, prev.retired_after)
+            # A key listed twice (or the active key listed again) counts once; the first
+            # entry wins. rotate_env_file never creates two keys with one id.
+            keys.setdefault(ring_key.key_id, ring_key)
+        header = bytes([FORMAT_VERSION]) + bytes.fromhex(active_key.key_id)
+        return cls(active_key, header, keys)
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -193,16 +215,16 @@ class KeyRing:
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._clock = clock
-        self._active = _ring_key(active, None)
-        self._active_aead = self._active.aead  # one attribute lookup less per encrypt
-        self._header = bytes([FORMAT_VERSION]) + bytes.fromhex(self._active.key_id)
-        self._keys: dict[str, _RingKey] = {self._active.key_id: self._active}
-        for item in previous:
-            prev = item if isinstance(item, PreviousKey) else PreviousKey(item)
-            ring_key = _ring_key(prev.raw, prev.retired_after)
-            # A key listed twice (or the active key listed again) counts once; the first
-            # entry wins. rotate_env_file never creates two keys with one id.
-            self._keys.setdefault(ring_key.key_id, ring_key)
+        self._state = _RingState.build(active, previous)
+
+    def adopt(self, other: KeyRing) -> None:
+        """Take over ``other``'s keys in place (a reloaded ``.env.local``).
+
+        Everything holding this ring (the instance, the default ring of the field helpers)
+        sees the new keys at once. The swap is one attribute assignment: a concurrent
+        :meth:`encrypt` uses either the old keys or the new ones, never a mix.
+        """
+        self._state = other._state
 
     @classmethod
     def from_settings(
@@ -241,12 +263,12 @@ class KeyRing:
     @property
     def active_key_id(self) -> str:
         """The id of the key new ciphertexts use."""
-        return self._active.key_id
+        return self._state.active.key_id
 
     @property
     def key_ids(self) -> tuple[str, ...]:
         """Every key id in the ring, the active one first."""
-        return tuple(self._keys)
+        return tuple(self._state.keys)
 
     def retired_after(self, kid: str) -> datetime | None:
         """Return when ``kid`` stops decrypting (``None``: no deadline).
@@ -254,15 +276,17 @@ class KeyRing:
         Raises:
             NotFoundError: the ring has no key ``kid``.
         """
-        ring_key = self._keys.get(kid)
+        keys = self._state.keys
+        ring_key = keys.get(kid)
         if ring_key is None:
-            raise NotFoundError(f"key id: expected one of {', '.join(self._keys)}, got {kid!r}")
+            raise NotFoundError(f"key id: expected one of {', '.join(keys)}, got {kid!r}")
         return ring_key.retired_after
 
     def encrypt(self, plaintext: bytes, *, aad: Aad) -> bytes:
         """Encrypt ``plaintext`` for the place ``aad`` with the active key."""
+        state = self._state  # one read: header and key always belong together
         nonce = os.urandom(NONCE_BYTES)
-        return self._header + nonce + self._active_aead.encrypt(nonce, plaintext, aad.encoded)
+        return state.header + nonce + state.active.aead.encrypt(nonce, plaintext, aad.encoded)
 
     def decrypt(self, blob: bytes, *, aad: Aad) -> bytes:
         """Decrypt a blob made by :meth:`encrypt` for the same place.
@@ -272,11 +296,12 @@ class KeyRing:
             RetiredKeyError: the blob's key is past its grace period.
         """
         kid = self.key_id_of(blob)
-        ring_key = self._keys.get(kid)
+        keys = self._state.keys
+        ring_key = keys.get(kid)
         if ring_key is None:
             raise DecryptionError(
                 f"{_where(aad)}: encrypted with key {kid}, which is neither {ACTIVE_KEY_VAR} "
-                f"nor in {PREVIOUS_KEYS_VAR} (known: {', '.join(self._keys)})",
+                f"nor in {PREVIOUS_KEYS_VAR} (known: {', '.join(keys)})",
                 key_id=kid,
             )
         if ring_key.retired_after is not None and self._clock() >= ring_key.retired_after:
@@ -328,10 +353,10 @@ class KeyRing:
 
     def is_active(self, blob: bytes) -> bool:
         """Whether ``blob`` already uses the active key (reencryption can skip it)."""
-        return blob[: 1 + KEY_ID_BYTES] == self._header
+        return blob[: 1 + KEY_ID_BYTES] == self._state.header
 
     def __repr__(self) -> str:
-        return f"KeyRing(active={self.active_key_id!r}, keys={list(self._keys)!r})"
+        return f"KeyRing(active={self.active_key_id!r}, keys={list(self.key_ids)!r})"
 
 
 def _ring_key(raw: bytes, retired_after: datetime | None) -> _RingKey:
@@ -353,6 +378,17 @@ def _rotation_values(env_path: Path, environ: Mapping[str, str] | None) -> dict[
     return {
         k.upper(): v for k, v in merged.items() if k.upper() in (ROTATED_AT_VAR, GRACE_DAYS_VAR)
     }
+
+
+def check_rotation_values(values: Mapping[str, str]) -> None:
+    """Parse the rotation variables in ``values`` (upper-case names) and discard them.
+
+    Raises:
+        ConfigError: ``PAULYOPS_ENCRYPTION_GRACE_DAYS`` or
+            ``PAULYOPS_ENCRYPTION_KEYS_ROTATED_AT`` is malformed (the message names it).
+    """
+    _grace_days(values.get(GRACE_DAYS_VAR))
+    _parse_rotated_at(values.get(ROTATED_AT_VAR, ""))
 
 
 def _grace_days(text: str | None) -> int:
@@ -946,6 +982,7 @@ __all__ = [
     "RetiredKeyError",
     "RotationResult",
     "active_key_since",
+    "check_rotation_values",
     "default_keyring",
     "encrypted_fields",
     "keys_in_use",

@@ -8,7 +8,8 @@ background tasks keep working):
   on HTTPS requests.
 * :class:`BodyLimitMiddleware` answers 413 to a body over the limit (by its
   ``Content-Length`` or by counting what streams in), and 422 to a JSON body nested
-  deeper than allowed, both in the API's one error shape.
+  deeper than allowed or holding an integer too long to convert, all in the API's one
+  error shape.
 
 :func:`check_upload` decides an uploaded file's type from its content (magic bytes and
 text heuristics), never from its name alone.
@@ -31,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paulyops.core.errors import FieldError, SpecValidationError
 from paulyops.core.logging import get_logger
+from paulyops.core.security.jsonlimits import oversized_integer
 from paulyops.core.security.sanitize import safe_filename
 
 log = get_logger("paulyops.http")
@@ -264,6 +266,11 @@ class BodyLimitMiddleware:
             message_text = _too_deep_message(self.json_max_depth)
             error = {"field": "body", "message": message_text}
             await _send_json(send, 422, _error_body(message_text, [error]))
+            return
+        too_long = oversized_integer(body)  # would fail the route's parser with a 400
+        if too_long is not None:
+            message_text = f"{too_long.field}: {too_long.message}"
+            await _send_json(send, 422, _error_body(message_text, [too_long.as_dict()]))
             return
         replayed: Message = {"type": "http.request", "body": body, "more_body": False}
         await self.app(scope, _replay([replayed], receive), send)

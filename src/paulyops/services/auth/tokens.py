@@ -24,6 +24,7 @@ from paulyops.core.errors import (
     PermissionDeniedError,
     SpecValidationError,
 )
+from paulyops.core.files import make_private_dir
 from paulyops.services.auth.permissions import unknown_permissions
 from paulyops.services.auth.sessions import hash_token
 
@@ -155,7 +156,7 @@ def issue_setup_token(session: Session, data_dir: Path) -> str:
     secret = SETUP_TOKEN_PREFIX + secrets.token_urlsafe(24)
     session.add(SetupToken(token_hash=hash_token(secret), expires_at=now + SETUP_TOKEN_TTL))
     session.flush()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     path = data_dir / SETUP_TOKEN_FILE
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

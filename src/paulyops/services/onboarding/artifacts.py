@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from paulyops.core.errors import ConflictError, NotFoundError
+from paulyops.core.files import make_private_dir
 from paulyops.core.settings import (
     ENV_FILE_NAME,
     SECRET_GENERATORS,
@@ -159,7 +160,7 @@ def write_artifacts(
     report.added_settings = added
     contents: dict[str, tuple[str, int]] = {ENV_FILE_NAME: (env_text, 0o600)}
     for name, data in _config_files(spec, result).items():
-        contents[name] = (_json(data), 0o644)
+        contents[name] = (_json(data), 0o600)  # configs/: the organization's settings
     contents[START_SCRIPT] = (_start_script(root, settings), 0o755)
     contents[README_FILE] = (_readme(root, spec, result, settings), 0o644)
 
@@ -434,8 +435,8 @@ def backup_config(root: Path, output: Path, *, include_secrets: bool = False) ->
     """Pack the instance's generated files into a timestamped ``.tar.gz`` in ``output``.
 
     Only regular files are archived (links are skipped), with their owner names cleared.
-    With ``include_secrets`` the archive also holds ``.env.local`` and is created with
-    mode 0600.
+    With ``include_secrets`` the archive also holds ``.env.local``. The archive is created
+    with mode 0600 either way (it holds the organization's configuration).
 
     Raises:
         NotFoundError: none of the files exist (setup has not run in ``root``).
@@ -445,9 +446,9 @@ def backup_config(root: Path, output: Path, *, include_secrets: bool = False) ->
     present = [name for name in names if _regular_file(root / name)]
     if not present:
         raise NotFoundError(f"nothing to back up in {root}: run `paulyops setup` there first")
-    output.mkdir(parents=True, exist_ok=True)
+    make_private_dir(output)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    mode = 0o600 if include_secrets else 0o644
+    mode = 0o600  # a backup holds the organization's configuration, secrets or not
     target, fd = _create_exclusive(output, f"paulyops-config-{stamp}", mode)
     try:
         with os.fdopen(fd, "wb") as handle, tarfile.open(fileobj=handle, mode="w:gz") as tar:
@@ -500,7 +501,7 @@ def _read(path: Path) -> str | None:
 
 
 def _write_temp(target: Path, text: str, mode: int) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(target.parent)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:

@@ -328,6 +328,60 @@ def _load(model: type[_M], *parts: str) -> _M:
         raise ConfigError(f"packaged data file {location} is invalid: {err}") from err
 
 
+# libyaml's parser when the wheel has it (much faster), else the pure-Python one.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_NESTING_START = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_NESTING_END = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+# Python's int-str conversion limit (see core/security/jsonlimits.py).
+_MAX_INTEGER_DIGITS = 4300
+
+
+def load_untrusted_yaml(text: str, *, source: str, max_depth: int) -> object:
+    """Load YAML from outside the package (a setup file): no aliases, bounded nesting.
+
+    One streaming pass over the parser's events refuses aliases (``*name``: an alias bomb
+    expands a few lines into billions of nodes), nesting deeper than ``max_depth`` and
+    integers too long to convert, in time linear in the text; only then is the document
+    built, with the safe loader.
+
+    Raises:
+        ConfigError: any of those, or not valid YAML; the message names the line.
+    """
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_YAML_LOADER):
+            line = event.start_mark.line + 1 if event.start_mark is not None else 0
+            if isinstance(event, yaml.AliasEvent):
+                raise ConfigError(
+                    f"{source}:{line}: YAML aliases (*{event.anchor}) are not accepted in "
+                    "a setup file; write the value out"
+                )
+            if isinstance(event, _NESTING_START):
+                depth += 1
+                if depth > max_depth:
+                    raise ConfigError(
+                        f"{source}:{line}: YAML is nested deeper than the allowed "
+                        f"{max_depth} levels"
+                    )
+            elif isinstance(event, _NESTING_END):
+                depth -= 1
+            elif isinstance(event, yaml.ScalarEvent) and (
+                event.implicit[0] or (event.tag or "").endswith(":int")
+            ):  # a plain scalar, or one tagged !!int: what the int constructor converts
+                digits = event.value.lstrip("+-").replace("_", "")
+                if len(digits) > _MAX_INTEGER_DIGITS and digits.isdigit():
+                    raise ConfigError(
+                        f"{source}:{line}: expected a number of at most "
+                        f"{_MAX_INTEGER_DIGITS} digits, got {len(digits)} digits"
+                    )
+        return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506  # a safe loader
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "syntax error"
+        raise ConfigError(f"{source}{where}: not valid YAML: {problem}") from None
+
+
 def _names_in(folder: str) -> list[str]:
     directory = files(DATA_PACKAGE).joinpath(DATA_DIR, folder)
     return sorted(
@@ -560,6 +614,7 @@ __all__ = [
     "load_catalog",
     "load_presets",
     "load_templates",
+    "load_untrusted_yaml",
     "normalize_choice",
     "preset_for",
     "settings_defaults",

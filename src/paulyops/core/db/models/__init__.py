@@ -22,6 +22,7 @@ from paulyops.core.db.models.org import (
     StorageConfig,
     User,
 )
+from paulyops.core.db.models.processes import LiveProcess
 
 __all__ = [
     "INSTANCE_CHAIN",
@@ -36,6 +37,7 @@ __all__ = [
     "Delegation",
     "Invitation",
     "Job",
+    "LiveProcess",
     "Membership",
     "OrgScoped",
     "Organization",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paulyops.core.db.models import StorageConfig
+from paulyops.core.files import make_private_dir
 from paulyops.services.storage.backends.base import PROBE_PREFIX, ConnectionCheck
 
 
@@ -49,7 +50,7 @@ class LocalBackend:
         created = False
         if not folder.exists():
             try:
-                folder.mkdir(parents=True)
+                make_private_dir(folder)
             except OSError as err:
                 return ConnectionCheck(
                     False,

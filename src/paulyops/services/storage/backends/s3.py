@@ -104,7 +104,8 @@ class S3Backend:
             # Tenants must not make the server probe its own network (SSRF).
             return ConnectionCheck(
                 False,
-                f"the endpoint points at a private or loopback address ({refused}); an "
+                f"the endpoint points at a private, loopback or other non-public address "
+                f"({refused}); an "
                 "operator can allow that with PAULYOPS_STORAGE_PRIVATE_ENDPOINTS=true "
                 "(e.g. for MinIO on your own network)",
                 details,
@@ -210,7 +211,14 @@ __all__ = ["DEFAULT_REGION", "RETRIES", "TIMEOUT_SECONDS", "S3Backend"]
 
 
 def _private_endpoint(endpoint: str | None) -> str | None:
-    """Return the first private, loopback or link-local address ``endpoint`` resolves to."""
+    """Return the first address ``endpoint`` resolves to that is not on the public Internet.
+
+    "Public" is :attr:`ipaddress.IPv4Address.is_global`: the IANA special-purpose
+    registries, so private, loopback, link-local, shared (100.64.0.0/10, carrier-grade
+    NAT), benchmarking, documentation and reserved ranges are all refused, not just a list
+    we keep. IPv4 addresses carried inside IPv6 (mapped, 6to4, Teredo) are judged by the
+    IPv4 address; multicast is refused too (never an S3 service).
+    """
     if not endpoint:
         return None
     host = urlsplit(endpoint).hostname
@@ -221,13 +229,27 @@ def _private_endpoint(endpoint: str | None) -> str | None:
     except OSError:
         return None  # unresolvable: the connection attempt reports it
     for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if (
-            address.is_private
-            or address.is_loopback
-            or address.is_link_local
-            or address.is_reserved
-            or address.is_unspecified
-        ):
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not _is_public(address):
             return str(address)
     return None
+
+
+# IANA special-purpose blocks that Python 3.11's is_global still calls global (its table
+# was corrected in 3.12.4/3.13): IETF protocol assignments (192.0.0.0/24, where only .9 and
+# .10 are globally reachable), the retired 6to4 relay anycast and local-use NAT64.
+_NOT_GLOBAL_BEFORE_313 = tuple(
+    ipaddress.ip_network(net) for net in ("192.0.0.0/24", "192.88.99.0/24", "64:ff9b:1::/48")
+)
+_GLOBAL_EXCEPTIONS = (ipaddress.ip_address("192.0.0.9"), ipaddress.ip_address("192.0.0.10"))
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if address not in _GLOBAL_EXCEPTIONS and any(address in n for n in _NOT_GLOBAL_BEFORE_313):
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        teredo = address.teredo
+        embedded = address.ipv4_mapped or address.sixtofour or (teredo[1] if teredo else None)
+        if embedded is not None and not _is_public(embedded):
+            return False
+    return address.is_global and not address.is_multicast

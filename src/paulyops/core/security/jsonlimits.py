@@ -1,0 +1,106 @@
+"""Parse untrusted JSON within the API's caps: size, nesting depth and integer length.
+
+The same caps hold for a request body and for a ``setup --config`` file:
+
+* at most :data:`~paulyops.core.security.limits_http.MAX_BODY_BYTES` bytes;
+* arrays and objects nested at most
+  :data:`~paulyops.core.security.limits_http.MAX_JSON_DEPTH` deep, counted on the raw
+  text before parsing (a parser would exhaust its recursion first);
+* integers of at most :data:`MAX_INTEGER_DIGITS` digits. Python refuses to convert longer
+  digit strings (its int-str conversion limit) with a ``ValueError`` in the middle of
+  parsing; :func:`oversized_integer` finds such a number and names its field instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from paulyops.core.errors import ConfigError, FieldError, SpecValidationError
+
+# Python's default int-str conversion limit (sys.int_info.default_max_str_digits); no field
+# of PaulyOps needs a fraction of it, and past it json.loads raises ValueError.
+MAX_INTEGER_DIGITS = 4300
+_LONG_DIGITS = re.compile(rb"\d{%d}" % (MAX_INTEGER_DIGITS + 1))
+
+
+class _LongInteger:
+    """Stands in for an integer too long to convert, so its place can be named."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
+def _parse_int(text: str) -> int | _LongInteger:
+    digits = len(text.lstrip("-"))
+    return _LongInteger(digits) if digits > MAX_INTEGER_DIGITS else int(text)
+
+
+def _path_of(parts: list[str]) -> str:
+    return ".".join(parts) if parts else "body"
+
+
+def oversized_integer(raw: bytes) -> FieldError | None:
+    """Return the error of the first integer longer than :data:`MAX_INTEGER_DIGITS`.
+
+    The field is the wire path (``organization.size``, ``items.0``; ``body`` for a bare
+    number). Cheap for ordinary bodies: the text is parsed only when it holds a digit run
+    that long. Malformed JSON returns ``None`` (the JSON parser reports it).
+    """
+    if not _LONG_DIGITS.search(raw):
+        return None
+    try:
+        value = json.loads(raw, parse_int=_parse_int)
+    except ValueError:
+        return None
+    stack: list[tuple[Any, list[str]]] = [(value, [])]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, _LongInteger):
+            field = _path_of(path)
+            return FieldError(
+                field,
+                f"expected a number of at most {MAX_INTEGER_DIGITS} digits, "
+                f"got {item.digits} digits",
+            )
+        if isinstance(item, dict):
+            stack.extend((child, [*path, str(key)]) for key, child in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((child, [*path, str(i)]) for i, child in reversed(list(enumerate(item))))
+    return None
+
+
+def parse_json_document(raw: bytes, *, source: str, max_depth: int) -> Any:
+    """Parse ``raw`` (a file's bytes) as JSON within the caps above.
+
+    The size is the caller's to check. Messages start with ``source``.
+
+    Args:
+        raw: the document.
+        source: the file name, for messages.
+        max_depth: deepest nesting of arrays and objects allowed.
+
+    Raises:
+        ConfigError: nested too deep, or not valid JSON (``source:line:column``).
+        SpecValidationError: an integer too long, naming its field.
+    """
+    # Imported here: limits_http imports this module for its body check.
+    from paulyops.core.security.limits_http import json_nesting_depth
+
+    if json_nesting_depth(raw) > max_depth:
+        raise ConfigError(f"{source}: JSON is nested deeper than the allowed {max_depth} levels")
+    too_long = oversized_integer(raw)
+    if too_long is not None:
+        raise SpecValidationError(f"{source}: {too_long.field}: {too_long.message}", [too_long])
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{source}:{err.lineno}:{err.colno}: not valid JSON: {err.msg}") from None
+    except (ValueError, RecursionError) as err:  # e.g. bytes that are not UTF-8
+        raise ConfigError(f"{source}: not valid JSON ({type(err).__name__})") from None
+
+
+__all__ = ["MAX_INTEGER_DIGITS", "oversized_integer", "parse_json_document"]
