@@ -50,6 +50,7 @@ from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
 from paulyops.services.auth import accounts, rbac, tokens
 from paulyops.services.auth.permissions import OWNER, role_templates
+from paulyops.services.onboarding.firstrun import consume_setup_tokens
 from paulyops.services.onboarding.spec import SECRET_FIELDS, SetupSpec
 
 PASSWORD_LINK_SALT = "paulyops.password-set"  # noqa: S105  # a signing salt, not a secret
@@ -219,6 +220,10 @@ def _create(
     if ctx.setup_token_id is not None:
         tokens.consume_setup_token(session, ctx.setup_token_id, org.id, ctx.data_dir)
         record("setup_token.consumed", "setup_token", ctx.setup_token_id, {})
+    # The instance is set up now, whichever door this came through: no other setup token
+    # (e.g. the one a running server printed) may set up a second organization.
+    for token_id in consume_setup_tokens(session, org.id, ctx.data_dir):
+        record("setup_token.consumed", "setup_token", token_id, {"reason": "instance_set_up"})
     record(
         "organization.provisioned",
         "organization",

@@ -16,6 +16,7 @@ from paulyops.core.errors import (
 from paulyops.services.actor import Actor, record
 from paulyops.services.auth import accounts, sessions, tokens
 from paulyops.services.onboarding import provision as provisioning
+from paulyops.services.onboarding.firstrun import check_setup_token
 from paulyops.services.onboarding.spec import parse_spec, schema_bundle, validate_partial
 from paulyops.services.onboarding.templates import settings_defaults
 from paulyops.web.api.auth import CamelModel, OkOut
@@ -56,9 +57,13 @@ async def _setup_access(request: Request) -> SetupAccess:
     address = client_address(request)
     header = request.headers.get("authorization", "")
     secret = header.partition(" ")[2].strip()
+    if secret.startswith(tokens.SETUP_TOKEN_PREFIX):
+        # Every setup-token attempt counts against the sign-in limit of the address (the
+        # unlock page shares it), so guessing stops long before it could matter.
+        limit_request(request, None, user_id=None, name="signin")
     with instance.db.session() as session:
         if secret.startswith(tokens.SETUP_TOKEN_PREFIX):
-            row = tokens.find_setup_token(session, secret)
+            row = check_setup_token(session, secret)
             return SetupAccess(
                 kind="setup_token",
                 actor=Actor("setup_token", row.id, address),
