@@ -306,6 +306,7 @@ def apply_setup(
     """Generate secrets, migrate, provision and write the artifacts (steps 5-8)."""
     from paulyops.core.settings import ENV_FILE_NAME
     from paulyops.services.actor import CLI
+    from paulyops.services.audit import checkpoint_key
     from paulyops.services.onboarding.artifacts import write_artifacts
     from paulyops.services.onboarding.provision import ProvisionContext, provision
 
@@ -328,6 +329,7 @@ def apply_setup(
             public_url=settings.effective_public_url,
             data_dir=settings.data_dir,
             redis_configured=bool(settings.redis_url),
+            checkpoint_key=checkpoint_key(settings),
         )
         result = provision(instance.db, spec, ctx)
     verb = "created" if result.created else "already set up; nothing changed"

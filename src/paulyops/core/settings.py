@@ -148,6 +148,15 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PAULYOPS_HEALTH_INTERVAL", "health_interval"),
         description="seconds between background health checks of the database and Redis",
     )
+    audit_checkpoint_interval_s: float = Field(
+        300.0,
+        ge=0,
+        validation_alias=AliasChoices(
+            "PAULYOPS_AUDIT_CHECKPOINT_INTERVAL_S", "audit_checkpoint_interval_s"
+        ),
+        description="seconds between the server's signed checkpoints of new audit rows "
+        "(0 = only at shutdown and after each setup)",
+    )
     stripe_secret_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("STRIPE_SECRET_KEY", "stripe_secret_key")
     )

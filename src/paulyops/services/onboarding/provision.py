@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from paulyops.core.db.engine import Database
 from paulyops.core.db.models import (
+    INSTANCE_CHAIN,
     AgentConfig,
     Membership,
     Organization,
@@ -47,6 +49,7 @@ from paulyops.core.logging import (
 )
 from paulyops.core.security.crypto import write_secret_json
 from paulyops.services import actor as actors
+from paulyops.services import audit
 from paulyops.services.actor import Actor
 from paulyops.services.auth import accounts, rbac, tokens
 from paulyops.services.auth.permissions import OWNER, role_templates
@@ -101,6 +104,9 @@ class ProvisionContext:
             password first); without it the owner gets a one-time password link.
         data_dir: where the setup token file lives (deleted when consumed).
         redis_configured: whether REDIS_URL is set (for next steps).
+        checkpoint_key: signs a checkpoint of the chains the provision wrote, in its
+            transaction, so deleting its rows later is detected (every front door passes
+            :func:`~paulyops.services.audit.checkpoint_key`).
     """
 
     actor: Actor
@@ -111,6 +117,7 @@ class ProvisionContext:
     setup_token_id: str | None = None
     redis_configured: bool = False
     owner_password_hash: str | None = None
+    checkpoint_key: Ed25519PrivateKey | None = field(default=None, repr=False)
 
 
 def provision(db: Database, spec: SetupSpec, ctx: ProvisionContext) -> ProvisionResult:
@@ -230,6 +237,10 @@ def _create(
         org.id,
         {"slug": org.slug, "industry": org.industry, "compliance_level": org.compliance_level},
     )
+    if ctx.checkpoint_key is not None:
+        # Anchor the tail right away: the setup's rows are the first an attacker with
+        # database access would want gone, long before the server's next interval.
+        audit.anchor_chains(session, ctx.checkpoint_key, [org.id, INSTANCE_CHAIN])
     return ProvisionResult(
         success=True,
         organization_id=org.id,

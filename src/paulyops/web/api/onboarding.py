@@ -14,6 +14,7 @@ from paulyops.core.errors import (
     SpecValidationError,
 )
 from paulyops.services.actor import Actor, record
+from paulyops.services.audit import checkpoint_key
 from paulyops.services.auth import accounts, sessions, tokens
 from paulyops.services.onboarding import provision as provisioning
 from paulyops.services.onboarding.firstrun import check_setup_token
@@ -187,6 +188,7 @@ def setup(
             owner_user_id=access.user_id if spec.owner is None else None,
             setup_token_id=access.setup_token_id,
             redis_configured=bool(instance.settings.redis_url),
+            checkpoint_key=checkpoint_key(instance.settings),
         ),
     )
     if result.created:
