@@ -333,6 +333,8 @@ def apply_setup(
         )
         result = provision(instance.db, spec, ctx)
     verb = "created" if result.created else "already set up; nothing changed"
+    if not result.created and result.owner_password_link:
+        verb += " (its owner never set a password: a new one-time link follows)"
     console.print(
         f"  ✓ Organization {escape(spec.organization.name)} {verb} ({result.organization_id})"
     )

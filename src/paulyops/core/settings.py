@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from paulyops.core.atomic import write_atomic
 from paulyops.core.errors import ConfigError
 
 ENV_FILE_NAME = ".env.local"
@@ -608,12 +609,7 @@ def write_env_values(path: Path, values: dict[str, str]) -> None:
     if old and not old.endswith("\n"):
         old += "\n"
     lines = "".join(f"{key}={value}\n" for key, value in values.items())
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(old + lines)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_atomic(path, old + lines, mode=0o600)
 
 
 __all__ = [
@@ -676,9 +672,4 @@ def _rewrite_env_values(path: Path, values: dict[str, str]) -> None:
         else:
             lines.append(raw)
     lines.extend(f"{key}={value}" for key, value in remaining.items())
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_atomic(path, "\n".join(lines) + "\n", mode=0o600)

@@ -29,6 +29,7 @@ from paulyops.core.db.models import (
     AgentConfig,
     Membership,
     Organization,
+    Role,
     SecurityConfig,
     StorageConfig,
     User,
@@ -45,6 +46,7 @@ from paulyops.core.logging import (
     business_metric,
     correlation_scope,
     get_correlation_id,
+    security_event,
     timed,
 )
 from paulyops.core.security.crypto import write_secret_json
@@ -158,13 +160,52 @@ def _existing(
                 f"an organization with the slug {spec.slug!r} already exists with different "
                 "settings; choose another name or change it in the console"
             )
+        owner = _owner_without_password(session, spec, org.id, ctx)
+        link = password_link(owner, ctx.jwt_secret, ctx.public_url) if owner else None
+        message = "Organization already set up with these settings; nothing changed"
+        if link is not None:
+            # An interrupted setup (killed after the commit, before its link was shown)
+            # left an owner who can never sign in: whoever may provision gets a new link.
+            message += "; its owner has not set a password yet, so here is a new one-time link"
+            security_event(
+                "owner_password_link.reissued",
+                severity="info",
+                organization_id=org.id,
+                user_id=owner.id if owner else None,
+            )
         return ProvisionResult(
             success=True,
             organization_id=org.id,
-            message="Organization already set up with these settings; nothing changed",
-            next_steps=_next_steps(session, spec, org.id, ctx, link=None),
+            message=message,
+            next_steps=_next_steps(session, spec, org.id, ctx, link=link),
             created=False,
+            owner_user_id=owner.id if owner else None,
+            owner_password_link=link,
         )
+
+
+def _owner_without_password(
+    session: Session, spec: SetupSpec, org_id: str, ctx: ProvisionContext
+) -> User | None:
+    """Return the spec's owner when a repeated setup may hand them a new password link.
+
+    Only an owner this setup created fits: named by the spec, an Owner of this
+    organization and of no other, with no password ever set. A link for anyone else
+    would let whoever repeats the setup take over an account that is in use.
+    """
+    if ctx.owner_user_id is not None or spec.owner is None:
+        return None
+    user = accounts.find_user(session, str(spec.owner.email))
+    if user is None or user.password_hash is not None:
+        return None
+    memberships = session.execute(
+        select(Membership.organization_id, Role.name)
+        .join(Role, Role.id == Membership.role_id)
+        .where(Membership.user_id == user.id)
+    ).all()
+    if [(m_org, role) for m_org, role in memberships] != [(org_id, OWNER)]:
+        return None
+    return user
 
 
 def _create(
