@@ -190,3 +190,28 @@ def test_api_repeat_by_a_platform_admin_returns_a_fresh_link(client):
     assert "not set a password" in body["message"]
     with instance.db.session() as session:
         assert len(session.scalars(select(Organization)).all()) == 2
+
+
+def test_api_repeat_by_another_platform_admin_gets_no_link(client):
+    """Only the admin who provisioned recovers the link; another admin gets a plain 200."""
+    instance = client.app.state.instance
+    first_org, second_org = make_org(instance.db, "home"), make_org(instance.db, "away")
+    with instance.db.write_session() as session:
+        for fixture in (first_org, second_org):
+            admin = session.get(User, fixture.members["Owner"])
+            assert admin is not None
+            admin.is_platform_admin = True
+
+    def sign_in(fixture) -> dict[str, str]:
+        response = client.post(
+            "/api/auth/sign-in", json={"email": fixture.emails["Owner"], "password": PASSWORD}
+        )
+        assert response.status_code == 200, response.text
+        return {"X-CSRF-Token": response.json()["csrfToken"]}
+
+    created = client.post("/api/onboarding/setup", json=SPEC, headers=sign_in(first_org))
+    assert created.status_code == 201, created.text
+    again = client.post("/api/onboarding/setup", json=SPEC, headers=sign_in(second_org))
+    assert again.status_code == 200, again.text
+    assert "ownerPasswordLink" not in again.json()
+    assert again.json()["message"].endswith("nothing changed")

@@ -27,6 +27,7 @@ from paulyops.core.db.engine import Database
 from paulyops.core.db.models import (
     INSTANCE_CHAIN,
     AgentConfig,
+    AuditLog,
     Membership,
     Organization,
     Role,
@@ -191,9 +192,12 @@ def _owner_without_password(
 
     Only an owner this setup created fits: named by the spec, an Owner of this
     organization and of no other, with no password ever set. A link for anyone else
-    would let whoever repeats the setup take over an account that is in use.
+    would let whoever repeats the setup take over an account that is in use. And only
+    the authority that provisioned it receives one (:func:`_provisioned_by`).
     """
     if ctx.owner_user_id is not None or spec.owner is None:
+        return None
+    if not _provisioned_by(session, org_id, ctx.actor):
         return None
     user = accounts.find_user(session, str(spec.owner.email))
     if user is None or user.password_hash is not None:
@@ -206,6 +210,32 @@ def _owner_without_password(
     if [(m_org, role) for m_org, role in memberships] != [(org_id, OWNER)]:
         return None
     return user
+
+
+# Actors with local access to the server (its files and database): they could read or
+# reset anything anyway, so they may always recover an interrupted setup.
+LOCAL_ACTORS = frozenset({"cli", "system"})
+# A platform admin appears as "user" (session) or "token" (API token) with their user id.
+_PERSON_ACTORS = frozenset({"user", "token"})
+
+
+def _provisioned_by(session: Session, org_id: str, actor: Actor) -> bool:
+    """Whether ``actor`` is the one who provisioned the organization (or has local access).
+
+    Another platform admin repeating someone else's setup must not receive the new
+    owner's link: it would be an account takeover, not a recovery.
+    """
+    if actor.type in LOCAL_ACTORS:
+        return True
+    row = session.execute(
+        select(AuditLog.actor_type, AuditLog.actor_id)
+        .where(AuditLog.chain == org_id, AuditLog.action == "organization.provisioned")
+        .order_by(AuditLog.seq)
+        .limit(1)
+    ).first()
+    if row is None or row.actor_id is None or row.actor_id != actor.id:
+        return False
+    return row.actor_type == actor.type or {row.actor_type, actor.type} <= _PERSON_ACTORS
 
 
 def _create(
