@@ -83,6 +83,7 @@ def _print_report(report: audit.VerifyReport) -> None:
     table.add_column("rows", justify="right")
     table.add_column("seq", justify="right")
     table.add_column("checkpoints", justify="right")
+    table.add_column("unanchored", justify="right")
     for chain in report.chains:
         span = "" if chain.first_seq is None else f"{chain.first_seq}-{chain.last_seq}"
         status = "[green]ok[/]" if chain.status == "ok" else "[bold red]broken[/]"
@@ -92,8 +93,21 @@ def _print_report(report: audit.VerifyReport) -> None:
             str(chain.rows_checked),
             span,
             str(chain.checkpoints_checked),
+            str(chain.unanchored) if chain.unanchored == 0 else f"[yellow]{chain.unanchored}[/]",
         )
     console.print(table)
+    if report.unanchored:
+        # Rows after the newest signed checkpoint: deleting them would go unnoticed.
+        console.print(
+            f"[yellow]{report.unanchored} row(s) follow the newest signed checkpoint "
+            "(unanchored):[/] deleting them would not be detected. The server signs new "
+            "rows every PAULYOPS_AUDIT_CHECKPOINT_INTERVAL_S seconds and at shutdown; "
+            "`paulyops audit checkpoint` signs them now.",
+            soft_wrap=True,
+            highlight=False,
+        )
+    else:
+        console.print("Unanchored rows: 0 (every row is covered by a signed checkpoint).")
     for chain in report.broken:
         problem = chain.problem
         if problem is None:

@@ -316,6 +316,7 @@ def apply_setup(
     """Generate secrets, migrate, provision and write the artifacts (steps 5-8)."""
     from paulyops.core.settings import ENV_FILE_NAME
     from paulyops.services.actor import CLI
+    from paulyops.services.audit import checkpoint_key
     from paulyops.services.onboarding.artifacts import write_artifacts
     from paulyops.services.onboarding.provision import ProvisionContext, provision
 
@@ -338,9 +339,12 @@ def apply_setup(
             public_url=settings.effective_public_url,
             data_dir=settings.data_dir,
             redis_configured=bool(settings.redis_url),
+            checkpoint_key=checkpoint_key(settings),
         )
         result = provision(instance.db, spec, ctx)
     verb = "created" if result.created else "already set up; nothing changed"
+    if not result.created and result.owner_password_link:
+        verb += " (its owner never set a password: a new one-time link follows)"
     console.print(
         f"  ✓ Organization {escape(spec.organization.name)} {verb} ({result.organization_id})"
     )

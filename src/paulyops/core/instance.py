@@ -94,6 +94,8 @@ class Instance:
         self.health = HealthRegistry()
         self.ready = threading.Event()
         self.on_ready: list[Callable[[Instance], None]] = []
+        # Run by close() while the database is still open (e.g. a last audit checkpoint).
+        self.on_close: list[Callable[[Instance], None]] = []
         self.startup_error: str | None = None
         self._starter: threading.Thread | None = None
         self._process_monitor: ProcessMonitor | None = None
@@ -177,6 +179,11 @@ class Instance:
 
     def close(self) -> None:
         """Stop background work and close every connection (graceful shutdown)."""
+        for callback in reversed(self.on_close):
+            try:
+                callback(self)
+            except Exception:  # one failing hook must not keep the others from running
+                log.exception("on_close_hook_failed")
         self._stop_watching_key_ring()
         self.db.stop()
         if self._starter is not None:

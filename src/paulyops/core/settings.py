@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from paulyops.core.atomic import write_atomic
 from paulyops.core.errors import ConfigError
 
 ENV_FILE_NAME = ".env.local"
@@ -150,6 +151,15 @@ class Settings(BaseSettings):
         gt=0,
         validation_alias=AliasChoices("PAULYOPS_HEALTH_INTERVAL", "health_interval"),
         description="seconds between background health checks of the database and Redis",
+    )
+    audit_checkpoint_interval_s: float = Field(
+        300.0,
+        ge=0,
+        validation_alias=AliasChoices(
+            "PAULYOPS_AUDIT_CHECKPOINT_INTERVAL_S", "audit_checkpoint_interval_s"
+        ),
+        description="seconds between the server's signed checkpoints of new audit rows "
+        "(0 = only at shutdown and after each setup)",
     )
     stripe_secret_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("STRIPE_SECRET_KEY", "stripe_secret_key")
@@ -627,12 +637,7 @@ def write_env_values(path: Path, values: dict[str, str]) -> None:
     if old and not old.endswith("\n"):
         old += "\n"
     lines = "".join(f"{key}={value}\n" for key, value in values.items())
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(old + lines)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_atomic(path, old + lines, mode=0o600)
 
 
 __all__ = [
@@ -695,9 +700,4 @@ def _rewrite_env_values(path: Path, values: dict[str, str]) -> None:
         else:
             lines.append(raw)
     lines.extend(f"{key}={value}" for key, value in remaining.items())
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_atomic(path, "\n".join(lines) + "\n", mode=0o600)

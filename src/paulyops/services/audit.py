@@ -13,8 +13,10 @@ are numbered ``seq = 1, 2, 3...`` without gaps, and each row stores
 So editing, deleting, inserting or reordering a row breaks the chain where it happened.
 Someone who can write to the database can also recompute every hash after their edit;
 what stops that is the **checkpoint**: the instance signs (Ed25519, ``PAULYOPS_INSTANCE_KEY``)
-a chain's head ``(seq, row_hash)`` at intervals, on export and on purge.
-:func:`verify` checks both and names the first row where the chain goes wrong.
+a chain's head ``(seq, row_hash)`` at the end of every provision, on an interval while the
+server runs and at its shutdown (:func:`checkpoint_unanchored`), on export and on purge.
+:func:`verify` checks both, names the first row where the chain goes wrong, and counts the
+rows after the newest checkpoint (``unanchored``: deleting those would go unnoticed).
 
 Concurrency: appends to one chain are serialized, so the chain never forks. On PostgreSQL
 :func:`record` takes a transaction-level advisory lock for the chain before reading its
@@ -473,6 +475,58 @@ def checkpoint(
         return write_checkpoint(session, key, chain, kind=kind)
 
 
+def checkpoint_key(settings: Settings) -> Ed25519PrivateKey | None:
+    """Return the key that signs checkpoints, or ``None`` when the instance has none."""
+    if settings.instance_key is None:
+        return None
+    return signing_key(settings)
+
+
+def anchor_chains(session: Session, key: SigningKeySource, chains: Sequence[str]) -> int:
+    """Sign the head of each of ``chains`` in the caller's write transaction.
+
+    Used at the end of a provision, so the rows it wrote are anchored the moment they
+    commit. Chains without rows are skipped. Returns the number of checkpoints written.
+    """
+    written = 0
+    for chain in dict.fromkeys(chains):
+        try:
+            write_checkpoint(session, key, chain)
+        except NotFoundError:
+            continue
+        written += 1
+    return written
+
+
+_HEADS_SQL: Final = select(_LOGS.c.chain, func.max(_LOGS.c.seq)).group_by(_LOGS.c.chain)
+_SIGNED_SQL: Final = select(_CHECKPOINTS.c.chain, func.max(_CHECKPOINTS.c.seq)).group_by(
+    _CHECKPOINTS.c.chain
+)
+
+
+def unanchored_chains(session: Session) -> list[str]:
+    """Return the chains whose newest row is past their newest checkpoint."""
+    heads = {chain: int(seq) for chain, seq in session.execute(_HEADS_SQL)}
+    signed = {chain: int(seq) for chain, seq in session.execute(_SIGNED_SQL)}
+    return [chain for chain, seq in heads.items() if seq > signed.get(chain, 0)]
+
+
+def checkpoint_unanchored(db: Database, key: SigningKeySource) -> list[AuditCheckpoint]:
+    """Sign the head of every chain that has rows after its newest checkpoint.
+
+    What the server runs on an interval and at shutdown: a chain with no new rows gets
+    no new checkpoint, so an idle instance writes nothing.
+    """
+    with db.session() as session:
+        chains = unanchored_chains(session)
+    written = []
+    for chain in chains:
+        with db.write_session() as session:
+            if chain in unanchored_chains(session):  # another process may have signed it
+                written.append(write_checkpoint(session, key, chain))
+    return written
+
+
 def list_chains(session: Session) -> list[str]:
     """Return every chain with rows or checkpoints, the instance chain first."""
     names = session.scalars(
@@ -512,6 +566,7 @@ class ChainReport:
     last_seq: int | None
     checkpoints_checked: int
     problem: Problem | None = None
+    unanchored: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -529,6 +584,11 @@ class VerifyReport:
     def broken(self) -> list[ChainReport]:
         """The chains with a problem."""
         return [report for report in self.chains if report.status != "ok"]
+
+    @property
+    def unanchored(self) -> int:
+        """Rows of every chain written after its newest checkpoint."""
+        return sum(report.unanchored for report in self.chains)
 
 
 def _when(value: datetime) -> str:
@@ -567,6 +627,12 @@ class _ChainCheck:
         self.rows_checked = 0
         self.first_seq: int | None = None
         self.last_seq: int | None = None
+
+    @property
+    def unanchored(self) -> int:
+        """Rows after the newest signed head (or purge point): deletable without a trace."""
+        last = self.last_seq if self.last_seq is not None else self.base_seq
+        return max(0, last - max(self.base_seq, max(self.anchors, default=0)))
 
     def run(self) -> Problem | None:
         stmt = (
@@ -800,6 +866,7 @@ def _verify_chain(
         last_seq=check.last_seq,
         checkpoints_checked=len(valid),
         problem=first,
+        unanchored=check.unanchored,
     )
 
 
@@ -1049,11 +1116,14 @@ __all__ = [
     "PurgeResult",
     "SigningKeySource",
     "VerifyReport",
+    "anchor_chains",
     "append",
     "canonical_row",
     "checkpoint",
     "checkpoint_all",
+    "checkpoint_key",
     "checkpoint_message",
+    "checkpoint_unanchored",
     "compute_row_hash",
     "export",
     "export_record",
@@ -1063,6 +1133,7 @@ __all__ = [
     "record",
     "signer_key_id",
     "signing_key",
+    "unanchored_chains",
     "verify",
     "verifying_key",
     "write_checkpoint",

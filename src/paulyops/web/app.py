@@ -15,6 +15,7 @@ from paulyops.core.logging import configure_logging, get_logger
 from paulyops.core.security.limits_http import BodyLimitMiddleware, install_security_headers
 from paulyops.core.settings import Settings, ensure_secrets, load_settings
 from paulyops.services.actor import SYSTEM
+from paulyops.services.audit_anchor import start_anchor
 from paulyops.services.onboarding.firstrun import (
     announce_setup_token,
     ensure_setup_token,
@@ -67,6 +68,7 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
         app.state.instance = inst
         if own:
             inst.on_ready.append(_first_run)
+            inst.on_ready.append(_anchor_audit)
             inst.start(background=True)
         log.info("server_started", version=__version__, env=settings.env.value)
         try:
@@ -115,6 +117,13 @@ def _first_run(instance: Instance) -> None:
         announce_setup_token(secret, data_dir, instance.settings.effective_public_url)
     elif not has_organization(instance.db):
         log.info("setup_pending", token_file=str(data_dir / "setup-token"))
+
+
+def _anchor_audit(instance: Instance) -> None:
+    """Sign new audit chain heads on an interval and at shutdown (see audit_anchor)."""
+    anchor = start_anchor(instance.db, instance.settings)
+    if anchor is not None:
+        instance.on_close.append(lambda _instance: anchor.stop())
 
 
 def create_app_from_env() -> FastAPI:

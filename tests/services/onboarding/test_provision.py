@@ -172,14 +172,19 @@ def test_success_after_a_failed_attempt(db, tmp_path, monkeypatch):
 
 
 def test_same_spec_is_idempotent(db, tmp_path):
-    """The same spec again returns the same id, created=False, and writes nothing."""
+    """The same spec again returns the same id, created=False, and writes nothing.
+
+    Its owner never set a password, so the repeat hands out a new one-time link (issue
+    10.7: the first run's link may never have been shown); it still writes nothing.
+    """
     first = provision(db, spec_of(), context(tmp_path))
     after_first = counts(db)
     again = provision(db, spec_of(), context(tmp_path))
     assert first.created
     assert not again.created
     assert again.organization_id == first.organization_id
-    assert again.owner_password_link is None
+    assert again.owner_password_link is not None
+    assert "/set-password?token=" in again.owner_password_link
     assert counts(db) == after_first
 
 

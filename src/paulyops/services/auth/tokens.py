@@ -7,7 +7,6 @@ and secret scanners match these prefixes).
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from paulyops.core.atomic import write_atomic
 from paulyops.core.db.models import ApiToken, SetupToken, utcnow
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import (
@@ -157,12 +157,7 @@ def issue_setup_token(session: Session, data_dir: Path) -> str:
     session.add(SetupToken(token_hash=hash_token(secret), expires_at=now + SETUP_TOKEN_TTL))
     session.flush()
     make_private_dir(data_dir)
-    path = data_dir / SETUP_TOKEN_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(secret + "\n")
-    os.replace(tmp, path)
+    write_atomic(data_dir / SETUP_TOKEN_FILE, secret + "\n", mode=0o600)
     return secret
 
 

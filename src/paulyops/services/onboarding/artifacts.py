@@ -19,10 +19,8 @@ defaults for new organizations are appended.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
 import shlex
 import shutil
 import sys
@@ -33,6 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from paulyops.core import atomic
+from paulyops.core.atomic import StagedFile
 from paulyops.core.errors import ConflictError, NotFoundError
 from paulyops.core.files import make_private_dir
 from paulyops.core.settings import (
@@ -164,7 +164,10 @@ def write_artifacts(
     contents[START_SCRIPT] = (_start_script(root, settings), 0o755)
     contents[README_FILE] = (_readme(root, spec, result, settings), 0o644)
 
-    pending: list[tuple[Path, Path]] = []
+    remove_stale_temps(root)
+    # Every file is complete on disk (unnamed, see core/atomic) before the first one is
+    # put in place, so a failure changes nothing and a kill leaves no copy of a secret.
+    pending: list[StagedFile] = []
     try:
         for name in ARTIFACT_FILES:
             text, mode = contents[name]
@@ -174,13 +177,12 @@ def write_artifacts(
                 report.files.append(ArtifactFile(name, "unchanged"))
                 continue
             report.files.append(ArtifactFile(name, "created" if old is None else "updated"))
-            pending.append((_write_temp(target, text, mode), target))
-        for tmp, target in pending:
-            os.replace(tmp, target)
+            pending.append(StagedFile(target, text, mode=mode))
+        for staged in pending:
+            staged.commit()
     finally:
-        for tmp, _target in pending:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        for staged in pending:
+            staged.discard()
     env_path = root / ENV_FILE_NAME
     if env_path.exists() and env_path.stat().st_mode & 0o077:
         env_path.chmod(0o600)
@@ -500,20 +502,16 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _write_temp(target: Path, text: str, mode: int) -> Path:
-    make_private_dir(target.parent)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
+def remove_stale_temps(root: Path) -> list[Path]:
+    """Delete the temporary files interrupted runs of setup (or key rotation) left in ``root``.
+
+    Only temporaries of the files setup writes (``.env.local`` among them, which holds
+    every secret) and of the setup token; nothing else in the folder is touched.
+    """
+    removed: list[Path] = []
+    for name in ARTIFACT_FILES:
+        removed += atomic.remove_stale_temps(root / name)
+    return removed
 
 
 __all__ = [
@@ -527,5 +525,6 @@ __all__ = [
     "instance_defaults_env",
     "paulyops_command",
     "planned_files",
+    "remove_stale_temps",
     "write_artifacts",
 ]

@@ -16,15 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from paulyops.core.db.engine import Database
 from paulyops.core.db.models import (
+    INSTANCE_CHAIN,
     AgentConfig,
+    AuditLog,
     Membership,
     Organization,
+    Role,
     SecurityConfig,
     StorageConfig,
     User,
@@ -40,13 +44,16 @@ from paulyops.core.logging import (
     business_metric,
     correlation_scope,
     get_correlation_id,
+    security_event,
     timed,
 )
 from paulyops.core.security.crypto import write_secret_json
 from paulyops.services import actor as actors
+from paulyops.services import audit
 from paulyops.services.actor import Actor
 from paulyops.services.auth import accounts, links, rbac, tokens
 from paulyops.services.auth.permissions import OWNER, role_templates
+from paulyops.services.onboarding.firstrun import consume_setup_tokens
 from paulyops.services.onboarding.spec import SECRET_FIELDS, SetupSpec
 
 # A fixed advisory-lock key for provisioning ("PROVISIO" in ASCII).
@@ -96,6 +103,9 @@ class ProvisionContext:
             password first); without it the owner gets a one-time password link.
         data_dir: where the setup token file lives (deleted when consumed).
         redis_configured: whether REDIS_URL is set (for next steps).
+        checkpoint_key: signs a checkpoint of the chains the provision wrote, in its
+            transaction, so deleting its rows later is detected (every front door passes
+            :func:`~paulyops.services.audit.checkpoint_key`).
     """
 
     actor: Actor
@@ -106,6 +116,7 @@ class ProvisionContext:
     setup_token_id: str | None = None
     redis_configured: bool = False
     owner_password_hash: str | None = None
+    checkpoint_key: Ed25519PrivateKey | None = field(default=None, repr=False)
 
 
 def provision(db: Database, spec: SetupSpec, ctx: ProvisionContext) -> ProvisionResult:
@@ -137,7 +148,8 @@ def provision(db: Database, spec: SetupSpec, ctx: ProvisionContext) -> Provision
 def _existing(
     db: Database, spec: SetupSpec, spec_hash: str, ctx: ProvisionContext
 ) -> ProvisionResult | None:
-    with db.session() as session:
+    # A write session: a repeated setup may issue a fresh password link (a row).
+    with db.write_session() as session:
         org = session.scalars(select(Organization).where(Organization.slug == spec.slug)).first()
         if org is None:
             return None
@@ -146,13 +158,81 @@ def _existing(
                 f"an organization with the slug {spec.slug!r} already exists with different "
                 "settings; choose another name or change it in the console"
             )
+        owner = _owner_without_password(session, spec, org.id, ctx)
+        link = links.issue_password_link(session, owner, ctx.public_url) if owner else None
+        message = "Organization already set up with these settings; nothing changed"
+        if link is not None:
+            # An interrupted setup (killed after the commit, before its link was shown)
+            # left an owner who can never sign in: whoever may provision gets a new link.
+            message += "; its owner has not set a password yet, so here is a new one-time link"
+            security_event(
+                "owner_password_link.reissued",
+                severity="info",
+                organization_id=org.id,
+                user_id=owner.id if owner else None,
+            )
         return ProvisionResult(
             success=True,
             organization_id=org.id,
-            message="Organization already set up with these settings; nothing changed",
-            next_steps=_next_steps(session, spec, org.id, ctx, link=None),
+            message=message,
+            next_steps=_next_steps(session, spec, org.id, ctx, link=link),
             created=False,
+            owner_user_id=owner.id if owner else None,
+            owner_password_link=link,
         )
+
+
+def _owner_without_password(
+    session: Session, spec: SetupSpec, org_id: str, ctx: ProvisionContext
+) -> User | None:
+    """Return the spec's owner when a repeated setup may hand them a new password link.
+
+    Only an owner this setup created fits: named by the spec, an Owner of this
+    organization and of no other, with no password ever set. A link for anyone else
+    would let whoever repeats the setup take over an account that is in use. And only
+    the authority that provisioned it receives one (:func:`_provisioned_by`).
+    """
+    if ctx.owner_user_id is not None or spec.owner is None:
+        return None
+    if not _provisioned_by(session, org_id, ctx.actor):
+        return None
+    user = accounts.find_user(session, str(spec.owner.email))
+    if user is None or user.password_hash is not None:
+        return None
+    memberships = session.execute(
+        select(Membership.organization_id, Role.name)
+        .join(Role, Role.id == Membership.role_id)
+        .where(Membership.user_id == user.id)
+    ).all()
+    if [(m_org, role) for m_org, role in memberships] != [(org_id, OWNER)]:
+        return None
+    return user
+
+
+# Actors with local access to the server (its files and database): they could read or
+# reset anything anyway, so they may always recover an interrupted setup.
+LOCAL_ACTORS = frozenset({"cli", "system"})
+# A platform admin appears as "user" (session) or "token" (API token) with their user id.
+_PERSON_ACTORS = frozenset({"user", "token"})
+
+
+def _provisioned_by(session: Session, org_id: str, actor: Actor) -> bool:
+    """Whether ``actor`` is the one who provisioned the organization (or has local access).
+
+    Another platform admin repeating someone else's setup must not receive the new
+    owner's link: it would be an account takeover, not a recovery.
+    """
+    if actor.type in LOCAL_ACTORS:
+        return True
+    row = session.execute(
+        select(AuditLog.actor_type, AuditLog.actor_id)
+        .where(AuditLog.chain == org_id, AuditLog.action == "organization.provisioned")
+        .order_by(AuditLog.seq)
+        .limit(1)
+    ).first()
+    if row is None or row.actor_id is None or row.actor_id != actor.id:
+        return False
+    return row.actor_type == actor.type or {row.actor_type, actor.type} <= _PERSON_ACTORS
 
 
 def _create(
@@ -215,12 +295,20 @@ def _create(
     if ctx.setup_token_id is not None:
         tokens.consume_setup_token(session, ctx.setup_token_id, org.id, ctx.data_dir)
         record("setup_token.consumed", "setup_token", ctx.setup_token_id, {})
+    # The instance is set up now, whichever door this came through: no other setup token
+    # (e.g. the one a running server printed) may set up a second organization.
+    for token_id in consume_setup_tokens(session, org.id, ctx.data_dir):
+        record("setup_token.consumed", "setup_token", token_id, {"reason": "instance_set_up"})
     record(
         "organization.provisioned",
         "organization",
         org.id,
         {"slug": org.slug, "industry": org.industry, "compliance_level": org.compliance_level},
     )
+    if ctx.checkpoint_key is not None:
+        # Anchor the tail right away: the setup's rows are the first an attacker with
+        # database access would want gone, long before the server's next interval.
+        audit.anchor_chains(session, ctx.checkpoint_key, [org.id, INSTANCE_CHAIN])
     return ProvisionResult(
         success=True,
         organization_id=org.id,

@@ -207,6 +207,10 @@ TOKEN_MAX = 256
 SECRET_MAX = 4096
 PATH_MAX = 4096
 RETENTION_MAX_DAYS = 36500
+# Bidirectional overrides and isolates reorder how text is displayed ("Trojan Source",
+# CVE-2021-42574): U+202E turns "\u202eemcA" into what reads as "Acme". No name, folder or
+# id needs them, and they would mislead whoever reads the console, the audit log or a link.
+BIDI_CONTROLS: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +271,53 @@ def _choice(enum: type[StrEnum]) -> BeforeValidator:
         raise choice_error(value, allowed)
 
     return BeforeValidator(check)
+
+
+def unsafe_text_problem(text: str) -> str | None:
+    """Return why ``text`` cannot be stored or shown safely, or ``None`` when it can.
+
+    Refused: unpaired UTF-16 surrogates (a Python ``str`` holds one only when it came from
+    bytes that were not UTF-8, or from a JSON escape like ``\\ud800``; it cannot be encoded
+    for the database, a file or a response) and the bidirectional controls of
+    :data:`BIDI_CONTROLS`. The message names the code point, never the text (it may be
+    a secret).
+    """
+    for index, char in enumerate(text, 1):
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:
+            return (
+                f"expected text without unpaired UTF-16 surrogates, got U+{code:04X} at "
+                f"character {index} (text that was not valid UTF-8?)"
+            )
+        if char in BIDI_CONTROLS:
+            return (
+                "expected text without bidirectional override or isolate characters "
+                f"(U+202A-U+202E, U+2066-U+2069), got U+{code:04X} at character {index}"
+            )
+    return None
+
+
+def _refuse_unsafe_text(data: object) -> object:
+    """Refuse unsafe characters in the text values of one section's input.
+
+    Checks every text value, secret and list item of the mapping (nested sections check
+    their own), and the keys themselves, naming the field.
+    """
+    if not isinstance(data, Mapping):
+        return data
+    for key, value in data.items():
+        if isinstance(key, str) and (problem := unsafe_text_problem(key)) is not None:
+            raise custom_error("unsafe_text", f"field names: {problem}")
+        items = value if isinstance(value, list | tuple) else [value]
+        for index, item in enumerate(items):
+            text = item.get_secret_value() if isinstance(item, SecretStr) else item
+            if not isinstance(text, str):
+                continue
+            problem = unsafe_text_problem(text)
+            if problem is not None:
+                subpath = (key, index) if items is value else (key,)
+                raise custom_error("unsafe_text", problem, subpath=subpath)
+    return data
 
 
 def _blank_to_none(value: object) -> object:
@@ -446,6 +497,15 @@ class _WireModel(BaseModel):
         # Inputs may hold secrets; keep them out of tracebacks and logs.
         hide_input_in_errors=True,
     )
+
+    # Once for every section: each text field (names, emails, ids, paths, secrets, list
+    # items) refuses unpaired surrogates and bidi controls before its own rules run, so no
+    # field can forget it. A model validator, because pydantic allows no "before" field
+    # validator on the providers' discriminator.
+    @model_validator(mode="before")
+    @classmethod
+    def _check_text(cls, data: object) -> object:
+        return _refuse_unsafe_text(data)
 
 
 # --- organization ------------------------------------------------------------------------

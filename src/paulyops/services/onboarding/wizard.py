@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from paulyops.core.db.models import WebSession, WizardDraft, utcnow
 from paulyops.core.errors import NotFoundError, PermissionDeniedError
 from paulyops.core.security.crypto import read_secret_json, write_secret_json
-from paulyops.services.auth import sessions, tokens
+from paulyops.services.auth import sessions
+from paulyops.services.onboarding.firstrun import check_setup_token
 
 # A draft lives as long as the setup session could: a day at most.
 DRAFT_TTL = timedelta(hours=24)
@@ -45,9 +46,10 @@ def start(
     """Check the setup token and open a setup session with an empty draft.
 
     Raises:
-        PermissionDeniedError: the token is unknown, used or expired.
+        PermissionDeniedError: the instance is set up already, or the token is unknown,
+            used or expired.
     """
-    token = tokens.find_setup_token(session, secret.strip())
+    token = check_setup_token(session, secret.strip())
     new = sessions.create_session(
         session,
         user_id=None,

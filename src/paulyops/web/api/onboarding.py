@@ -15,8 +15,10 @@ from paulyops.core.errors import (
 )
 from paulyops.services import console
 from paulyops.services.actor import Actor
+from paulyops.services.audit import checkpoint_key
 from paulyops.services.auth import tokens
 from paulyops.services.onboarding import provision as provisioning
+from paulyops.services.onboarding.firstrun import check_setup_token
 from paulyops.services.onboarding.spec import parse_spec, schema_bundle, validate_partial
 from paulyops.services.onboarding.templates import settings_defaults
 from paulyops.web.api.auth import CamelModel, OkOut
@@ -57,9 +59,13 @@ async def _setup_access(request: Request) -> SetupAccess:
     address = client_address(request)
     header = request.headers.get("authorization", "")
     secret = header.partition(" ")[2].strip()
+    if secret.startswith(tokens.SETUP_TOKEN_PREFIX):
+        # Every setup-token attempt counts against the sign-in limit of the address (the
+        # unlock page shares it), so guessing stops long before it could matter.
+        limit_request(request, None, user_id=None, name="signin")
     with instance.db.session() as session:
         if secret.startswith(tokens.SETUP_TOKEN_PREFIX):
-            row = tokens.find_setup_token(session, secret)
+            row = check_setup_token(session, secret)
             return SetupAccess(
                 kind="setup_token",
                 actor=Actor("setup_token", row.id, address),
@@ -183,6 +189,7 @@ def setup(
             owner_user_id=access.user_id if spec.owner is None else None,
             setup_token_id=access.setup_token_id,
             redis_configured=bool(instance.settings.redis_url),
+            checkpoint_key=checkpoint_key(instance.settings),
         ),
     )
     if result.created:

@@ -28,6 +28,7 @@ from paulyops.core.errors import (
 )
 from paulyops.core.security.passwords import check_password
 from paulyops.services.actor import Actor
+from paulyops.services.audit import checkpoint_key
 from paulyops.services.auth import sessions
 from paulyops.services.onboarding import provision as provisioning
 from paulyops.services.onboarding import wizard
@@ -575,6 +576,7 @@ async def submit(request: Request, visit: SetupVisit = SetupDep) -> Response:
             setup_token_id=setup_token_id,
             redis_configured=bool(instance.settings.redis_url),
             owner_password_hash=str(password_hash),
+            checkpoint_key=checkpoint_key(instance.settings),
         ),
     )
     # Only now does this request write: the draft goes, the setup session ends.
