@@ -22,11 +22,13 @@ from paulyops.core.db.models import SecurityConfig
 from paulyops.core.errors import ExternalServiceError, ServiceUnavailableError
 from paulyops.core.health import (
     CheckResult,
+    HealthMonitor,
     HealthRegistry,
     Status,
     storage_check,
     stripe_check,
     system_check,
+    without_details,
 )
 from paulyops.core.kv import KeyValueStore, KVUnavailableError, RedisKV, create_kv
 from paulyops.core.logging import add_alert_hook, get_logger, redact_text, webhook_alert_hook
@@ -68,9 +70,13 @@ class Instance:
             pool_max=max(settings.db_pool_max, settings.db_pool_min),
             pool_timeout=settings.db_pool_timeout,
             connect_attempts=settings.db_connect_attempts,
+            statement_timeout=settings.db_statement_timeout,
+            socket_timeout=settings.db_socket_timeout,
         )
         self.kv: KeyValueStore = create_kv(
-            settings.redis_url, health_interval=settings.health_interval
+            settings.redis_url,
+            health_interval=settings.health_interval,
+            socket_timeout=settings.redis_socket_timeout,
         )
         self.keyring = KeyRing.from_settings(settings)
         set_default_keyring(self.keyring)
@@ -87,7 +93,11 @@ class Instance:
             allowlist=settings.ratelimit_allowlist,
         )
         self.csrf = CsrfTokens(self.kv, secret=settings.session_secret_keys or None)
-        self.health = HealthRegistry()
+        self.health = HealthRegistry(timeout=settings.health_check_timeout)
+        # One background thread runs the checks; requests only read its cached report.
+        self.health_monitor = HealthMonitor(
+            self.health, environment=settings.env.value, interval=settings.health_interval
+        )
         self.ready = threading.Event()
         self.on_ready: list[Callable[[Instance], None]] = []
         self.startup_error: str | None = None
@@ -112,6 +122,7 @@ class Instance:
         """
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         if background:
+            self.health_monitor.start()
             self._starter = threading.Thread(target=self._start, name="db-start", daemon=True)
             self._starter.start()
         else:
@@ -156,6 +167,7 @@ class Instance:
             except Exception:  # a start-up hook must not take the running server down
                 log.exception("on_ready_hook_failed")
         self.ready.set()
+        self.health_monitor.refresh()  # the cached "connecting" report is stale now
         log.info("instance_ready", database=mask_url(self.db.url), kv=self.kv.backend)
 
     def require_ready(self) -> None:
@@ -169,6 +181,7 @@ class Instance:
     def close(self) -> None:
         """Stop background work and close every connection (graceful shutdown)."""
         self.db.stop()
+        self.health_monitor.stop()
         if self._starter is not None:
             # Let a start in progress finish its transaction before the pool goes away.
             self._starter.join(timeout=10)
@@ -261,8 +274,13 @@ class Instance:
         )
 
     def health_report(self, *, include_details: bool) -> dict[str, Any]:
-        """Run every check and return the healthz document."""
-        return self.health.run(environment=self.settings.env.value, include_details=include_details)
+        """Run every check now, in this thread, and return the healthz document (CLI)."""
+        report = self.health_monitor.run_now()
+        return report if include_details else without_details(report)
+
+    def cached_health_report(self, *, include_details: bool) -> dict[str, Any]:
+        """Return the background monitor's latest report (requests: no check runs here)."""
+        return self.health_monitor.report(include_details=include_details)
 
 
 __all__ = ["Instance"]

@@ -148,6 +148,33 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PAULYOPS_HEALTH_INTERVAL", "health_interval"),
         description="seconds between background health checks of the database and Redis",
     )
+    # --- bounded waits on dependencies (issue 10: a stalled service must never hang us)
+    health_check_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        validation_alias=AliasChoices("PAULYOPS_HEALTH_CHECK_TIMEOUT", "health_check_timeout"),
+        description="seconds a health check may take before it counts as unhealthy",
+    )
+    db_statement_timeout: float = Field(
+        30.0,
+        ge=0,
+        validation_alias=AliasChoices("PAULYOPS_DB_STATEMENT_TIMEOUT", "db_statement_timeout"),
+        description="PostgreSQL statement_timeout in seconds (0 = none)",
+    )
+    db_socket_timeout: float = Field(
+        35.0,
+        ge=0,
+        validation_alias=AliasChoices("PAULYOPS_DB_SOCKET_TIMEOUT", "db_socket_timeout"),
+        description="seconds to wait for any PostgreSQL reply before dropping the connection",
+    )
+    redis_socket_timeout: float = Field(
+        0.5,
+        gt=0,
+        le=30,
+        validation_alias=AliasChoices("PAULYOPS_REDIS_SOCKET_TIMEOUT", "redis_socket_timeout"),
+        description="seconds to wait for Redis to connect or answer a command",
+    )
     stripe_secret_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("STRIPE_SECRET_KEY", "stripe_secret_key")
     )
