@@ -217,6 +217,8 @@ class TcpProxy:
                 pass
         with self._lock:
             self._held.discard(client)
+        with contextlib.suppress(OSError):
+            client.close()
 
     def _pump(self, pair: _Pair, src: socket.socket, dst: socket.socket) -> None:
         try:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from paulyops.core.db import migrate
 from paulyops.core.db.engine import Database, mask_url
+from paulyops.core.db.failures import describe_db_error
 from paulyops.core.db.models import SecurityConfig
 from paulyops.core.errors import ExternalServiceError, ServiceUnavailableError
 from paulyops.core.health import (
@@ -148,7 +149,7 @@ class Instance:
                 log.warning("instance_start_retry", error=self.startup_error)
                 if raise_errors:
                     raise ExternalServiceError(
-                        f"database failed while starting: {type(err).__name__}"
+                        f"database failed while starting: {describe_db_error(err)}"
                     ) from err
                 if self.db.wait_stopped(1.0):
                     return
