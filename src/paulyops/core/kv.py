@@ -232,6 +232,8 @@ class RedisKV:
 
     def _call(self, func: Callable[[], Any], *, probe: bool = False) -> Any:
         if not probe and self.is_failing_fast:
+            with self.metrics.lock:
+                self.metrics.errors += 1  # refused without asking Redis: still a failure
             raise KVUnavailableError("shared state (Redis) is unreachable; try again shortly")
         try:
             result = func()

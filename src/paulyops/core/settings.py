@@ -143,10 +143,10 @@ class Settings(BaseSettings):
         description="0 = keep retrying for ever (the server stays up and answers /api/livez)",
     )
     health_interval: float = Field(
-        30.0,
+        10.0,
         gt=0,
         validation_alias=AliasChoices("PAULYOPS_HEALTH_INTERVAL", "health_interval"),
-        description="seconds between background health checks of the database and Redis",
+        description="seconds between health monitor runs and database and Redis probes",
     )
     # --- bounded waits on dependencies (issue 10: a stalled service must never hang us)
     health_check_timeout: float = Field(
