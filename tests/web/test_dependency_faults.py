@@ -432,3 +432,6 @@ def test_console_reads_cached_health_without_running_checks(
         assert client.get("/api/healthz").status_code == 200
     # The monitor may have had one more run queued at start: at most one run.
     assert len(calls) <= len(names), calls
+
+
+# --- a full disk -----------------------------------------------------------------------------

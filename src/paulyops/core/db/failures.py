@@ -31,8 +31,11 @@ def is_unavailable(err: BaseException) -> bool:
 def is_disk_full(err: BaseException) -> bool:
     """Whether ``err`` (or what it wraps) says the disk is full."""
     seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
+    pending: list[BaseException] = [err]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
         seen.add(id(current))
         if isinstance(current, OSError) and current.errno == errno.ENOSPC:
             return True
@@ -40,7 +43,10 @@ def is_disk_full(err: BaseException) -> bool:
             return True
         if any(word in str(current).lower() for word in _DISK_FULL_WORDS):
             return True
-        current = getattr(current, "orig", None) or current.__cause__
+        # The driver's error (SQLAlchemy's .orig) and whatever it was raised from.
+        for inner in (getattr(current, "orig", None), current.__cause__, current.__context__):
+            if isinstance(inner, BaseException):
+                pending.append(inner)
     return False
 
 
