@@ -3,7 +3,10 @@
 Tests point ``DATABASE_URL`` or ``REDIS_URL`` at the proxy instead of the shared server.
 :meth:`TcpProxy.disable` resets every open connection (so pooled connections break, as
 when a server goes away) and resets each new one at once; :meth:`TcpProxy.enable`
-forwards again. The shared servers themselves are never touched.
+forwards again. :meth:`TcpProxy.hang` simulates a server that accepts connections but
+never answers (a stalled PostgreSQL, a hung Redis): open connections stop forwarding and
+new ones are accepted and held without an answer; :meth:`TcpProxy.resume` resets those
+and forwards again. The shared servers themselves are never touched.
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ class TcpProxy:
         if enabled:
             self._enabled.set()
         self._stopping = threading.Event()
+        self._hanging = threading.Event()
+        self._held: set[socket.socket] = set()
         self._pairs: set[_Pair] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -105,6 +110,29 @@ class TcpProxy:
         """Forward new connections again."""
         self._enabled.set()
 
+    def hang(self) -> None:
+        """Stop answering: bytes sent on open connections are swallowed, new ones held.
+
+        Nothing is reset, so clients see a peer that accepts and never replies: only
+        their own timeouts end their wait.
+        """
+        self._hanging.set()
+
+    def resume(self) -> None:
+        """End :meth:`hang`: reset the held and the swallowed connections, forward again."""
+        self._hanging.clear()
+        with self._lock:
+            held = list(self._held)
+            self._held.clear()
+        for sock in held:
+            _reset(sock)
+        self.drop_connections()
+
+    @property
+    def is_hanging(self) -> bool:
+        """Whether the proxy accepts but does not answer."""
+        return self._hanging.is_set()
+
     def drop_connections(self) -> None:
         """Reset every connection open right now (the proxy stays as it is)."""
         with self._lock:
@@ -128,6 +156,7 @@ class TcpProxy:
             self._thread = None
         with contextlib.suppress(OSError):
             self._listener.close()
+        self.resume()
         self.drop_connections()
 
     def __enter__(self) -> TcpProxy:
@@ -155,6 +184,13 @@ class TcpProxy:
                 _reset(client)
                 continue
             client.settimeout(None)
+            if self._hanging.is_set():
+                with self._lock:
+                    self._held.add(client)
+                threading.Thread(
+                    target=self._swallow, args=(client,), name="tcpproxy-held", daemon=True
+                ).start()
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
@@ -175,12 +211,23 @@ class TcpProxy:
                     target=self._pump, args=(pair, src, dst), name="tcpproxy-pump", daemon=True
                 ).start()
 
+    def _swallow(self, client: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while client.recv(_CHUNK):
+                pass
+        with self._lock:
+            self._held.discard(client)
+        with contextlib.suppress(OSError):
+            client.close()
+
     def _pump(self, pair: _Pair, src: socket.socket, dst: socket.socket) -> None:
         try:
             while True:
                 data = src.recv(_CHUNK)
                 if not data:
                     break
+                if self._hanging.is_set():
+                    continue  # swallowed: the peer waits for an answer that never comes
                 dst.sendall(data)
         except OSError:
             pass

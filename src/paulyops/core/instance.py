@@ -19,16 +19,19 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from paulyops.core.db import migrate
 from paulyops.core.db.engine import Database, mask_url
+from paulyops.core.db.failures import describe_db_error
 from paulyops.core.db.models import SecurityConfig
 from paulyops.core.errors import ExternalServiceError, ServiceUnavailableError
 from paulyops.core.files import make_private_dir
 from paulyops.core.health import (
     CheckResult,
+    HealthMonitor,
     HealthRegistry,
     Status,
     storage_check,
     stripe_check,
     system_check,
+    without_details,
 )
 from paulyops.core.kv import KeyValueStore, KVUnavailableError, RedisKV, create_kv
 from paulyops.core.logging import add_alert_hook, get_logger, redact_text, webhook_alert_hook
@@ -72,9 +75,13 @@ class Instance:
             pool_max=max(settings.db_pool_max, settings.db_pool_min),
             pool_timeout=settings.db_pool_timeout,
             connect_attempts=settings.db_connect_attempts,
+            statement_timeout=settings.db_statement_timeout,
+            socket_timeout=settings.db_socket_timeout,
         )
         self.kv: KeyValueStore = create_kv(
-            settings.redis_url, health_interval=settings.health_interval
+            settings.redis_url,
+            health_interval=settings.health_interval,
+            socket_timeout=settings.redis_socket_timeout,
         )
         self.keyring = KeyRing.from_settings(settings)
         set_default_keyring(self.keyring)
@@ -91,7 +98,11 @@ class Instance:
             allowlist=settings.ratelimit_allowlist,
         )
         self.csrf = CsrfTokens(self.kv, secret=settings.session_secret_keys or None)
-        self.health = HealthRegistry()
+        self.health = HealthRegistry(timeout=settings.health_check_timeout)
+        # One background thread runs the checks; requests only read its cached report.
+        self.health_monitor = HealthMonitor(
+            self.health, environment=settings.env.value, interval=settings.health_interval
+        )
         self.ready = threading.Event()
         self.on_ready: list[Callable[[Instance], None]] = []
         # Run by close() while the database is still open (e.g. a last audit checkpoint).
@@ -121,6 +132,7 @@ class Instance:
         make_private_dir(self.settings.data_dir)
         if background:
             self._watch_key_ring()
+            self.health_monitor.start()
             self._starter = threading.Thread(target=self._start, name="db-start", daemon=True)
             self._starter.start()
         else:
@@ -146,7 +158,7 @@ class Instance:
                 log.warning("instance_start_retry", error=self.startup_error)
                 if raise_errors:
                     raise ExternalServiceError(
-                        f"database failed while starting: {type(err).__name__}"
+                        f"database failed while starting: {describe_db_error(err)}"
                     ) from err
                 if self.db.wait_stopped(1.0):
                     return
@@ -167,6 +179,7 @@ class Instance:
             except Exception:  # a start-up hook must not take the running server down
                 log.exception("on_ready_hook_failed")
         self.ready.set()
+        self.health_monitor.refresh()  # the cached "connecting" report is stale now
         log.info("instance_ready", database=mask_url(self.db.url), kv=self.kv.backend)
 
     def require_ready(self) -> None:
@@ -186,6 +199,7 @@ class Instance:
                 log.exception("on_close_hook_failed")
         self._stop_watching_key_ring()
         self.db.stop()
+        self.health_monitor.stop()
         if self._starter is not None:
             # Let a start in progress finish its transaction before the pool goes away.
             self._starter.join(timeout=10)
@@ -302,8 +316,13 @@ class Instance:
         )
 
     def health_report(self, *, include_details: bool) -> dict[str, Any]:
-        """Run every check and return the healthz document."""
-        return self.health.run(environment=self.settings.env.value, include_details=include_details)
+        """Run every check now, in this thread, and return the healthz document (CLI)."""
+        report = self.health_monitor.run_now()
+        return report if include_details else without_details(report)
+
+    def cached_health_report(self, *, include_details: bool) -> dict[str, Any]:
+        """Return the background monitor's latest report (requests: no check runs here)."""
+        return self.health_monitor.report(include_details=include_details)
 
 
 __all__ = ["Instance"]

@@ -8,11 +8,19 @@ N > 1 without Redis.
 The Redis client is hardened as the brief asks: a connection pool, retries with
 exponential backoff on connection errors, a health-check interval on idle connections,
 logged state changes, metrics, and a graceful close.
+
+Every command is bounded, because requests wait on it: a short socket timeout (a Redis
+that accepts connections but never answers costs one timeout, not a retry series: only
+refused or reset connections are retried, once), and after a failure the store *fails
+fast* for ``down_for`` seconds (every call raises :class:`KVUnavailableError` at once)
+before one call probes Redis again. So a hung Redis costs a request at most about one
+socket timeout, and callers fall back (CSRF to the session row) or fail closed (sign-in).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 import uuid
@@ -25,13 +33,18 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from paulyops.core.errors import ServiceUnavailableError
 from paulyops.core.logging import get_logger, redact_text, security_event
 
 log = get_logger("paulyops.kv")
+
+# Requests wait on Redis (rate limits, CSRF): a hung Redis must cost them well under a
+# second. A healthy Redis answers in about a millisecond, even across a data centre.
+DEFAULT_SOCKET_TIMEOUT = 0.5
+# After a failed call, calls fail at once for this long before one probes Redis again.
+DEFAULT_DOWN_FOR = 1.0
 
 
 class KVUnavailableError(ServiceUnavailableError):
@@ -166,9 +179,11 @@ class RedisKV:
         url: ``redis://``, ``rediss://`` or ``unix://`` URL.
         prefix: prepended to every key, so instances can share a Redis.
         max_connections: pool size.
-        retries: retries of a command on connection errors, with backoff.
+        retries: retries of a command on refused or reset connections, with backoff
+            (a timeout is not retried: the request would wait twice as long).
         health_check_interval: seconds after which an idle connection is pinged first.
-        socket_timeout: seconds before a command times out.
+        socket_timeout: seconds before connecting or a command times out.
+        down_for: seconds after a failure during which calls fail at once.
     """
 
     backend = "redis"
@@ -179,20 +194,28 @@ class RedisKV:
         *,
         prefix: str = "paulyops:",
         max_connections: int = 50,
-        retries: int = 3,
+        retries: int = 1,
         health_check_interval: float = 30.0,
-        socket_timeout: float = 2.0,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        down_for: float = DEFAULT_DOWN_FOR,
     ) -> None:
         self.prefix = prefix
         self.metrics = RedisMetrics()
+        self.socket_timeout = socket_timeout
+        self.down_for = down_for
+        self._down_until = -math.inf
         self.pool = redis.ConnectionPool.from_url(
             url,
             max_connections=max_connections,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
             health_check_interval=int(health_check_interval),
-            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            retry=Retry(
+                ExponentialWithJitterBackoff(base=0.05, cap=0.2),
+                retries,
+                supported_errors=(RedisConnectionError,),
+            ),
+            retry_on_timeout=False,
             decode_responses=True,
         )
         self.client = redis.Redis(connection_pool=self.pool)
@@ -202,14 +225,25 @@ class RedisKV:
     def _k(self, key: str) -> str:
         return self.prefix + key
 
-    def _call(self, func: Callable[[], Any]) -> Any:
+    @property
+    def is_failing_fast(self) -> bool:
+        """Whether calls fail at once because Redis failed moments ago."""
+        return time.monotonic() < self._down_until
+
+    def _call(self, func: Callable[[], Any], *, probe: bool = False) -> Any:
+        if not probe and self.is_failing_fast:
+            with self.metrics.lock:
+                self.metrics.errors += 1  # refused without asking Redis: still a failure
+            raise KVUnavailableError("shared state (Redis) is unreachable; try again shortly")
         try:
             result = func()
         except RedisError as err:
+            self._down_until = time.monotonic() + self.down_for
             self._record_error(err)
             raise KVUnavailableError(
                 "shared state (Redis) is unreachable; try again shortly"
             ) from err
+        self._down_until = -math.inf
         with self.metrics.lock:
             self.metrics.commands += 1
         if self.metrics.state != "healthy":
@@ -268,9 +302,9 @@ class RedisKV:
         return int(self._call(run))
 
     def ping(self) -> float:
-        """Return the PING round trip in milliseconds."""
+        """Return the PING round trip in milliseconds (always asks Redis: health probes)."""
         start = time.perf_counter()
-        self._call(self.client.ping)
+        self._call(self.client.ping, probe=True)
         return (time.perf_counter() - start) * 1000
 
     @contextlib.contextmanager
@@ -288,7 +322,7 @@ class RedisKV:
 
     def info_memory(self) -> str | None:
         """Return Redis's ``used_memory_human``, for healthz details."""
-        info = self._call(lambda: self.client.info("memory"))
+        info = self._call(lambda: self.client.info("memory"), probe=True)
         value = info.get("used_memory_human") if isinstance(info, dict) else None
         return None if value is None else str(value)
 
@@ -330,10 +364,17 @@ class RedisKV:
         log.info("redis_closed")
 
 
-def create_kv(redis_url: str | None, *, health_interval: float = 30.0) -> KeyValueStore:
+def create_kv(
+    redis_url: str | None,
+    *,
+    health_interval: float = 30.0,
+    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+) -> KeyValueStore:
     """Return the Redis store when ``redis_url`` is set, else the in-process one."""
     if redis_url:
-        return RedisKV(redis_url, health_check_interval=health_interval)
+        return RedisKV(
+            redis_url, health_check_interval=health_interval, socket_timeout=socket_timeout
+        )
     return MemoryKV()
 
 

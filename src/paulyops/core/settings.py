@@ -147,10 +147,37 @@ class Settings(BaseSettings):
         description="0 = keep retrying for ever (the server stays up and answers /api/livez)",
     )
     health_interval: float = Field(
-        30.0,
+        10.0,
         gt=0,
         validation_alias=AliasChoices("PAULYOPS_HEALTH_INTERVAL", "health_interval"),
-        description="seconds between background health checks of the database and Redis",
+        description="seconds between health monitor runs and database and Redis probes",
+    )
+    # --- bounded waits on dependencies (issue 10: a stalled service must never hang us)
+    health_check_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        validation_alias=AliasChoices("PAULYOPS_HEALTH_CHECK_TIMEOUT", "health_check_timeout"),
+        description="seconds a health check may take before it counts as unhealthy",
+    )
+    db_statement_timeout: float = Field(
+        30.0,
+        ge=0,
+        validation_alias=AliasChoices("PAULYOPS_DB_STATEMENT_TIMEOUT", "db_statement_timeout"),
+        description="PostgreSQL statement_timeout in seconds (0 = none)",
+    )
+    db_socket_timeout: float = Field(
+        35.0,
+        ge=0,
+        validation_alias=AliasChoices("PAULYOPS_DB_SOCKET_TIMEOUT", "db_socket_timeout"),
+        description="seconds to wait for any PostgreSQL reply before dropping the connection",
+    )
+    redis_socket_timeout: float = Field(
+        0.5,
+        gt=0,
+        le=30,
+        validation_alias=AliasChoices("PAULYOPS_REDIS_SOCKET_TIMEOUT", "redis_socket_timeout"),
+        description="seconds to wait for Redis to connect or answer a command",
     )
     audit_checkpoint_interval_s: float = Field(
         300.0,

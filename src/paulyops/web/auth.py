@@ -30,7 +30,7 @@ from paulyops.services.auth.permissions import PLATFORM_PERMISSIONS
 from paulyops.services.auth.sessions import resolve_session
 from paulyops.services.auth.tokens import resolve_api_token
 from paulyops.web.deps import ACCESS_ATTR, client_address, get_instance
-from paulyops.web.ratelimit import limit_request
+from paulyops.web.ratelimit import limit_request_async, off_loop
 
 SESSION_COOKIE = "paulyops_session"
 SECURE_SESSION_COOKIE = "__Host-paulyops_session"
@@ -256,7 +256,14 @@ async def check_csrf(request: Request, principal: Principal) -> None:
     row = principal.web_session
     assert row is not None  # a "session" principal always has its row
     submitted = await _submitted_csrf_token(request)
-    get_instance(request).csrf.ensure_valid(row.id, submitted, fallback_hash=row.csrf_token_hash)
+    # The store may be Redis: validate off the event loop (it falls back to the row).
+    await off_loop(
+        request,
+        get_instance(request).csrf.ensure_valid,
+        row.id,
+        submitted,
+        fallback_hash=row.csrf_token_hash,
+    )
 
 
 def _mark(func: Callable[..., Any], rule: str) -> Callable[..., Any]:
@@ -288,7 +295,7 @@ def require(permission: str) -> Any:
             )
             raise PermissionDeniedError(f"you need the {permission!r} permission for this")
         await check_csrf(request, principal)
-        limit_request(request, response, user_id=principal.user_id)
+        await limit_request_async(request, response, user_id=principal.user_id)
         return principal
 
     _mark(guard, f"perm:{permission}")
@@ -306,7 +313,7 @@ async def _authenticated(
         # script's token: a token scoped to org:read must not turn off someone's 2FA.
         raise PermissionDeniedError("account settings need a signed-in browser session")
     await check_csrf(request, principal)
-    limit_request(request, response, user_id=principal.user_id)
+    await limit_request_async(request, response, user_id=principal.user_id)
     return principal
 
 
@@ -319,7 +326,7 @@ async def _any_credential(
 ) -> Principal:
     if not principal.is_authenticated:
         raise AuthenticationError("sign in first")
-    limit_request(request, response, user_id=principal.user_id)
+    await limit_request_async(request, response, user_id=principal.user_id)
     return principal
 
 

@@ -1,4 +1,12 @@
-"""Translate domain errors into the one JSON error shape, in one place."""
+"""Translate domain errors into the one JSON error shape, in one place.
+
+A dependency that is unavailable (the database refusing, stalled or full; Redis
+unreachable) is a **503** with ``Retry-After``, in the error shape (API) or the styled
+"temporarily unavailable" page, never a 500. These are answered by handlers of their
+own exception types, so the connection stays usable: Starlette re-raises only what
+reaches the catch-all ``Exception`` handler, and uvicorn then drops the keep-alive
+connection.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +19,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from paulyops.core.db.failures import UNAVAILABLE_ERRORS, describe_db_error
 from paulyops.core.errors import (
     AuthenticationError,
     ConfigError,
@@ -29,6 +39,10 @@ from paulyops.core.security.ratelimit import LimitExceededError
 from paulyops.core.security.ratelimit import headers as ratelimit_headers
 
 log = get_logger("paulyops.http")
+
+# Seconds a client is asked to wait after a 503: long enough for a restarted dependency
+# to come back, short enough that a user retrying by hand does not notice.
+RETRY_AFTER_S = 5
 
 
 class ErrorItem(BaseModel):
@@ -96,7 +110,7 @@ TITLES = {
     422: "Please check what you entered",
     429: "Slow down a little",
     500: "Something went wrong on our side",
-    503: "PaulyOps is not ready",
+    503: "Temporarily unavailable",
 }
 
 
@@ -123,8 +137,31 @@ def html_error(request: Request, code: int, message: str) -> Response:
     )
 
 
+def unavailable(request: Request, message: str) -> Response:
+    """Answer 503 with ``Retry-After``: the error shape (API) or the styled page (HTML)."""
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    if wants_html(request):
+        response = html_error(request, 503, message)
+        response.headers.update(headers)
+        return response
+    return JSONResponse(error_body(message), status_code=503, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn errors into :class:`ErrorOut` responses or pages."""
+
+    async def _database_unavailable(request: Request, err: Exception) -> Response:
+        message = describe_db_error(err)
+        log.warning("dependency_unavailable", dependency="database", reason=message)
+        return unavailable(request, message)
+
+    for error_type in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error_type, _database_unavailable)
+
+    @app.exception_handler(RedisError)
+    async def _redis_unavailable(request: Request, err: RedisError) -> Response:
+        log.warning("dependency_unavailable", dependency="redis", error=type(err).__name__)
+        return unavailable(request, "shared state (Redis) is unreachable; try again shortly")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> Response:
@@ -149,10 +186,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PaulyOpsError)
     async def _domain(request: Request, err: PaulyOpsError) -> Response:
         code = _status_of(err)
+        if code == 503:
+            return unavailable(request, err.message)
         if wants_html(request):
-            return html_error(
-                request, code, err.message if code < 500 or code == 503 else TITLES[500]
-            )
+            return html_error(request, code, err.message if code < 500 else TITLES[500])
         errors = [e.as_dict() for e in err.errors] if isinstance(err, SpecValidationError) else []
         headers: dict[str, str] = {}
         if isinstance(err, LimitExceededError):

@@ -40,6 +40,10 @@ log = get_logger("paulyops.db")
 # SQLite waits this long for a lock before "database is locked"; long enough for the
 # audit chain's short write transactions under a burst of concurrent requests.
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# PostgreSQL: a statement may run this long on the server (migrations included) ...
+DEFAULT_STATEMENT_TIMEOUT = 30.0
+# ... and a reply may take a little longer before the connection counts as dead.
+DEFAULT_SOCKET_TIMEOUT = 35.0
 
 
 @dataclass
@@ -86,6 +90,9 @@ class Database:
         pool_timeout: seconds to wait for a free connection before failing.
         connect_attempts: attempts in :meth:`connect`; 0 retries for ever.
         on_state_change: called with (old, new) when the health state changes.
+        statement_timeout: PostgreSQL ``statement_timeout`` in seconds (0: none).
+        socket_timeout: seconds any PostgreSQL reply may take before the connection is
+            dropped (0: wait for ever); see :mod:`paulyops.core.db.bounded`.
     """
 
     def __init__(
@@ -97,6 +104,8 @@ class Database:
         pool_timeout: float = 10.0,
         connect_attempts: int = 0,
         on_state_change: Callable[[str, str], None] | None = None,
+        statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
     ) -> None:
         self.url = _driver_url(url)
         self.dialect = make_url(self.url).get_backend_name()
@@ -107,6 +116,8 @@ class Database:
         self._stop = threading.Event()
         self._check_lock = threading.Lock()
         self._monitor: threading.Thread | None = None
+        self.statement_timeout = statement_timeout
+        self.socket_timeout = socket_timeout
         self.engine = self._create_engine(pool_min, pool_max, pool_timeout)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.pool_min = pool_min
@@ -127,17 +138,35 @@ class Database:
                 "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
             }
         else:
+            from paulyops.core.db.bounded import connect_options  # psycopg only when used
+
             kwargs.update(
                 poolclass=QueuePool,
                 pool_size=pool_min,
                 max_overflow=max(0, pool_max - pool_min),
                 pool_timeout=pool_timeout,
                 pool_recycle=1800,
-                connect_args={"connect_timeout": 5, "application_name": "paulyops"},
+                connect_args={
+                    "connect_timeout": 5,
+                    "application_name": "paulyops",
+                    **connect_options(self.statement_timeout),
+                },
             )
         engine = create_engine(self.url, **kwargs)
         self._install_events(engine)
+        if self.dialect == "postgresql":
+            self._bound_replies(engine)
         return engine
+
+    def _bound_replies(self, engine: Engine) -> None:
+        """Open PostgreSQL connections whose every reply has a deadline (``bounded``)."""
+        from paulyops.core.db.bounded import bounded_connect
+
+        read_timeout = self.socket_timeout
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+            return bounded_connect(read_timeout, cargs, cparams)
 
     def _install_events(self, engine: Engine) -> None:
         metrics = self.metrics

@@ -319,7 +319,9 @@ class RateLimiter:
             raise ValueError("rate limit client_key must not be empty")
         if self.is_allowlisted(client_key, address=address):
             return _unlimited(policy, "allowlisted")
-        if time.monotonic() < self._store_down_until:
+        if time.monotonic() < self._store_down_until or (
+            isinstance(self.kv, RedisKV) and self.kv.is_failing_fast
+        ):
             return self._store_failed(policy, None)
         try:
             decision = self._count(policy, client_id(client_key))
@@ -557,9 +559,9 @@ class _OneRoundTripCheck:
 
     Anything unexpected returns ``None`` and the caller uses ``limits``' own API: scripts
     not loaded yet (it loads them), or a broken connection (it retries on a fresh one; a
-    hit whose reply was lost may then count twice). ``tests/core/security/
-    test_ratelimit.py`` checks both paths give the same answers, so a ``limits`` release
-    that changes its scripts or keys fails there.
+    hit whose reply was lost may then count twice). A timeout is raised, not retried.
+    ``tests/core/security/test_ratelimit.py`` checks both paths give the same answers,
+    so a ``limits`` release that changes its scripts or keys fails there.
     """
 
     _NEEDED = (
@@ -607,7 +609,11 @@ class _OneRoundTripCheck:
             ) + _command("EVALSHA", storage.lua_sliding_window.sha, 2, previous, current, expiry)
         try:
             acquired, window = self._send(payload)
-        except (RedisConnectionError, RedisTimeoutError):
+        except RedisTimeoutError:
+            # Redis accepted the command and did not answer in time: trying again through
+            # limits' API would make the request wait a second timeout. Fail now.
+            raise
+        except RedisConnectionError:
             return None
         if isinstance(acquired, NoScriptError):
             return None  # nothing was counted; limits' API loads the scripts and retries

@@ -42,11 +42,19 @@ class HealthOut(BaseModel):
 
 
 def _may_see_details(request: Request, instance: Instance, address: str) -> bool:
-    if is_loopback(address):
+    """Whether the caller may see each check's details (pool numbers, errors, memory).
+
+    Loopback callers may, but only when no proxy is in front (``PAULYOPS_TRUSTED_PROXIES``
+    empty): behind a proxy on the same machine every request would come from loopback.
+    Everyone else needs ``health:read``.
+    """
+    if is_loopback(address) and not instance.settings.trusted_proxies:
         return True
     has_credentials = "authorization" in request.headers or request.cookies
     if not has_credentials or not instance.ready.is_set():
         return False
+    if instance.db.health.status == "unhealthy":
+        return False  # checking the credentials would wait on the database that is down
     try:
         with instance.db.session() as session:
             return authenticate(request, session).can("health:read")
@@ -68,7 +76,13 @@ def livez() -> Livez:
     responses={503: {"model": HealthOut, "description": "unhealthy"}},
 )
 def healthz(request: Request, instance: InstanceDep, address: ClientAddress) -> JSONResponse:
-    """Report every dependency's health; details to loopback and ``health:read`` callers."""
-    report = instance.health_report(include_details=_may_see_details(request, instance, address))
+    """Report every dependency's health; details to loopback and ``health:read`` callers.
+
+    The report comes from the background health monitor (at most one interval old): a
+    request never runs the checks itself, so healthz stays cheap and bounded.
+    """
+    report = instance.cached_health_report(
+        include_details=_may_see_details(request, instance, address)
+    )
     code = 503 if report["status"] == "unhealthy" else 200
     return JSONResponse(report, status_code=code, headers={"Cache-Control": "no-store"})

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from paulyops.core.errors import (
     AuthenticationError,
@@ -22,7 +23,7 @@ from paulyops.services.onboarding.firstrun import check_setup_token
 from paulyops.services.onboarding.spec import parse_spec, schema_bundle, validate_partial
 from paulyops.services.onboarding.templates import settings_defaults
 from paulyops.web.api.auth import CamelModel, OkOut
-from paulyops.web.auth import DbSession, authenticate, check_csrf
+from paulyops.web.auth import DbSession, Principal, authenticate, check_csrf
 from paulyops.web.deps import (
     ACCESS_ATTR,
     ClientAddress,
@@ -54,24 +55,11 @@ async def _setup_access(request: Request) -> SetupAccess:
     Uses its own short transaction: provision() takes the database's write lock itself,
     so the request must not hold one (SQLite would wait on itself).
     """
-    instance = get_instance(request)
-    instance.require_ready()
-    address = client_address(request)
-    header = request.headers.get("authorization", "")
-    secret = header.partition(" ")[2].strip()
-    if secret.startswith(tokens.SETUP_TOKEN_PREFIX):
-        # Every setup-token attempt counts against the sign-in limit of the address (the
-        # unlock page shares it), so guessing stops long before it could matter.
-        limit_request(request, None, user_id=None, name="signin")
-    with instance.db.session() as session:
-        if secret.startswith(tokens.SETUP_TOKEN_PREFIX):
-            row = check_setup_token(session, secret)
-            return SetupAccess(
-                kind="setup_token",
-                actor=Actor("setup_token", row.id, address),
-                setup_token_id=row.id,
-            )
-        principal = authenticate(request, session)
+    # The lookups wait on the database: run them in the thread pool, off the event loop.
+    caller = await run_in_threadpool(_setup_caller, request)
+    if isinstance(caller, SetupAccess):
+        return caller
+    principal, address = caller, client_address(request)
     if not principal.is_authenticated:
         raise AuthenticationError(
             "send the setup token as 'Authorization: Bearer pos_...', or sign in as a "
@@ -86,6 +74,27 @@ async def _setup_access(request: Request) -> SetupAccess:
         actor=Actor(kind, principal.user_id, address),
         user_id=principal.user_id,
     )
+
+
+def _setup_caller(request: Request) -> SetupAccess | Principal:
+    """Return the setup token's access, or the principal to check further."""
+    instance = get_instance(request)
+    instance.require_ready()
+    header = request.headers.get("authorization", "")
+    secret = header.partition(" ")[2].strip()
+    if secret.startswith(tokens.SETUP_TOKEN_PREFIX):
+        # Every setup-token attempt counts against the sign-in limit of the address (the
+        # unlock page shares it), so guessing stops long before it could matter.
+        limit_request(request, None, user_id=None, name="signin")
+    with instance.db.session() as session:
+        if secret.startswith(tokens.SETUP_TOKEN_PREFIX):
+            row = check_setup_token(session, secret)
+            return SetupAccess(
+                kind="setup_token",
+                actor=Actor("setup_token", row.id, client_address(request)),
+                setup_token_id=row.id,
+            )
+        return authenticate(request, session)
 
 
 setattr(_setup_access, ACCESS_ATTR, "setup_token")

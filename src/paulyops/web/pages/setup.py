@@ -100,6 +100,18 @@ class SetupVisit:
     csrf_token: str
 
 
+async def _form(request: Request) -> FormData:
+    """Read the form body (it streams, so this is async), so the handlers can be sync.
+
+    The handlers wait on the database and the key-value store: as sync functions they
+    run in the thread pool instead of blocking the event loop.
+    """
+    return await request.form()
+
+
+FormDep = Annotated[FormData, Depends(_form)]
+
+
 def _wizard_db(request: Request) -> Iterator[Session]:
     """A deferred transaction for wizard requests.
 
@@ -120,8 +132,10 @@ def _wizard_db(request: Request) -> Iterator[Session]:
         session.close()
 
 
-async def _setup_session(
-    request: Request, session: Annotated[Session, Depends(_wizard_db, scope="function")]
+def _setup_session(
+    request: Request,
+    session: Annotated[Session, Depends(_wizard_db, scope="function")],
+    form: FormDep,
 ) -> SetupVisit:
     """Admit requests that carry a live setup session (from the unlock page)."""
     instance = get_instance(request)
@@ -134,7 +148,6 @@ async def _setup_session(
     draft = wizard.load(session, row)
     visit = SetupVisit(row, draft, session, session_form_token(request, row))
     if request.method == "POST":
-        form = await request.form()
         submitted = form.get("csrf_token")
         instance.csrf.ensure_valid(
             row.id,
@@ -180,10 +193,9 @@ def unlock_page(request: Request) -> Response:
 
 
 @router.post("/setup", dependencies=[Public])
-async def unlock(request: Request, session: DbSession) -> Response:
+def unlock(request: Request, session: DbSession, form: FormDep) -> Response:
     """Check the setup token and start the wizard's setup session."""
     instance = get_instance(request)
-    form = await request.form()
     check_pre_session(request, _text(form, "csrf_token"))
     # Setup tokens are long and random; the strict sign-in limit still stops guessing.
     limit_request(request, None, user_id=None, name="signin")
@@ -220,9 +232,8 @@ def owner_page(request: Request, visit: SetupVisit = SetupDep) -> Response:
 
 
 @router.post("/setup/owner")
-async def owner_submit(request: Request, visit: SetupVisit = SetupDep) -> Response:
+def owner_submit(request: Request, form: FormDep, visit: SetupVisit = SetupDep) -> Response:
     """Check and keep the owner's details; the password is hashed at once."""
-    form = await request.form()
     owner: dict[str, Any] = {
         "email": _text(form, "owner.email").strip(),
         "name": _text(form, "owner.name").strip(),
@@ -548,7 +559,7 @@ def _owner_wire(draft: wizard.Draft) -> dict[str, Any]:
 
 
 @router.post("/setup/review")
-async def submit(request: Request, visit: SetupVisit = SetupDep) -> Response:
+def submit(request: Request, visit: SetupVisit = SetupDep) -> Response:
     """Provision the organization, sign the owner in and show the next steps."""
     instance = get_instance(request)
     limit_request(request, None, user_id=None, name="onboarding_setup")
@@ -611,10 +622,11 @@ def step_page(step: str, request: Request, visit: SetupVisit = SetupDep) -> Resp
 
 
 @router.post("/setup/{step}")
-async def step_submit(step: str, request: Request, visit: SetupVisit = SetupDep) -> Response:
+def step_submit(
+    step: str, request: Request, form: FormDep, visit: SetupVisit = SetupDep
+) -> Response:
     """Keep the step's answers; move on when they are valid (Back never validates)."""
     name = _step_or_404(step)
-    form = await request.form()
     wizard.merge_step(visit.draft, name, _answers_from_form(name, form))
     wizard.save(visit.draft)
     index = STEP_NAMES.index(name)

@@ -57,7 +57,9 @@ def home(
     org = session.get(Organization, scope.organization_id)
     if org is None:
         raise NotFoundError("organization not found")
-    report = instance.health_report(include_details=principal.can("health:read"))
+    # The monitor's cached report: the page holds one pooled connection, and running the
+    # checks here would take more (16 users exhausted the pool).
+    report = instance.cached_health_report(include_details=principal.can("health:read"))
     facts = {
         "members": scope.count(Membership),
         "roles": scope.count(Role),
