@@ -8,7 +8,7 @@ storage connection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -68,7 +68,7 @@ class Invitation:
 
     membership: Membership
     user: User
-    link: str | None
+    link: str | None = field(repr=False)
 
 
 def invite_member(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pyotp
@@ -171,8 +171,8 @@ def _hash_code(code: str) -> str:
 class TotpEnrollment:
     """A TOTP secret waiting for its first code, and its provisioning URI for an app."""
 
-    secret: str
-    uri: str
+    secret: str = field(repr=False)
+    uri: str = field(repr=False)  # carries the secret
 
 
 def start_totp(user: User, keyring: KeyRing) -> TotpEnrollment:

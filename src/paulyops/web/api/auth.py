@@ -35,7 +35,7 @@ class SignInIn(CamelModel):
     """Credentials."""
 
     email: str = Field(max_length=320)
-    password: str = Field(max_length=1024)
+    password: str = Field(max_length=1024, repr=False)
     organization_id: str | None = Field(None, max_length=40)
 
 
@@ -61,7 +61,7 @@ class SignInOut(CamelModel):
     success: bool = True
     user: UserOut
     organization_id: str | None
-    csrf_token: str = Field(description="send as X-CSRF-Token on unsafe requests")
+    csrf_token: str = Field(description="send as X-CSRF-Token on unsafe requests", repr=False)
     needs_second_factor: bool
 
 
@@ -89,21 +89,21 @@ class SessionOut(CamelModel):
 class PasswordIn(CamelModel):
     """A password change."""
 
-    current_password: str = Field(max_length=1024)
-    new_password: str = Field(max_length=1024)
+    current_password: str = Field(max_length=1024, repr=False)
+    new_password: str = Field(max_length=1024, repr=False)
 
 
 class TotpStartOut(CamelModel):
     """A TOTP secret to add to an authenticator app (shown once)."""
 
-    secret: str
-    uri: str
+    secret: str = Field(repr=False)
+    uri: str = Field(repr=False)
 
 
 class RecoveryCodesOut(CamelModel):
     """One-time recovery codes (shown once)."""
 
-    recovery_codes: list[str]
+    recovery_codes: list[str] = Field(repr=False)
 
 
 class OkOut(CamelModel):

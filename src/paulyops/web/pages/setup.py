@@ -96,7 +96,7 @@ class SetupVisit:
     row: WebSession
     draft: wizard.Draft
     session: Session
-    csrf_token: str
+    csrf_token: str = field(repr=False)
 
 
 def _wizard_db(request: Request) -> Iterator[Session]:
