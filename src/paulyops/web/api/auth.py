@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from paulyops.core.db.models import User
-from paulyops.core.errors import AuthenticationError, ConflictError
+from paulyops.core.errors import AuthenticationError, ConflictError, SpecValidationError
 from paulyops.services.actor import Actor, record
 from paulyops.services.auth import accounts, manage, sessions
 from paulyops.web.auth import (
@@ -39,10 +41,21 @@ class SignInIn(CamelModel):
     organization_id: str | None = Field(None, max_length=40)
 
 
+def _one_time_code(value: str) -> str:
+    try:
+        return accounts.normalize_code(value)
+    except SpecValidationError as err:
+        raise PydanticCustomError("code_format", err.errors[0].message) from None
+
+
+# Normalized (any script's digits, spaces, dashes) or refused with a 422 naming the field.
+OneTimeCode = Annotated[str, AfterValidator(_one_time_code)]
+
+
 class SecondFactorIn(CamelModel):
     """A TOTP or recovery code."""
 
-    code: str = Field(min_length=6, max_length=20)
+    code: OneTimeCode = Field(max_length=40, repr=False)
 
 
 class UserOut(CamelModel):
