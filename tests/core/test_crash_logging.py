@@ -44,7 +44,7 @@ def test_crashes_answer_fast_keep_livez_up_and_log_no_secret(tmp_path, log_forma
         crashes: list[tuple[int, float]] = []
         failures: list[BaseException] = []
 
-        def crash() -> None:
+        def crash(request_id: str) -> None:
             started = time.monotonic()
             try:
                 response = httpx.get(
@@ -54,6 +54,7 @@ def test_crashes_answer_fast_keep_livez_up_and_log_no_secret(tmp_path, log_forma
                         "X-CSRF-Token": csrf,
                         "Authorization": f"Bearer {bearer}",
                         "X-Test-TOTP-Seed": seed,
+                        "X-Request-ID": request_id,
                     },
                     timeout=30,
                 )
@@ -62,7 +63,8 @@ def test_crashes_answer_fast_keep_livez_up_and_log_no_secret(tmp_path, log_forma
                 return
             crashes.append((response.status_code, time.monotonic() - started))
 
-        threads = [threading.Thread(target=crash) for _ in range(CONCURRENT_CRASHES)]
+        request_ids = [f"crash-test-{i:04d}" for i in range(CONCURRENT_CRASHES)]
+        threads = [threading.Thread(target=crash, args=(rid,)) for rid in request_ids]
         for thread in threads:
             thread.start()
         livez: list[float] = []
@@ -85,7 +87,15 @@ def test_crashes_answer_fast_keep_livez_up_and_log_no_secret(tmp_path, log_forma
     output = server.output
     # Logged once per crash: the server's own second copy of the traceback is dropped.
     assert output.count("SecretCrashError: crashed") == CONCURRENT_CRASHES
-    assert "request_crashed" in output
+    # Each crash's line carries its request's correlation id, in either format.
+    if log_format == "json":
+        crashed = [e for e in server.events() if e.get("event") == "request_crashed"]
+        assert sorted(e.get("correlation_id") for e in crashed) == request_ids
+    else:
+        crashed_lines = [line for line in output.splitlines() if "request_crashed" in line]
+        assert sorted(line.split("correlation_id=")[1].split()[0] for line in crashed_lines) == (
+            request_ids
+        )
     leaked = {
         name: value
         for name, value in {
