@@ -418,3 +418,20 @@ def test_objects_holding_secrets_never_render_them(tmp_path):
         for text in (repr(holder), str(holder)):
             leaked = [kind for kind, value in CRASH_SECRETS.items() if value in text]
             assert not leaked, f"{name} shows {leaked}: {text}"
+
+
+def test_validation_error_inputs_are_redacted_from_tracebacks(json_logs):
+    """A pydantic ValidationError's message echoes the rejected input: it is redacted."""
+    from pydantic import BaseModel, Field, ValidationError
+
+    class Body(BaseModel):
+        password: str = Field(max_length=8)
+
+    value = "-".join(["far", "too", "long", "password", "value"])  # not in the source line
+    try:
+        Body(password=value)
+    except ValidationError:
+        get_logger("test").exception("invalid")
+    text = json.dumps(json_logs())
+    assert "far-too-long-password-value" not in text
+    assert "string_too_long" in text

@@ -89,6 +89,8 @@ SECRET_VALUE_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
     # user:password@ in any URL (database, Redis, SMTP, AMQP)
     re.compile(r"(?<=://)[^/\s:@]*:[^/\s@]+(?=@)"),
+    # The input a pydantic ValidationError echoes (a password, a token) in its message.
+    re.compile(r"(?<=input_value=).+?(?=, input_type=)"),
 )
 
 _correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
