@@ -9,16 +9,19 @@ its local variables and arguments.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pyotp
 import pytest
 
 from tests.conftest import fresh_secrets
-from tests.support.server import running_server
+from tests.support.server import ServerProcess, start_server
 from tests.support.slow_app import CRASH_PATH
 
 pytestmark = pytest.mark.slow
@@ -28,6 +31,19 @@ pytestmark = pytest.mark.slow
 CRASH_ANSWER_S = 5.0
 LIVEZ_ANSWER_S = 3.0
 CONCURRENT_CRASHES = 4
+# Starting a server compiles every module (no bytecode here): slow on a loaded machine.
+START_TIMEOUT_S = 120.0
+
+
+@contextlib.contextmanager
+def _server(root: Path, env: dict[str, str]) -> Iterator[ServerProcess]:
+    server = start_server(root, env=env, launcher="slow-serve", live_timeout=START_TIMEOUT_S)
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(AssertionError):
+            server.terminate(timeout=15)
+        server.kill()
 
 
 @pytest.mark.parametrize("log_format", ["console", "json"])
@@ -40,7 +56,7 @@ def test_crashes_answer_fast_keep_livez_up_and_log_no_secret(tmp_path, log_forma
     bearer = "pot_" + secrets.token_urlsafe(24)
     seed = pyotp.random_base32()
     env = {**instance_secrets, "PAULYOPS_LOG_FORMAT": log_format}
-    with running_server(tmp_path, env=env, launcher="slow-serve") as server:
+    with _server(tmp_path, env) as server:
         crashes: list[tuple[int, float]] = []
         failures: list[BaseException] = []
 
