@@ -435,3 +435,33 @@ def test_validation_error_inputs_are_redacted_from_tracebacks(json_logs):
     text = json.dumps(json_logs())
     assert "far-too-long-password-value" not in text
     assert "string_too_long" in text
+
+
+def test_a_full_queue_drops_lines_and_says_how_many(restore_logging, monkeypatch):
+    """When the sink stops reading and the queue is full, lines are dropped (the caller
+    never waits) and a later line reports the count, so nothing vanishes silently."""
+    import paulyops.core.logging as logging_module
+
+    monkeypatch.setattr(logging_module, "_QUEUE_SIZE", 5)
+    release = threading.Event()
+
+    class StalledStream(io.StringIO):
+        def write(self, text: str) -> int:
+            release.wait(10)
+            return super().write(text)
+
+    stream = StalledStream()
+    configure_logging(level="INFO", json_lines=True, stream=stream, background=True)
+    started = time.perf_counter()
+    for i in range(40):
+        get_logger("test").info("flood", i=i)
+    assert time.perf_counter() - started < 1.0
+    release.set()
+    flush_logs()
+    get_logger("test").info("after")
+    flush_logs()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    written = sum(1 for line in lines if line["event"] == "flood")
+    dropped = sum(line.get("log_lines_dropped", 0) for line in lines)
+    assert dropped > 0
+    assert written + dropped == 40

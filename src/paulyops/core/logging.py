@@ -264,13 +264,15 @@ def _timestamp(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> Eve
 
 
 _dropped_lines = 0
+_dropped_lock = threading.Lock()
 
 
 def _note_dropped_lines(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
     """Say on the next written line how many lines a full queue dropped since the last."""
     global _dropped_lines
     if _dropped_lines:
-        event_dict["log_lines_dropped"], _dropped_lines = _dropped_lines, 0
+        with _dropped_lock:
+            event_dict["log_lines_dropped"], _dropped_lines = _dropped_lines, 0
     return event_dict
 
 
@@ -312,7 +314,8 @@ class _QueueHandler(logging.handlers.QueueHandler):
             self.queue.put_nowait(record)
         except queue.Full:
             # A sink that stopped reading must not grow memory for ever or block callers.
-            _dropped_lines += 1
+            with _dropped_lock:
+                _dropped_lines += 1
 
 
 _QUEUE_SIZE = 10_000
