@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
 import threading
+import time
 
 import pytest
 from pydantic import SecretStr
@@ -17,6 +19,7 @@ from paulyops.core.logging import (
     carry_context,
     configure_logging,
     correlation_scope,
+    flush_logs,
     get_correlation_id,
     get_logger,
     security_event,
@@ -186,3 +189,279 @@ def test_camel_case_secret_keys_are_redacted(json_logs):
         assert value not in text
     assert "hash-value-4" not in text
     assert "csrf-token-value-5" not in text
+
+
+# --- crashes, renderers and the objects that hold secrets --------------------------------------
+
+CRASH_SECRETS = {
+    "session cookie": "sess-cookie-" + "c" * 24,
+    "csrf token": "csrf-token-" + "t" * 24,
+    "bearer token": "pot_" + "b" * 28,
+    "totp seed": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+    "jwt secret": "jwt-secret-" + "j" * 40,
+    "password hash": "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$" + "h" * 20,
+}
+
+
+def _provision_context():
+    from paulyops.services.actor import SYSTEM
+    from paulyops.services.onboarding.provision import ProvisionContext
+
+    return ProvisionContext(
+        actor=SYSTEM,
+        jwt_secret=CRASH_SECRETS["jwt secret"],
+        public_url="http://127.0.0.1",
+        data_dir=__import__("pathlib").Path("/tmp"),
+        owner_password_hash=CRASH_SECRETS["password hash"],
+    )
+
+
+def _crash(cookie: str, csrf_token: str, depth: int = 3) -> None:
+    """Raise with secrets in arguments, locals and the exception's message (via repr)."""
+    bearer = CRASH_SECRETS["bearer token"]
+    seed = CRASH_SECRETS["totp seed"]
+    ctx = _provision_context()
+    if depth:
+        _crash(cookie, csrf_token, depth - 1)
+    raise RuntimeError(f"provision failed for {ctx!r} ({len(bearer) + len(seed)})")
+
+
+def _configure(log_format: str, background: bool) -> io.StringIO:
+    buffer = io.StringIO()
+    configure_logging(
+        level="INFO", json_lines=log_format == "json", stream=buffer, background=background
+    )
+    return buffer
+
+
+@pytest.fixture
+def restore_logging():
+    """Put the default configuration back after a test configures its own."""
+    yield
+    configure_logging(level="INFO", json_lines=False)
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["inline", "background"])
+@pytest.mark.parametrize("log_format", ["console", "json"])
+def test_crash_tracebacks_carry_no_locals_and_no_secret(restore_logging, log_format, background):
+    """A traceback logged by structlog or by a library (uvicorn's way) shows the frames and
+    the error, never the locals, arguments or secret fields of anything in scope."""
+    buffer = _configure(log_format, background)
+    try:
+        _crash(CRASH_SECRETS["session cookie"], CRASH_SECRETS["csrf token"])
+    except RuntimeError as err:
+        get_logger("paulyops.http").exception("request_crashed", error=type(err).__name__)
+        logging.getLogger("thirdparty").error("Exception in a library", exc_info=err)
+    flush_logs()
+    output = buffer.getvalue()
+    assert output.count("RuntimeError: provision failed") == 2
+    assert "in _crash" in output
+    leaked = [name for name, value in CRASH_SECRETS.items() if value in output]
+    assert not leaked, output
+
+
+def test_the_servers_second_copy_of_a_logged_traceback_is_dropped(restore_logging):
+    """uvicorn logs a crash our 500 handler has already logged: only one traceback is written."""
+    buffer = _configure("json", background=False)
+    try:
+        _crash("c", "t", depth=0)
+    except RuntimeError as err:
+        get_logger("paulyops.http").exception("request_crashed")
+        logging.getLogger("uvicorn.error").error("Exception in ASGI application", exc_info=err)
+    output = buffer.getvalue()
+    assert output.count("RuntimeError: provision failed") == 1
+    assert "request_crashed" in output
+
+
+@pytest.mark.parametrize("log_format", ["console", "json"])
+def test_formatting_a_deep_traceback_costs_milliseconds(restore_logging, log_format):
+    """200 frames with large locals format in well under a second (Rich with locals took
+    about 20 s of CPU for one such traceback)."""
+    _configure(log_format, background=False)
+
+    def deep(n: int) -> None:
+        payload = {f"key{i}": list(range(50)) for i in range(50)}
+        if n:
+            deep(n - 1)
+        raise ValueError(f"bottom reached with {len(payload)} keys")
+
+    try:
+        deep(200)
+    except ValueError:
+        started = time.perf_counter()
+        get_logger("test").exception("deep_crash")
+        elapsed = time.perf_counter() - started
+    assert elapsed < 1.0, f"{elapsed:.2f} s"
+
+
+def test_background_writer_never_blocks_the_caller(restore_logging):
+    """With a sink that stopped reading, logging returns at once; lines follow once it reads."""
+    release = threading.Event()
+
+    class StalledStream(io.StringIO):
+        def write(self, text: str) -> int:
+            release.wait(10)
+            return super().write(text)
+
+        def isatty(self) -> bool:
+            return False
+
+    stream = StalledStream()
+    configure_logging(level="INFO", json_lines=True, stream=stream, background=True)
+    started = time.perf_counter()
+    for i in range(50):
+        get_logger("test").info("while_stalled", i=i)
+    try:
+        _crash("c", "t", depth=0)
+    except RuntimeError:
+        get_logger("test").exception("crash_while_stalled")
+    assert time.perf_counter() - started < 1.0
+    release.set()
+    flush_logs()
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events.count("while_stalled") == 50
+    assert events[-1] == "crash_while_stalled"
+
+
+def test_background_lines_keep_their_correlation_id_and_time(restore_logging):
+    """Lines rendered on the writer thread carry the id and time of the moment they were logged."""
+    buffer = _configure("json", background=True)
+    with correlation_scope("cid-background-1"):
+        get_logger("test").info("structlog_line")
+        logging.getLogger("thirdparty").warning("stdlib line %s", "with args")
+    flush_logs()
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert [line["correlation_id"] for line in lines] == ["cid-background-1"] * 2
+    assert lines[1]["event"] == "stdlib line with args"
+    assert all(line["timestamp"].endswith("Z") for line in lines)
+
+
+def test_logged_objects_render_redacted(json_logs):
+    """An object's repr is redacted before any renderer sees it; a dataclass's secret
+    fields are hidden by their names even when it forgot repr=False."""
+
+    @dataclasses.dataclass
+    class Careless:
+        user: str
+        password: str
+
+    class Chatty:
+        def __repr__(self) -> str:
+            return "Chatty(Authorization='Bearer abcdefghijklmnopqrstuvwxyz012345')"
+
+    get_logger("test").info("objects", careless=Careless("ann", "hunter2-secret"), chatty=Chatty())
+    (line,) = [item for item in json_logs() if item["event"] == "objects"]
+    text = json.dumps(line)
+    assert "hunter2-secret" not in text
+    assert "abcdefghijklmnopqrstuvwxyz012345" not in text
+    assert line["careless"]["user"] == "ann"
+
+
+def _holders(tmp_path):
+    """One of each object that carries a secret, each holding values of CRASH_SECRETS."""
+    from paulyops.services.auth.accounts import TotpEnrollment
+    from paulyops.services.auth.invitations import CreatedInvitation
+    from paulyops.services.auth.manage import SignIn
+    from paulyops.services.auth.sessions import NewSession
+    from paulyops.services.auth.tokens import IssuedToken
+    from paulyops.services.onboarding.provision import ProvisionResult
+    from paulyops.services.onboarding.wizard import Draft
+    from paulyops.web.api.admin import NewTokenOut
+    from paulyops.web.api.auth import (
+        PasswordIn,
+        RecoveryCodesOut,
+        SecondFactorIn,
+        SignInIn,
+        SignInOut,
+        TotpStartOut,
+    )
+    from paulyops.web.api.onboarding import SetPasswordIn, SetupOut
+    from paulyops.web.pages.setup import SetupVisit
+    from tests.conftest import make_settings
+
+    seed, cookie = CRASH_SECRETS["totp seed"], CRASH_SECRETS["session cookie"]
+    csrf, bearer = CRASH_SECRETS["csrf token"], CRASH_SECRETS["bearer token"]
+    link = "http://127.0.0.1/set-password?token=" + CRASH_SECRETS["jwt secret"]
+    settings = make_settings(
+        tmp_path,
+        DATABASE_URL="postgresql://app:" + CRASH_SECRETS["jwt secret"] + "@db/prod",
+        PAULYOPS_ALERT_WEBHOOK_URL="https://hooks.example/T0/" + bearer,
+        JWT_SECRET=CRASH_SECRETS["jwt secret"],
+    )
+    return {
+        "ProvisionContext": _provision_context(),
+        "Settings": settings,
+        "TotpEnrollment": TotpEnrollment(seed, f"otpauth://totp/x?secret={seed}"),
+        "SignIn": SignIn(None, None, cookie, csrf, False),
+        "NewSession": NewSession(cookie, None),
+        "IssuedToken": IssuedToken(bearer, None),
+        "CreatedInvitation": CreatedInvitation(None, link),
+        "ProvisionResult": ProvisionResult(True, "org_1", "ok", [], True, "u", link),
+        "Draft": Draft(None, {"secretAccessKey": bearer}, {"passwordHash": seed}),
+        "SetupVisit": SetupVisit(None, None, None, csrf),
+        "SignInIn": SignInIn(email="a@b.example", password=seed),
+        "SecondFactorIn": SecondFactorIn.model_construct(code=seed),
+        "PasswordIn": PasswordIn(current_password=seed, new_password=cookie),
+        "TotpStartOut": TotpStartOut(secret=seed, uri=f"otpauth://totp/x?secret={seed}"),
+        "RecoveryCodesOut": RecoveryCodesOut(recovery_codes=[seed]),
+        "SignInOut": SignInOut.model_construct(csrf_token=csrf),
+        "NewTokenOut": NewTokenOut.model_construct(token=bearer),
+        "SetPasswordIn": SetPasswordIn(token=bearer, password=seed),
+        "SetupOut": SetupOut.model_construct(owner_password_link=link),
+    }
+
+
+def test_objects_holding_secrets_never_render_them(tmp_path):
+    """repr() and str() of every holder of a session cookie, CSRF token, bearer token, TOTP
+    seed, password, one-time link or JWT_SECRET show none of them."""
+    for name, holder in _holders(tmp_path).items():
+        for text in (repr(holder), str(holder)):
+            leaked = [kind for kind, value in CRASH_SECRETS.items() if value in text]
+            assert not leaked, f"{name} shows {leaked}: {text}"
+
+
+def test_validation_error_inputs_are_redacted_from_tracebacks(json_logs):
+    """A pydantic ValidationError's message echoes the rejected input: it is redacted."""
+    from pydantic import BaseModel, Field, ValidationError
+
+    class Body(BaseModel):
+        password: str = Field(max_length=8)
+
+    value = "-".join(["far", "too", "long", "password", "value"])  # not in the source line
+    try:
+        Body(password=value)
+    except ValidationError:
+        get_logger("test").exception("invalid")
+    text = json.dumps(json_logs())
+    assert "far-too-long-password-value" not in text
+    assert "string_too_long" in text
+
+
+def test_a_full_queue_drops_lines_and_says_how_many(restore_logging, monkeypatch):
+    """When the sink stops reading and the queue is full, lines are dropped (the caller
+    never waits) and a later line reports the count, so nothing vanishes silently."""
+    import paulyops.core.logging as logging_module
+
+    monkeypatch.setattr(logging_module, "_QUEUE_SIZE", 5)
+    release = threading.Event()
+
+    class StalledStream(io.StringIO):
+        def write(self, text: str) -> int:
+            release.wait(10)
+            return super().write(text)
+
+    stream = StalledStream()
+    configure_logging(level="INFO", json_lines=True, stream=stream, background=True)
+    started = time.perf_counter()
+    for i in range(40):
+        get_logger("test").info("flood", i=i)
+    assert time.perf_counter() - started < 1.0
+    release.set()
+    flush_logs()
+    get_logger("test").info("after")
+    flush_logs()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    written = sum(1 for line in lines if line["event"] == "flood")
+    dropped = sum(line.get("log_lines_dropped", 0) for line in lines)
+    assert dropped > 0
+    assert written + dropped == 40

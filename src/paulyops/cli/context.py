@@ -85,6 +85,7 @@ def read_settings(
     configure_logging(
         level=settings.log_level if verbose else "WARNING",
         json_lines=settings.json_logs,
+        background=verbose,  # the server: never block a request on a log line
     )
     return settings
 

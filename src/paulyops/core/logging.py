@@ -11,15 +11,23 @@ Typed helpers name the kinds of event an operator filters on: :func:`security_ev
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
+import copy
+import dataclasses
 import logging
+import logging.handlers
+import queue
 import re
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from types import TracebackType
 from typing import IO, Any, Literal, ParamSpec, TypeVar
 
 import structlog
@@ -81,6 +89,8 @@ SECRET_VALUE_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
     # user:password@ in any URL (database, Redis, SMTP, AMQP)
     re.compile(r"(?<=://)[^/\s:@]*:[^/\s@]+(?=@)"),
+    # The input a pydantic ValidationError echoes (a password, a token) in its message.
+    re.compile(r"(?<=input_value=).+?(?=, input_type=)"),
 )
 
 _correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -131,7 +141,17 @@ def redact_value(value: Any, *, depth: int = 0) -> Any:
         return [redact_value(item, depth=depth + 1) for item in value]
     if type(value).__name__ in {"SecretStr", "SecretBytes"}:
         return REDACTED
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # Field names decide, as for mappings: a dataclass that forgot repr=False on its
+        # secret still renders without it.
+        shown = {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value) if f.repr}
+        return {"type": type(value).__name__, **redact_value(shown, depth=depth + 1)}
+    # Every renderer would call repr() on anything else: do it here, where the text is
+    # still redacted (the holders of secrets keep them out of their repr, see
+    # docs/security/overview.md).
+    return redact_text(repr(value))
 
 
 def redact(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
@@ -155,40 +175,221 @@ def _add_correlation_id(_logger: WrappedLogger, _name: str, event_dict: EventDic
     return event_dict
 
 
-def _format_exception_redacted(
-    logger: WrappedLogger, name: str, event_dict: EventDict
-) -> EventDict:
-    event_dict = structlog.processors.format_exc_info(logger, name, event_dict)
-    if isinstance(event_dict.get("exception"), str):
-        event_dict["exception"] = redact_text(event_dict["exception"])
+class CapturedException:
+    """An exception taken apart where it was logged, turned into text later.
+
+    Capturing walks the traceback without reading source lines and never keeps local
+    variables (``capture_locals=False``): it costs microseconds per frame, so it may run
+    on the event loop. :meth:`format` reads the source lines and builds the plain text;
+    with a background writer it runs on the writer thread, off the request path.
+    """
+
+    __slots__ = ("_summary",)
+
+    def __init__(self, exc_info: tuple[type[BaseException], BaseException, TracebackType | None]):
+        self._summary = traceback.TracebackException(
+            *exc_info, capture_locals=False, lookup_lines=False, compact=True
+        )
+
+    def format(self) -> str:
+        """Return the plain traceback text (no locals, no colours), redacted."""
+        return redact_text("".join(self._summary.format()).rstrip("\n"))
+
+
+def _exc_info_tuple(
+    value: Any,
+) -> tuple[type[BaseException], BaseException, TracebackType | None] | None:
+    if isinstance(value, BaseException):
+        return type(value), value, value.__traceback__
+    if isinstance(value, tuple) and len(value) == 3 and isinstance(value[1], BaseException):
+        return value
+    if value is True:
+        current = sys.exc_info()
+        return current if current[1] is not None else None
+    return None
+
+
+def _mark_logged(exc: BaseException) -> None:
+    # Lets the handler drop the server's second copy of the same traceback (uvicorn logs
+    # "Exception in ASGI application" after our 500 handler has already logged it).
+    with contextlib.suppress(AttributeError, TypeError):
+        exc.__paulyops_logged__ = True  # type: ignore[attr-defined]  # a marker attribute
+
+
+def _capture_exception(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """Replace ``exc_info`` with a :class:`CapturedException` (in the logging thread)."""
+    value = event_dict.pop("exc_info", None)
+    if isinstance(value, CapturedException):
+        event_dict["exc_info"] = value
+    elif value:
+        info = _exc_info_tuple(value)
+        if info is not None:
+            _mark_logged(info[1])
+            event_dict["exc_info"] = CapturedException(info)
     return event_dict
 
 
+def _render_exception(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """Turn a captured exception into the ``exception`` text field (plain, no locals)."""
+    captured = event_dict.pop("exc_info", None)
+    if not isinstance(captured, CapturedException):
+        info = _exc_info_tuple(captured) if captured else None
+        captured = CapturedException(info) if info is not None else None
+    if captured is not None:
+        event_dict["exception"] = captured.format()
+    return event_dict
+
+
+def _foreign_context(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """Add the context of a standard-library record: captured at log time, or current."""
+    record = event_dict.get("_record")
+    captured = getattr(record, "_paulyops_context", None)
+    if captured is None:
+        captured = {**structlog.contextvars.get_contextvars()}
+        cid = _correlation_id.get()
+        if cid is not None:
+            captured["correlation_id"] = cid
+    for key, value in captured.items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
+def _timestamp(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """ISO timestamp in UTC of the moment the line was logged (not when it was written)."""
+    record = event_dict.get("_record")
+    created = record.created if isinstance(record, logging.LogRecord) else time.time()
+    stamp = datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z")
+    event_dict.setdefault("timestamp", stamp)
+    return event_dict
+
+
+_dropped_lines = 0
+_dropped_lock = threading.Lock()
+
+
+def _note_dropped_lines(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """Say on the next written line how many lines a full queue dropped since the last."""
+    global _dropped_lines
+    if _dropped_lines:
+        with _dropped_lock:
+            event_dict["log_lines_dropped"], _dropped_lines = _dropped_lines, 0
+    return event_dict
+
+
+def _drop_repeated_traceback(record: logging.LogRecord) -> bool:
+    """Filter: drop a server's second traceback of an exception already logged by us."""
+    exc = record.exc_info[1] if isinstance(record.exc_info, tuple) else None
+    return not (record.name.startswith("uvicorn") and getattr(exc, "__paulyops_logged__", False))
+
+
+class _QueueHandler(logging.handlers.QueueHandler):
+    """Hand records to the writer thread, after capturing what only this thread knows.
+
+    What must be taken now: the exception (its traceback stops being the current one),
+    the context variables (correlation id), and the message with its arguments (they may
+    change). Everything costly (source lines, redaction, rendering, the write itself)
+    happens on the writer thread, so a slow terminal or pipe never stalls a request.
+    """
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        if not hasattr(record, "_logger"):  # a standard-library record, not structlog's
+            record.msg = record.getMessage()
+            record.args = None
+            context = {**structlog.contextvars.get_contextvars()}
+            cid = _correlation_id.get()
+            if cid is not None:
+                context["correlation_id"] = cid
+            record._paulyops_context = context  # read by _foreign_context
+        if record.exc_info:
+            info = _exc_info_tuple(record.exc_info)
+            record.exc_info = CapturedException(info) if info else None  # type: ignore[assignment]  # rendered by _render_exception
+        record.exc_text = None
+        record.stack_info = None
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        global _dropped_lines
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            # A sink that stopped reading must not grow memory for ever or block callers.
+            with _dropped_lock:
+                _dropped_lines += 1
+
+
+_QUEUE_SIZE = 10_000
+_listener: logging.handlers.QueueListener | None = None
+_queue: queue.Queue[logging.LogRecord] | None = None
+
+
+def _stop_listener() -> None:
+    global _listener, _queue
+    if _listener is not None:
+        _listener.stop()  # writes what is still queued
+    _listener = None
+    _queue = None
+
+
+def flush_logs(timeout: float = 5.0) -> None:
+    """Wait until the background writer has written every line logged so far."""
+    pending = _queue
+    if pending is None:
+        return
+    deadline = time.monotonic() + timeout
+    with pending.all_tasks_done:
+        while pending.unfinished_tasks and (remaining := deadline - time.monotonic()) > 0:
+            pending.all_tasks_done.wait(remaining)
+
+
 def configure_logging(
-    *, level: str = "INFO", json_lines: bool = False, stream: IO[str] | None = None
+    *,
+    level: str = "INFO",
+    json_lines: bool = False,
+    stream: IO[str] | None = None,
+    background: bool = False,
 ) -> None:
     """Configure structlog and the standard library's logging once for the process.
+
+    Both formats go through the same chain: the exception is captured without locals,
+    rendered as a plain traceback, then every field (the traceback included) is redacted,
+    and only then does the renderer run. No renderer ever sees an exception object, so
+    none can print local variables or spend seconds highlighting them.
 
     Args:
         level: the lowest level written.
         json_lines: JSON lines (production) or coloured console text (development).
         stream: where lines go (default standard error).
+        background: render and write on a writer thread (servers), so that neither
+            formatting nor a slow sink ever blocks a request; :func:`flush_logs` waits
+            for it. Commands keep writing in line with their own output.
     """
+    global _listener, _queue
     out = stream if stream is not None else sys.stderr
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         _add_correlation_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _timestamp,
+        _capture_exception,
+    ]
+    foreign: list[Any] = [
+        _foreign_context,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        _timestamp,
+        _capture_exception,
     ]
     renderer: Any
     if json_lines:
         renderer = structlog.processors.JSONRenderer()
-        final: list[Any] = [_format_exception_redacted, redact, renderer]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
-        final = [redact, renderer]
+        # The exception arrives as text already; plain_traceback is the fallback that
+        # never shows locals (Rich's default shows them and takes seconds per traceback).
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -196,15 +397,29 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+        foreign_pre_chain=foreign,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _render_exception,
+            _note_dropped_lines,
+            redact,
+            renderer,
+        ],
     )
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(formatter)
+    writer = logging.StreamHandler(out)
+    writer.setFormatter(formatter)
+    handler: logging.Handler = writer
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_paulyops", False):
             root.removeHandler(old)
+    _stop_listener()
+    if background:
+        _queue = queue.Queue(_QUEUE_SIZE)
+        handler = _QueueHandler(_queue)
+        _listener = logging.handlers.QueueListener(_queue, writer)
+        _listener.start()
+    handler.addFilter(_drop_repeated_traceback)
     handler._paulyops = True  # type: ignore[attr-defined]  # marks our handler for reconfiguration
     root.addHandler(handler)
     root.setLevel(level)
@@ -213,6 +428,9 @@ def configure_logging(
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
+
+
+atexit.register(_stop_listener)
 
 
 def get_logger(name: str = "paulyops") -> Any:
@@ -352,12 +570,14 @@ def webhook_alert_hook(url: str, *, timeout: float = 3.0) -> AlertHook:
 
 __all__ = [
     "REDACTED",
+    "CapturedException",
     "add_alert_hook",
     "audit_event",
     "business_metric",
     "carry_context",
     "configure_logging",
     "correlation_scope",
+    "flush_logs",
     "get_correlation_id",
     "get_logger",
     "new_correlation_id",

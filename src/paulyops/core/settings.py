@@ -16,7 +16,9 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 import secrets
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -453,6 +455,24 @@ class Settings(BaseSettings):
         if self.log_format is LogFormat.AUTO:
             return self.is_production
         return self.log_format is LogFormat.JSON
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """``repr``/``str`` without secrets: the secret fields are ``SecretStr`` already;
+        service URLs lose their password and the alert webhook (a capability URL) is hidden.
+        """
+        for name, value in super().__repr_args__():
+            if name in _URL_FIELDS and isinstance(value, str):
+                value = _URL_PASSWORD.sub(r"\1***@", value)
+            elif name in _HIDDEN_FIELDS and value is not None:
+                value = "**********"
+            yield name, value
+
+
+# Fields whose value is a URL that may carry user:password@ (database, Redis).
+_URL_FIELDS = frozenset({"database_url", "redis_url"})
+# Fields whose whole value is a secret without being a SecretStr (webhook URLs embed tokens).
+_HIDDEN_FIELDS = frozenset({"alert_webhook_url"})
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^/\s@]+@")
 
 
 def _keys(previous: list[SecretStr], current: SecretStr | None) -> list[str]:

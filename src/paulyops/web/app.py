@@ -130,7 +130,7 @@ def create_app_from_env() -> FastAPI:
     """Uvicorn factory: read settings from the environment (used with ``--workers``)."""
     settings = load_settings()
     settings, _generated = ensure_secrets(settings)
-    configure_logging(level=settings.log_level, json_lines=settings.json_logs)
+    configure_logging(level=settings.log_level, json_lines=settings.json_logs, background=True)
     return create_app(settings)
 
 

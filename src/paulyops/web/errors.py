@@ -34,9 +34,10 @@ from paulyops.core.errors import (
     ServiceUnavailableError,
     SpecValidationError,
 )
-from paulyops.core.logging import get_logger
+from paulyops.core.logging import correlation_scope, get_logger
 from paulyops.core.security.ratelimit import LimitExceededError
 from paulyops.core.security.ratelimit import headers as ratelimit_headers
+from paulyops.web.middleware import CORRELATION_SCOPE_KEY
 
 log = get_logger("paulyops.http")
 
@@ -176,7 +177,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> Response:
-        log.exception("request_crashed", error=type(err).__name__)
+        with correlation_scope(request.scope.get(CORRELATION_SCOPE_KEY)):
+            log.exception("request_crashed", error=type(err).__name__)
         if wants_html(request):
             return html_error(
                 request, 500, "Please try again. If it keeps happening, tell your administrator."

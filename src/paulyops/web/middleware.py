@@ -14,6 +14,7 @@ log = get_logger("paulyops.http")
 # An incoming X-Request-ID is reused only when it looks like an id, never as free text
 # that could inject into logs.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+CORRELATION_SCOPE_KEY = "paulyops.correlation_id"
 
 
 class CorrelationIdMiddleware:
@@ -35,6 +36,9 @@ class CorrelationIdMiddleware:
         start = time.perf_counter()
         status = 500
         with correlation_scope(incoming) as cid:
+            # The 500 handler runs outside this scope (in Starlette's outermost middleware):
+            # it finds the id here, so a crash's traceback carries it too.
+            scope[CORRELATION_SCOPE_KEY] = cid
 
             async def send_with_id(message: Message) -> None:
                 nonlocal status

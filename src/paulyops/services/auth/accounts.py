@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pyotp
@@ -31,6 +33,13 @@ from paulyops.core.security.passwords import PasswordHashing, validate_password
 SIGN_IN_FAILED = "the e-mail address or password is not correct"
 RECOVERY_CODE_COUNT = 10
 TOTP_ISSUER = "PaulyOps"
+CODE_FORMAT = (
+    "expected the 6 digits from your authenticator app or a recovery code like 1a2b3c-4d5e6f"
+)
+# After normalizing: a TOTP code, or a recovery code (two groups of 3 random bytes in hex).
+_CODE_SHAPE = re.compile(r"[0-9]{6}|[0-9a-f]{12}")
+# Separators people type or paste between groups: spaces, hyphens and Unicode dashes.
+_CODE_SEPARATORS = frozenset("-\u2010\u2011\u2012\u2013\u2014\u2212")
 
 
 def normalize_email(email: str) -> str:
@@ -176,12 +185,36 @@ def _hash_code(code: str) -> str:
     return hashlib.sha256(code.replace("-", "").strip().lower().encode()).hexdigest()
 
 
+def normalize_code(code: str) -> str:
+    r"""Return a TOTP or recovery code in its canonical ASCII form, or refuse it.
+
+    Phone keyboards and authenticator apps in other locales type digits of other scripts
+    (Arabic-Indic ``\u0661\u0662\u0663...``, full-width ``\uff11\uff12...``): every
+    Unicode decimal digit becomes its ASCII digit, so the right code works whatever
+    keyboard typed it. Spaces and dashes between groups are dropped and letters
+    lower-cased. Anything else is not a code, and comparing it would be meaningless
+    (``hmac.compare_digest`` even raises on non-ASCII text).
+
+    Raises:
+        SpecValidationError: not a 6-digit code nor a recovery code (field ``code``).
+    """
+    chars: list[str] = []
+    for char in unicodedata.normalize("NFKC", code):
+        if char.isspace() or char in _CODE_SEPARATORS:
+            continue
+        chars.append(str(unicodedata.decimal(char)) if char.isdecimal() else char.lower())
+    clean = "".join(chars)
+    if not (clean.isascii() and _CODE_SHAPE.fullmatch(clean)):
+        raise SpecValidationError("that is not a code", [FieldError("code", CODE_FORMAT)])
+    return clean
+
+
 @dataclass(frozen=True, slots=True)
 class TotpEnrollment:
     """A TOTP secret waiting for its first code, and its provisioning URI for an app."""
 
-    secret: str
-    uri: str
+    secret: str = field(repr=False)
+    uri: str = field(repr=False)  # carries the secret
 
 
 def start_totp(user: User, keyring: KeyRing) -> TotpEnrollment:
@@ -197,7 +230,7 @@ def confirm_totp(user: User, keyring: KeyRing, code: str) -> list[str]:
     """Enable TOTP after a valid code; return the 10 one-time recovery codes (shown once).
 
     Raises:
-        SpecValidationError: the code is wrong.
+        SpecValidationError: the code is wrong or malformed (field ``code``).
     """
     if not verify_totp(user, keyring, code, require_enabled=False):
         raise SpecValidationError(
@@ -210,12 +243,16 @@ def confirm_totp(user: User, keyring: KeyRing, code: str) -> list[str]:
 
 
 def verify_totp(user: User, keyring: KeyRing, code: str, *, require_enabled: bool = True) -> bool:
-    """Check a TOTP code (one step of clock drift allowed) or an unused recovery code."""
+    """Check a TOTP code (one step of clock drift allowed) or an unused recovery code.
+
+    Raises:
+        SpecValidationError: ``code`` is neither shape of code (see :func:`normalize_code`).
+    """
+    clean = normalize_code(code)
     if user.totp_secret is None or (require_enabled and not user.totp_enabled):
         return False
-    clean = code.replace(" ", "").strip()
     secret = keyring.decrypt(user.totp_secret, aad=_totp_aad(user)).decode()
-    if clean.isdigit() and len(clean) == 6:
+    if len(clean) == 6:
         totp = pyotp.TOTP(secret)
         now = utcnow()
         for drift in (-1, 0, 1):
@@ -258,6 +295,7 @@ __all__ = [
     "find_user",
     "get_user",
     "list_users",
+    "normalize_code",
     "normalize_email",
     "record_sign_in",
     "set_password",

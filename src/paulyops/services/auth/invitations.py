@@ -22,7 +22,7 @@ chain (no addresses in it: rows carry ids only).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -52,7 +52,7 @@ class CreatedInvitation:
     """A new invitation and its link (shown once: only the token's hash is kept)."""
 
     invitation: Invitation
-    link: str
+    link: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

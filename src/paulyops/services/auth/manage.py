@@ -8,7 +8,7 @@ transaction, so the change and its record commit or vanish together.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
@@ -44,8 +44,8 @@ class SignIn:
 
     user: User
     session: WebSession
-    cookie: str
-    csrf_token: str
+    cookie: str = field(repr=False)
+    csrf_token: str = field(repr=False)
     needs_second_factor: bool
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -46,7 +46,7 @@ def hash_token(token: str) -> str:
 class NewSession:
     """A created session and the cookie value (shown once, never stored)."""
 
-    token: str
+    token: str = field(repr=False)
     row: WebSession
 
 

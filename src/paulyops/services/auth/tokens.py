@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -38,7 +38,7 @@ SETUP_TOKEN_FILE = "setup-token"  # noqa: S105  # a file name, not a secret
 class IssuedToken:
     """A token as created: the secret (shown once) and its row."""
 
-    secret: str
+    secret: str = field(repr=False)
     row: ApiToken
 
 

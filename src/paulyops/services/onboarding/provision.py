@@ -70,7 +70,7 @@ class ProvisionResult:
     next_steps: list[str]
     created: bool
     owner_user_id: str | None = None
-    owner_password_link: str | None = None
+    owner_password_link: str | None = field(default=None, repr=False)
     details: dict[str, Any] = field(default_factory=dict)
 
     def as_wire(self) -> dict[str, Any]:
@@ -109,13 +109,13 @@ class ProvisionContext:
     """
 
     actor: Actor
-    jwt_secret: str
+    jwt_secret: str = field(repr=False)
     public_url: str
     data_dir: Path
     owner_user_id: str | None = None
     setup_token_id: str | None = None
     redis_configured: bool = False
-    owner_password_hash: str | None = None
+    owner_password_hash: str | None = field(default=None, repr=False)
     checkpoint_key: Ed25519PrivateKey | None = field(default=None, repr=False)
 
 

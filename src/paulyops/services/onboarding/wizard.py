@@ -9,7 +9,7 @@ is hashed the moment it is entered; the draft keeps only the hash.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -31,8 +31,8 @@ class Draft:
     """The answers so far: the partial spec in wire form and the owner's account."""
 
     row: WizardDraft
-    spec: dict[str, Any]
-    owner: dict[str, Any]
+    spec: dict[str, Any] = field(repr=False)  # storage credentials
+    owner: dict[str, Any] = field(repr=False)  # the owner's password hash
 
     @property
     def setup_token_id(self) -> str | None:

@@ -343,7 +343,7 @@ class TokenOut(CamelModel):
 class NewTokenOut(TokenOut):
     """A created token, with its secret shown this once."""
 
-    token: str = Field(description="shown once; store it now")
+    token: str = Field(description="shown once; store it now", repr=False)
 
 
 @router.get("/tokens", response_model=list[TokenOut])

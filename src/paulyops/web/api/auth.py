@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from paulyops.core.db.models import User
-from paulyops.core.errors import AuthenticationError, ConflictError
+from paulyops.core.errors import AuthenticationError, ConflictError, SpecValidationError
 from paulyops.services.actor import Actor, record
 from paulyops.services.auth import accounts, manage, reauth, sessions
 from paulyops.web.auth import (
@@ -35,14 +37,25 @@ class SignInIn(CamelModel):
     """Credentials."""
 
     email: str = Field(max_length=320)
-    password: str = Field(max_length=1024)
+    password: str = Field(max_length=1024, repr=False)
     organization_id: str | None = Field(None, max_length=40)
+
+
+def _one_time_code(value: str) -> str:
+    try:
+        return accounts.normalize_code(value)
+    except SpecValidationError as err:
+        raise PydanticCustomError("code_format", err.errors[0].message) from None
+
+
+# Normalized (any script's digits, spaces, dashes) or refused with a 422 naming the field.
+OneTimeCode = Annotated[str, AfterValidator(_one_time_code)]
 
 
 class SecondFactorIn(CamelModel):
     """A TOTP or recovery code."""
 
-    code: str = Field(min_length=6, max_length=20)
+    code: OneTimeCode = Field(max_length=40, repr=False)
 
 
 class UserOut(CamelModel):
@@ -61,7 +74,7 @@ class SignInOut(CamelModel):
     success: bool = True
     user: UserOut
     organization_id: str | None
-    csrf_token: str = Field(description="send as X-CSRF-Token on unsafe requests")
+    csrf_token: str = Field(description="send as X-CSRF-Token on unsafe requests", repr=False)
     needs_second_factor: bool
 
 
@@ -89,8 +102,8 @@ class SessionOut(CamelModel):
 class PasswordIn(CamelModel):
     """A password change."""
 
-    current_password: str = Field(max_length=1024)
-    new_password: str = Field(max_length=1024)
+    current_password: str = Field(max_length=1024, repr=False)
+    new_password: str = Field(max_length=1024, repr=False)
 
 
 class ReauthIn(CamelModel):
@@ -112,14 +125,14 @@ class TotpConfirmIn(SecondFactorIn):
 class TotpStartOut(CamelModel):
     """A TOTP secret to add to an authenticator app (shown once)."""
 
-    secret: str
-    uri: str
+    secret: str = Field(repr=False)
+    uri: str = Field(repr=False)
 
 
 class RecoveryCodesOut(CamelModel):
     """One-time recovery codes (shown once)."""
 
-    recovery_codes: list[str]
+    recovery_codes: list[str] = Field(repr=False)
 
 
 class OkOut(CamelModel):

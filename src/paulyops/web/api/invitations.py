@@ -50,8 +50,9 @@ class NewInvitationOut(InvitationOut):
     """A created invitation, with its link shown this once."""
 
     link: str = Field(
+        repr=False,
         description="shown once; give it to the person. It joins this organization only: a "
-        "new address chooses a password through it, an existing account signs in to accept."
+        "new address chooses a password through it, an existing account signs in to accept.",
     )
 
 
@@ -68,14 +69,14 @@ class MyInvitationOut(CamelModel):
 class TokenIn(CamelModel):
     """An invitation link's token (the ``token`` query parameter of the link)."""
 
-    token: str = Field(max_length=200)
+    token: str = Field(max_length=200, repr=False)
 
 
 class AcceptNewIn(TokenIn):
     """The new account's name and password, chosen through the invitation link."""
 
     name: str = Field("", max_length=200)
-    password: str = Field(max_length=1024)
+    password: str = Field(max_length=1024, repr=False)
 
 
 def _out(scope: OrgScope, row: Invitation) -> InvitationOut:

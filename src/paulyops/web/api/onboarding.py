@@ -110,7 +110,9 @@ class SetupOut(CamelModel):
     next_steps: list[str]
     created: bool
     owner_password_link: str | None = Field(
-        None, description="one-time link for the new owner to set a password (shown once)"
+        None,
+        description="one-time link for the new owner to set a password (shown once)",
+        repr=False,
     )
 
 
@@ -132,8 +134,8 @@ class ValidateOut(CamelModel):
 class SetPasswordIn(CamelModel):
     """A one-time link's token and the new password."""
 
-    token: str = Field(max_length=500)
-    password: str = Field(max_length=1024)
+    token: str = Field(max_length=500, repr=False)
+    password: str = Field(max_length=1024, repr=False)
 
 
 @router.get("/schema", dependencies=[Public])

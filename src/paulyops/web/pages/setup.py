@@ -97,7 +97,7 @@ class SetupVisit:
     row: WebSession
     draft: wizard.Draft
     session: Session
-    csrf_token: str
+    csrf_token: str = field(repr=False)
 
 
 async def _form(request: Request) -> FormData:

@@ -166,14 +166,16 @@ def second_factor_submit(
             code=code[:40],
             actor=Actor("anonymous", pending.user_id, address),
         )
-    except AuthenticationError as err:
+    except (AuthenticationError, SpecValidationError) as err:
+        # A malformed code (field "code") is 422; a wrong one is 401.
+        problems = err.errors if isinstance(err, SpecValidationError) else []
         return render(
             request,
             "sign_in_code.html",
-            status_code=401,
+            status_code=422 if problems else 401,
             pre_session=True,
             next=target,
-            error=err.message,
+            error="; ".join(e.message for e in problems) or err.message,
         )
     return _signed_in(request, session, result, target)
 
