@@ -19,17 +19,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
-
-import redis
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from paulyops.core.errors import ServiceUnavailableError
 from paulyops.core.logging import get_logger, redact_text, security_event
+
+if TYPE_CHECKING:
+    import redis
+
+# redis-py is imported only by RedisKV: without REDIS_URL (the embedded default) nothing
+# loads it, which spares every CLI start about a tenth of a second.
 
 log = get_logger("paulyops.kv")
 
@@ -183,9 +182,17 @@ class RedisKV:
         health_check_interval: float = 30.0,
         socket_timeout: float = 2.0,
     ) -> None:
+        import redis
+        from redis.backoff import ExponentialWithJitterBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import RedisError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+        from redis.retry import Retry
+
+        self.redis_errors: type[RedisError] = RedisError  # redis-py errors, for callers
         self.prefix = prefix
         self.metrics = RedisMetrics()
-        self.pool = redis.ConnectionPool.from_url(
+        self.pool: redis.ConnectionPool = redis.ConnectionPool.from_url(
             url,
             max_connections=max_connections,
             socket_timeout=socket_timeout,
@@ -195,7 +202,7 @@ class RedisKV:
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
             decode_responses=True,
         )
-        self.client = redis.Redis(connection_pool=self.pool)
+        self.client: redis.Redis = redis.Redis(connection_pool=self.pool)
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
 
@@ -205,7 +212,7 @@ class RedisKV:
     def _call(self, func: Callable[[], Any]) -> Any:
         try:
             result = func()
-        except RedisError as err:
+        except self.redis_errors as err:
             self._record_error(err)
             raise KVUnavailableError(
                 "shared state (Redis) is unreachable; try again shortly"
@@ -283,7 +290,7 @@ class RedisKV:
         try:
             yield
         finally:
-            with contextlib.suppress(RedisError):
+            with contextlib.suppress(self.redis_errors):
                 lock.release()
 
     def info_memory(self) -> str | None:
