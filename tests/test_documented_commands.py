@@ -51,7 +51,7 @@ EXCEPTIONS: dict[str, str] = {
         "needs the shared Redis and four server processes; serve is run on its own below"
     ),
     "paulyops health --url http://127.0.0.1:8000": (
-        "asks a server on the fixed port 8000; tests/cli cover --url against a test server"
+        "asks a server on the fixed port 8000; tests only bind free ports"
     ),
     '.venv/bin/paulyops db revision -m "add storage configs index" --rev-id 0003': (
         "a developer's command: it writes a migration file into the source tree"
