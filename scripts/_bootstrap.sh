@@ -27,3 +27,13 @@ UV="$PWD/.bootstrap/bin/uv"
 export UV_PYTHON="$PY"
 export UV_PYTHON_DOWNLOADS=never
 export UV_PROJECT_ENVIRONMENT="$PWD/.venv"
+# Compile bytecode at install: uv does not by default, and where PYTHONDONTWRITEBYTECODE=1
+# is set (common in containers) every start would otherwise compile ~1,000 modules again
+# (setup --quick: 5-8 s instead of ~2 s).
+export UV_COMPILE_BYTECODE=1
+
+# uv compiles site-packages; PaulyOps itself is installed editable from src/, so compile
+# that too (quietly, only what changed).
+compile_project() {
+    .venv/bin/python -m compileall -q -j 0 src >/dev/null
+}

@@ -1,10 +1,8 @@
 """PaulyOps: a self-hosted operations platform for small businesses."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("paulyops")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0"
+# A literal, not importlib.metadata: reading the installed distribution's metadata scans
+# site-packages and costs tens of milliseconds on every start of the CLI and the server.
+# tests/test_version.py keeps it equal to pyproject.toml's [project] version.
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]

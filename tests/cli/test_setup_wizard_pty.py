@@ -13,7 +13,6 @@ import pytest
 from paulyops.core.db.engine import Database
 from paulyops.core.db.models import Organization
 
-UP = "\x1b[A"
 DOWN = "\x1b[B"
 ENTER = "\r"
 CLEAR_LINE = "\x15"  # Ctrl-U
@@ -27,8 +26,8 @@ def loose(text: str) -> re.Pattern[str]:
     return re.compile(ANSI.join(re.escape(char) for char in text))
 
 
-def spawn(root: Path) -> pexpect.spawn:
-    """Start `paulyops setup --dir ROOT` in a pseudo-terminal (no cursor-position queries)."""
+def spawn(root: Path, *extra: str) -> pexpect.spawn:
+    """Start `paulyops setup --dir ROOT [EXTRA]` in a pseudo-terminal (no cursor queries)."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -39,7 +38,7 @@ def spawn(root: Path) -> pexpect.spawn:
     )
     return pexpect.spawn(
         sys.executable,
-        ["-m", "paulyops.cli.main", "setup", "--dir", str(root)],
+        ["-m", "paulyops.cli.main", "setup", "--dir", str(root), *extra],
         env=env,
         encoding="utf-8",
         timeout=TIMEOUT,
@@ -61,7 +60,8 @@ def test_wizard_validates_goes_back_confirms_and_sets_up(tmp_path):
     try:
         child.expect(loose("Step 1 of 8"))
         answer(child, "Organization name", "Acme Finance" + ENTER)
-        answer(child, "Industry", UP * 4 + ENTER)  # Other -> Finance
+        # The list starts at its top (nothing pre-selected): Agriculture -> Legal -> Finance.
+        answer(child, "Industry", DOWN * 2 + ENTER)
         answer(child, "suggests soc2")  # compliance level: keep the template's suggestion
         answer(child, "Organization size")
         answer(child, "Time zone", "Europe/Berln" + ENTER)
@@ -136,4 +136,20 @@ def test_wizard_validates_goes_back_confirms_and_sets_up(tmp_path):
             assert org.settings["timezone"] == "Europe/Berlin"
     finally:
         db.close()
+    assert (root / "configs" / "setup.json").is_file()
+
+
+@pytest.mark.slow
+def test_quick_setup_on_a_terminal_asks_for_the_owner(tmp_path):
+    """``setup --quick --org-name Acme`` (as the README says) asks for the owner's details."""
+    root = tmp_path / "instance"
+    child = spawn(root, "--quick", "--org-name", "Acme")
+    try:
+        answer(child, "Owner email", "admin@acme.local" + ENTER)
+        answer(child, "Owner name", "Olga Owner" + ENTER)
+        child.expect(loose("Organization setup completed successfully"))
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0, child.before
     assert (root / "configs" / "setup.json").is_file()

@@ -30,6 +30,25 @@ app.add_typer(validate.app, name="validate")
 app.add_typer(validate.backup_app, name="backup")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the PaulyOps version and exit.",
+    ),
+) -> None:
+    """PaulyOps: self-hosted operations platform. Start with `paulyops serve`."""
+
+
 @app.command()
 def version() -> None:
     """Print the PaulyOps version."""

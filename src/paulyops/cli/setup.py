@@ -652,8 +652,10 @@ class Wizard:
 
         org = self.draft["organization"]
         org["name"] = self._text("organization.name", default=org.get("name"), back=False)
+        # No industry is pre-selected: "other" has no template, and an admin who presses
+        # Enter through the list should land on a real industry they looked at, not on it.
         org["industry"] = self._select(
-            "organization.industry", default=org.get("industry") or "other", back=False
+            "organization.industry", default=org.get("industry"), back=False
         )
         template = template_for(org["industry"])
         suggested = template.suggested_compliance_level if template else None

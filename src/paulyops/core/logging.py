@@ -423,7 +423,9 @@ def configure_logging(
     handler._paulyops = True  # type: ignore[attr-defined]  # marks our handler for reconfiguration
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "alembic.runtime.migration"):
+    # alembic logs at INFO on import ("setup plugin ...") and per migration step: library
+    # chatter on every first start; its warnings still come through.
+    for noisy in ("uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers = []

@@ -436,6 +436,30 @@ def test_owner_is_optional_but_complete_when_given() -> None:
     assert list(errors) == ["owner.name"]
 
 
+@pytest.mark.parametrize(
+    "email",
+    ["admin@acme.local", "admin@acme.lan", "admin@acme.internal", "admin@office.acme.home.arpa"],
+)
+def test_owner_and_admin_contact_accept_internal_mail_domains(email: str) -> None:
+    """Addresses on a private network's mail domain are accepted (not "special-use")."""
+    spec = parse_spec(
+        body(organization={"adminContact": email}, owner={"email": email, "name": "Ann Lee"})
+    )
+    assert spec.owner is not None
+    assert spec.owner.email == email
+    assert spec.organization.admin_contact == email
+
+
+def test_internal_mail_domains_keep_the_syntax_checks() -> None:
+    """Internal domains are normalized and still checked: spaces, dots, bare names, .onion."""
+    spec = parse_spec(body(owner={"email": "Ann@Acme.LOCAL", "name": "Ann"}))
+    assert spec.owner is not None
+    assert spec.owner.email == "Ann@acme.local"
+    for bad in ("ann lee@acme.local", "ann@acme..local", "ann@local", "ann@home.arpa", "a@x.onion"):
+        error = errors_of(body(owner={"email": bad, "name": "Ann"}))["owner.email"]
+        assert "email address" in error.message, bad
+
+
 # --- compliance rules on the model -------------------------------------------------------
 
 

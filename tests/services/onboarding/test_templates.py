@@ -30,6 +30,7 @@ from paulyops.services.onboarding.spec import (
     SecuritySpec,
 )
 from paulyops.services.onboarding.templates import (
+    YAML_LOADER,
     Catalog,
     CompliancePreset,
     IndustryTemplate,
@@ -72,6 +73,15 @@ def _adapter(path: str) -> TypeAdapter[Any]:
 def test_every_data_file_validates_against_its_model(path: str, model: type[BaseModel]) -> None:
     """Each packaged data file parses as YAML and validates against its own model."""
     model.model_validate(yaml.safe_load(DATA.joinpath(path).read_text(encoding="utf-8")))
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML was built without libyaml")
+def test_data_files_load_with_libyaml_to_the_same_data() -> None:
+    """The packaged files are read with libyaml's fast safe loader, with identical results."""
+    assert YAML_LOADER is yaml.CSafeLoader
+    for path, _ in DATA_FILES:
+        text = DATA.joinpath(path).read_text(encoding="utf-8")
+        assert yaml.load(text, Loader=YAML_LOADER) == yaml.safe_load(text), path  # a safe loader
 
 
 def test_no_data_file_is_left_unchecked() -> None:

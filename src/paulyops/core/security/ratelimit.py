@@ -35,10 +35,9 @@ import weakref
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import limits
-import redis
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import (
@@ -48,13 +47,13 @@ from limits.strategies import (
 from limits.strategies import (
     RateLimiter as LimitsStrategy,
 )
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from paulyops.core.errors import ConfigError, RateLimitedError, ServiceUnavailableError
 from paulyops.core.kv import KeyValueStore, KVUnavailableError, MemoryKV, RedisKV
 from paulyops.core.logging import get_logger, security_event
+
+if TYPE_CHECKING:
+    import redis
 
 log = get_logger("paulyops.ratelimit")
 
@@ -87,7 +86,9 @@ _KEY_PREFIX = "ratelimit"
 _ALLOWLIST_KEY = "ratelimit:allowlist"
 _BLOCKS_KEY = "ratelimit:blocks"
 _MAX_LOCAL_MARKERS = 10_000
-_STORE_ERRORS = (StorageError, RedisError, KVUnavailableError, OSError)
+# redis-py's errors join these only where Redis is configured (RateLimiter.__init__): it is
+# imported only then.
+_STORE_ERRORS: tuple[type[BaseException], ...] = (StorageError, KVUnavailableError, OSError)
 
 Outcome = Literal["ok", "exceeded", "allowlisted", "unavailable"]
 
@@ -266,7 +267,11 @@ class RateLimiter:
         self._memory: _MemoryState | None = None
         self._fast: _OneRoundTripCheck | None = None
         storage: Storage
+        self._store_errors = _STORE_ERRORS
         if isinstance(kv, RedisKV):
+            from redis.exceptions import RedisError
+
+            self._store_errors = (*_STORE_ERRORS, RedisError)
             # Same pool, so limits shares the pool's size, timeouts and retry policy.
             redis_storage = RedisStorage(
                 "redis://",
@@ -325,7 +330,7 @@ class RateLimiter:
             return self._store_failed(policy, None)
         try:
             decision = self._count(policy, client_id(client_key))
-        except _STORE_ERRORS as err:
+        except self._store_errors as err:
             self._store_down_until = time.monotonic() + self._outage_probe_interval
             return self._store_failed(policy, err)
         if decision.limit - decision.remaining >= self._warn_count(policy):
@@ -430,7 +435,7 @@ class RateLimiter:
                 pipe.lpush(key, line)
                 pipe.ltrim(key, 0, self.max_blocks - 1)
                 pipe.execute()
-            except RedisError:
+            except self.kv.redis_errors:
                 log.warning("ratelimit_block_not_recorded", limit=policy.name)
         # One event per window and client: a flood of refused requests is one incident.
         if self._mark_once(f"ratelimit:blocked:{policy.name}:{client_id(client_key)}", policy):
@@ -473,7 +478,7 @@ class RateLimiter:
             return []
         try:
             raw = self.kv.client.lrange(self.kv.prefix + _BLOCKS_KEY, 0, limit - 1)
-        except RedisError as err:
+        except self.kv.redis_errors as err:
             raise KVUnavailableError("shared state (Redis) is unreachable") from err
         return [str(line) for line in raw]
 
@@ -575,8 +580,14 @@ class _OneRoundTripCheck:
     )
 
     def __init__(self, storage: RedisStorage, pool: redis.ConnectionPool) -> None:
+        from redis import exceptions
+
         self.storage = storage
         self.pool = pool
+        self._timeout = exceptions.TimeoutError
+        self._unreachable = exceptions.ConnectionError
+        self._no_script = exceptions.NoScriptError
+        self._reply_error = exceptions.ResponseError
 
     @classmethod
     def is_supported(cls, storage: RedisStorage) -> bool:
@@ -609,13 +620,13 @@ class _OneRoundTripCheck:
             ) + _command("EVALSHA", storage.lua_sliding_window.sha, 2, previous, current, expiry)
         try:
             acquired, window = self._send(payload)
-        except RedisTimeoutError:
+        except self._timeout:
             # Redis accepted the command and did not answer in time: trying again through
             # limits' API would make the request wait a second timeout. Fail now.
             raise
-        except RedisConnectionError:
+        except self._unreachable:
             return None
-        if isinstance(acquired, NoScriptError):
+        if isinstance(acquired, self._no_script):
             return None  # nothing was counted; limits' API loads the scripts and retries
         if isinstance(acquired, Exception):
             raise acquired
@@ -637,7 +648,7 @@ class _OneRoundTripCheck:
             for _ in range(2):
                 try:
                     replies.append(conn.read_response())
-                except ResponseError as err:  # an error reply: the connection is still in step
+                except self._reply_error as err:  # an error reply: the connection is still in step
                     replies.append(err)
             return replies
         except BaseException:

@@ -38,13 +38,15 @@ from pydantic import (
     SerializationInfo,
     TypeAdapter,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
+from pydantic_core import PydanticCustomError, PydanticUndefined
 
 from paulyops.core.errors import FieldError
 from paulyops.services.onboarding.errors import (
@@ -326,6 +328,52 @@ def _blank_to_none(value: object) -> object:
     return value
 
 
+# Mail domains of a private network that small businesses run: .local (RFC 6762), home.arpa
+# (RFC 8375), .internal (reserved by ICANN for private use) and the customary .lan.
+# email-validator refuses the first two as "special-use" names (it has no option for it),
+# so addresses on them are checked on a stand-in under the library's own test domain.
+INTERNAL_EMAIL_SUFFIXES: Final = ("local", "lan", "internal", "home.arpa")
+_STAND_IN_SUFFIX: Final = "test"
+_EMAIL_MAX: Final = 254  # RFC 5321 path limit, as email-validator enforces
+
+
+def _allow_internal_domains(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    """Validate an email address like ``EmailStr``, also accepting internal mail domains."""
+    if not isinstance(value, str):
+        return handler(value)
+    address = value.strip()
+    local, at, domain = address.rpartition("@")
+    folded = domain.lower()
+    suffix = next((s for s in INTERNAL_EMAIL_SUFFIXES if folded.endswith("." + s)), None)
+    if not at or suffix is None:
+        return handler(value)
+    import email_validator
+
+    stand_in = f"{local}@{domain[: -len(suffix)]}{_STAND_IN_SUFFIX}"
+    try:
+        parts = email_validator.validate_email(
+            stand_in, check_deliverability=False, test_environment=True
+        )
+    except email_validator.EmailNotValidError as err:
+        raise PydanticCustomError(
+            "value_error",
+            "value is not a valid email address: {reason}",
+            {"reason": str(err.args[0])},
+        ) from None
+    normalized = str(parts.normalized)
+    checked = normalized[: -len(_STAND_IN_SUFFIX)] + suffix
+    if len(checked) > _EMAIL_MAX:
+        raise PydanticCustomError(
+            "value_error",
+            "value is not a valid email address: {reason}",
+            {"reason": f"The email address is too long (at most {_EMAIL_MAX} characters)"},
+        )
+    return checked
+
+
+Email = Annotated[EmailStr, WrapValidator(_allow_internal_domains)]
+
+
 def _plain_text(*, max_length: int) -> BeforeValidator:
     """Strip text, refuse control characters and require a letter or digit."""
 
@@ -471,7 +519,7 @@ def _agents_schema(schema: JsonDict) -> None:
 OrgName = Annotated[
     str, _plain_text(max_length=ORG_NAME_MAX), Field(min_length=1, max_length=ORG_NAME_MAX)
 ]
-OptionalEmail = Annotated[EmailStr | None, BeforeValidator(_blank_to_none)]
+OptionalEmail = Annotated[Email | None, BeforeValidator(_blank_to_none)]
 Timezone = Annotated[str | None, BeforeValidator(_check_timezone)]
 ProviderName = Annotated[
     str,
@@ -812,7 +860,7 @@ class AgentsSpec(_WireModel):
 class OwnerSpec(_WireModel):
     """The first owner of the organization, who gets a one-time password-set link."""
 
-    email: EmailStr = Field(
+    email: Email = Field(
         title="Owner email",
         description="The owner's sign-in email address.",
         examples=["owner@acme.example"],
