@@ -137,6 +137,57 @@ def _directory(records: list[tuple[bytes, int, int, int]], cd_offset: int) -> by
     return central + end
 
 
+LOCAL_FIELDS: Final = (
+    "signature",
+    "version needed",
+    "flags",
+    "compression method",
+    "time",
+    "date",
+    "CRC",
+    "compressed size",
+    "size",
+    "name length",
+    "extra field",
+)
+CENTRAL_FIELDS: Final = (
+    "signature",
+    "version made by (system)",
+    "version needed",
+    "flags",
+    "compression method",
+    "time",
+    "date",
+    "CRC",
+    "compressed size",
+    "size",
+    "name length",
+    "extra field",
+    "comment",
+    "disk number",
+    "internal attributes",
+    "mode (external attributes)",
+    "offset",
+)
+
+
+def _difference(
+    layout: struct.Struct, names: tuple[str, ...], actual: bytes, expected: bytes
+) -> str:
+    """Name the first header field in which ``actual`` differs from ``expected``."""
+    if len(actual) < layout.size:
+        return "length"
+    for name, got, want in zip(
+        names,
+        layout.unpack(actual[: layout.size]),
+        layout.unpack(expected[: layout.size]),
+        strict=True,
+    ):
+        if got != want:
+            return name
+    return "name"
+
+
 def write_canonical(files: Mapping[str, bytes]) -> bytes:
     """Return the canonical archive of ``files`` (name -> content): same input, same bytes."""
     out = bytearray()
@@ -360,11 +411,13 @@ def _check_canonical(
         raw = name.encode("ascii")
         if info.header_offset != offset:
             raise ArchiveError(name, "has data before it that belongs to no entry")
-        if header != _local_header(raw, info.CRC, info.file_size):
+        expected_header = _local_header(raw, info.CRC, info.file_size)
+        if header != expected_header:
+            field = _difference(LOCAL_HEADER, LOCAL_FIELDS, header, expected_header)
             raise ArchiveError(
                 name,
-                "header is not canonical (timestamp, flags, sizes or extra fields differ "
-                "from what `paulyops package build` writes)",
+                f"header is not canonical: its {field} differs from what "
+                "`paulyops package build` writes",
             )
         records.append((raw, info.CRC, info.file_size, offset))
         offset += len(header) + info.file_size
@@ -372,18 +425,20 @@ def _check_canonical(
     fh.seek(offset)
     actual = fh.read(len(expected) + 1)
     if actual != expected:
-        bad = next(
-            (
-                info.orig_filename
-                for info, record in zip(infos, records, strict=True)
-                if _central_header(*record) not in actual
-            ),
-            WHOLE,
-        )
+        position = 0
+        for info, record in zip(infos, records, strict=True):
+            want = _central_header(*record)
+            have = actual[position : position + len(want)]
+            if have != want:
+                field = _difference(CENTRAL_HEADER, CENTRAL_FIELDS, have, want)
+                raise ArchiveError(
+                    info.orig_filename,
+                    f"central directory entry is not canonical: its {field} differs from "
+                    "what `paulyops package build` writes",
+                )
+            position += len(want)
         raise ArchiveError(
-            bad,
-            "central directory is not canonical (mode, timestamp, extra field, comment "
-            "or trailing data differ from what `paulyops package build` writes)",
+            WHOLE, "end of the central directory is not canonical (a comment or trailing data)"
         )
     if offset + len(expected) != archive_size:
         raise ArchiveError(WHOLE, "holds data that belongs to no entry")

@@ -502,6 +502,40 @@ def unpack(
     return dest
 
 
+def stage_package(
+    source: Path,
+    dest: Path,
+    *,
+    trusted: Sequence[TrustedKey] = (),
+    allow_unsigned: bool = False,
+    bundled: bool = False,
+    limits: Limits | None = None,
+    runtime: Runtime | None = None,
+    available: Sequence[AvailableAgent] = (),
+) -> Report:
+    """Validate a package and, only if every check passes, unpack it into ``dest``.
+
+    The way in for installing: a rejected package writes nothing at all, and one that
+    changes between validation and unpacking leaves no staging folder behind.
+
+    Raises:
+        PackageError: a check failed (nothing was written).
+        ArchiveError: the archive changed after validation (``dest`` was removed).
+    """
+    report = validate_package(
+        source,
+        trusted=trusted,
+        allow_unsigned=allow_unsigned,
+        bundled=bundled,
+        limits=limits,
+        runtime=runtime,
+        available=available,
+    )
+    report.raise_for_failure()
+    unpack(source, dest, expected_checksums_sha256=report.checksums_sha256, limits=limits)
+    return report
+
+
 __all__ = [
     "CHECK_NAMES",
     "AvailableAgent",
@@ -510,6 +544,7 @@ __all__ = [
     "Runtime",
     "TrustedKey",
     "resolve_dependencies",
+    "stage_package",
     "unpack",
     "validate_package",
 ]
