@@ -381,8 +381,18 @@ def _stream_entry(fh: BinaryIO, info: zipfile.ZipInfo, data_offset: int, stream:
         raise ArchiveError(name, "CRC does not match its content")
 
 
+def size_of(fh: BinaryIO) -> int:
+    """Return the size of a seekable file without moving its position."""
+    here = fh.tell()
+    end = fh.seek(0, 2)
+    fh.seek(here)
+    return end
+
+
 def _data_offset(fh: BinaryIO, info: zipfile.ZipInfo) -> tuple[int, bytes]:
     name = info.orig_filename
+    if not 0 <= info.header_offset < size_of(fh):
+        raise ArchiveError(name, "local header offset points outside the archive")
     fh.seek(info.header_offset)
     head = fh.read(LOCAL_HEADER.size)
     if len(head) != LOCAL_HEADER.size or head[:4] != b"PK\x03\x04":
@@ -461,10 +471,15 @@ def scan(
         ArchiveError: the first problem found, naming the entry and the reason.
     """
     limits = limits or Limits()
-    if isinstance(source, Path):
-        with source.open("rb") as fh:
-            return _scan(fh, limits, sink)
-    return _scan(source, limits, sink)
+    try:
+        if isinstance(source, Path):
+            with source.open("rb") as fh:
+                return _scan(fh, limits, sink)
+        return _scan(source, limits, sink)
+    except (ValueError, struct.error, OverflowError, EOFError) as err:
+        # Headers whose numbers make no sense (a negative offset, a size past the end):
+        # still one message, never a traceback.
+        raise ArchiveError(WHOLE, f"is malformed ({err})") from None
 
 
 def _scan(
