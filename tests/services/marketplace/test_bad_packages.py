@@ -141,6 +141,16 @@ CASES: dict[str, Case] = {
         "archive",
         "Unicode normalization",
     ),
+    "file and folder": Case(
+        lambda: _with_entries(Raw("agent.py/x.py", b"x")),
+        "archive",
+        "is both a file and the folder",
+    ),
+    "folder case collision": Case(
+        lambda: _with_entries(Raw("Lib/other.py", b"x")),
+        "archive",
+        "folder 'Lib' collides with 'lib'",
+    ),
     "non-ascii name": Case(
         lambda: _with_entries(Raw("r\u00e9sum\u00e9.py", b"x")), "archive", "name is not ASCII"
     ),

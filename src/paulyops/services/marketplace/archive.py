@@ -269,6 +269,23 @@ def _check_names(infos: list[zipfile.ZipInfo]) -> None:
                 f"collides with {seen[key]!r} after case folding or Unicode normalization",
             )
         seen[key] = name
+    names = {info.orig_filename for info in infos}
+    folders: dict[str, str] = {}
+    for info in infos:
+        parts = info.orig_filename.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder in names:
+                raise ArchiveError(
+                    folder, f"is both a file and the folder of {info.orig_filename!r}"
+                )
+            spelled = folders.setdefault(_fold(folder), folder)
+            if spelled != folder:
+                raise ArchiveError(
+                    info.orig_filename,
+                    f"folder {folder!r} collides with {spelled!r} after case folding or "
+                    "Unicode normalization",
+                )
     for info in infos:
         if not info.orig_filename.isascii():
             raise ArchiveError(info.orig_filename, "name is not ASCII")
