@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import pytest
 
 from paulyops.core.security.signatures import generate_key
+from paulyops.services.marketplace.build import assemble, sign_package
 from paulyops.services.marketplace.errors import ArchiveError, PackageError
 from paulyops.services.marketplace.manifest import parse_manifest
 from paulyops.services.marketplace.validate import (
@@ -18,7 +20,7 @@ from paulyops.services.marketplace.validate import (
     unpack,
     validate_package,
 )
-from tests.services.marketplace.packages import manifest_text, signed_package, trust
+from tests.services.marketplace.packages import agent_files, manifest_text, signed_package, trust
 
 KEY = generate_key()
 
@@ -50,12 +52,7 @@ def test_conflicting_requirements_are_rejected() -> None:
 def test_a_missing_platform_library_names_it() -> None:
     """A library the platform lacks fails the dependencies check with its name and range."""
     text = manifest_text() + '\n[dependencies.libraries]\n"pypdf" = ">=4"\n'
-    from paulyops.services.marketplace.build import assemble
-    from tests.services.marketplace.packages import agent_files
-
     files = {**agent_files(), "manifest.toml": text.encode()}
-    import io
-
     report = validate_package(
         io.BytesIO(assemble(files, KEY)),
         trusted=trust(KEY),
@@ -106,12 +103,35 @@ def test_stage_package_writes_only_a_valid_package(tmp_path: Path) -> None:
 
 def test_bundled_packages_need_no_signature_but_are_said_to_be_bundled(tmp_path: Path) -> None:
     """A bundled `paulyops.*` package validates unsigned, and the report says why."""
-    from paulyops.services.marketplace.build import assemble
-    from tests.services.marketplace.packages import agent_files
-
     package = tmp_path / "p.pauly"
     package.write_bytes(assemble(agent_files(agent_id="paulyops.hello")))
     report = validate_package(package, bundled=True)
     assert report.is_ok, report.checks
     assert "bundled" in report.checks[3].message
     assert not validate_package(package).is_ok
+
+
+def test_signing_again_replaces_the_signature(tmp_path: Path) -> None:
+    """Re-signing with another key leaves one SIGNATURE, trusted only under the new key."""
+    package = tmp_path / "p.pauly"
+    package.write_bytes(signed_package(KEY))
+    other = generate_key()
+    package.write_bytes(sign_package(package, other))
+    assert validate_package(package, trusted=trust(other)).is_ok
+    assert not validate_package(package, trusted=trust(KEY)).is_ok
+
+
+def test_unpack_names_a_file_that_no_longer_matches(tmp_path: Path) -> None:
+    """unpack re-checks checksums: a mismatch names the file once and removes the folder."""
+    files = agent_files()
+    from paulyops.services.marketplace.archive import write_canonical
+    from paulyops.services.marketplace.integrity import checksums_text
+
+    checksums = checksums_text(files)
+    files["agent.py"] = b"changed = True\n"
+    package = tmp_path / "p.pauly"
+    package.write_bytes(write_canonical({**files, "CHECKSUMS": checksums}))
+    with pytest.raises(ArchiveError) as caught:
+        unpack(package, tmp_path / "out")
+    assert caught.value.message == "agent.py: sha256 does not match CHECKSUMS (changed after build)"
+    assert not (tmp_path / "out").exists()

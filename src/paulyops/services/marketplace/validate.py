@@ -495,7 +495,8 @@ def unpack(
             raise ArchiveError(CHECKSUMS_NAME, "differs from the package that was validated")
     except _CheckFailedError as failed:
         shutil.rmtree(dest, ignore_errors=True)
-        raise ArchiveError(failed.field or CHECKSUMS_NAME, failed.message) from None
+        entry = failed.field or CHECKSUMS_NAME
+        raise ArchiveError(entry, failed.message.removeprefix(f"{entry}: ")) from None
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
