@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from paulyops import __version__
-from paulyops.cli import audit, compliance, db, keys, tokens, users, validate
+from paulyops.cli import audit, compliance, db, keys, package, tokens, users, validate
 from paulyops.cli.health import health
 from paulyops.cli.serve import serve
 from paulyops.cli.setup import app as setup_app
@@ -28,6 +28,7 @@ app.add_typer(compliance.app, name="compliance")
 app.add_typer(setup_app, name="setup", invoke_without_command=True)
 app.add_typer(validate.app, name="validate")
 app.add_typer(validate.backup_app, name="backup")
+app.add_typer(package.app, name="package")
 
 
 def _print_version(value: bool) -> None:

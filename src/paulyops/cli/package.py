@@ -1,0 +1,218 @@
+"""``paulyops package``: tools for agent authors: init, build, keygen, sign, verify, schema.
+
+Installing agents into an organization is ``paulyops agents``; catalogs and trusted
+publishers are ``paulyops marketplace``. These commands work on files only and need no
+instance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from paulyops.cli.context import console, err_console, exit_code_of, handle_errors
+from paulyops.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from paulyops.services.marketplace.validate import Report, TrustedKey
+
+app = typer.Typer(help="Build, sign and verify agent packages.", no_args_is_help=True)
+
+STATUS_STYLE = {"ok": "[green]ok[/]", "failed": "[bold red]failed[/]", "skipped": "[dim]skipped[/]"}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` in one step (a reader never sees half a package)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@app.command()
+def init(
+    agent_id: str = typer.Argument(..., metavar="NAME", help="the agent id, e.g. acme.hello"),
+    directory: Path | None = typer.Option(
+        None, "--dir", help="where to create it (default: ./<name>)"
+    ),
+) -> None:
+    """Create a new agent's source folder, with a test of its own."""
+    from paulyops.services.marketplace.scaffold import scaffold_agent
+
+    dest = directory or Path(agent_id.partition(".")[2] or agent_id)
+    with handle_errors():
+        files = scaffold_agent(agent_id, dest)
+    for path in files:
+        console.print(f"  created {escape(str(path))}", highlight=False)
+    console.print(
+        f"Next: edit {escape(str(dest / 'agent.py'))}, then `paulyops package build {dest}`.",
+        highlight=False,
+    )
+
+
+@app.command()
+def build(
+    directory: Path = typer.Argument(..., metavar="DIR", help="the agent's source folder"),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="the package file (default: ./<id>-<version>.pauly)"
+    ),
+    key: Path | None = typer.Option(None, "--key", help="sign with this private key file"),
+) -> None:
+    """Build the canonical package of an agent (same input, same bytes)."""
+    import hashlib
+
+    from paulyops.core.security.signatures import load_private_key
+    from paulyops.services.marketplace.build import PACKAGE_SUFFIX, build_package
+    from paulyops.services.marketplace.manifest import MANIFEST_NAME, parse_manifest
+
+    with handle_errors():
+        private = load_private_key(key) if key else None
+        data = build_package(directory, key=private)
+        manifest = parse_manifest((directory / MANIFEST_NAME).read_bytes(), bundled=True)
+        out = output or Path(f"{manifest.id}-{manifest.version}{PACKAGE_SUFFIX}")
+        _write_atomic(out, data)
+    state = "signed" if private else "unsigned"
+    console.print(
+        f"Built {escape(str(out))} ({len(data)} bytes, {state}, "
+        f"sha256 {hashlib.sha256(data).hexdigest()}).",
+        highlight=False,
+    )
+
+
+@app.command()
+def keygen(
+    out: Path = typer.Option(
+        Path("signing.key"), "--out", help="the private key file (its .pub goes beside it)"
+    ),
+    publisher: str | None = typer.Option(
+        None, "--publisher", help="the namespace the key signs for, noted in the .pub file"
+    ),
+) -> None:
+    """Make a new Ed25519 signing key: FILE (private, 0600) and FILE.pub."""
+    from paulyops.core.security.signatures import (
+        generate_key,
+        public_key_id,
+        save_private_key,
+        save_public_key,
+    )
+
+    public_path = out.with_name(out.name + ".pub")
+    with handle_errors():
+        if public_path.exists():
+            raise ConfigError(f"{public_path}: already exists; refusing to overwrite a key")
+        key = generate_key()
+        save_private_key(key, out)
+        save_public_key(key.public_key(), public_path, publisher=publisher)
+    console.print(
+        f"Key {public_key_id(key)}: private key {escape(str(out))} (keep it secret, never "
+        f"commit it), public key {escape(str(public_path))} (give it to those who trust you).",
+        highlight=False,
+    )
+
+
+@app.command()
+def sign(
+    package: Path = typer.Argument(..., metavar="PKG", help="the .pauly file"),
+    key: Path = typer.Option(..., "--key", help="the private key file"),
+    output: Path | None = typer.Option(None, "-o", "--output", help="default: sign in place"),
+) -> None:
+    """Sign a built package (replacing any earlier signature)."""
+    from paulyops.core.security.signatures import load_private_key, public_key_id
+    from paulyops.services.marketplace.build import sign_package
+
+    with handle_errors():
+        private = load_private_key(key)
+        data = sign_package(package, private)
+        _write_atomic(output or package, data)
+    console.print(
+        f"Signed {escape(str(output or package))} with key {public_key_id(private)}.",
+        highlight=False,
+    )
+
+
+def _trusted(values: list[str]) -> list[TrustedKey]:
+    """Parse ``--trust [PUBLISHER=]FILE`` values."""
+    from paulyops.core.security.signatures import load_public_key
+    from paulyops.services.marketplace.validate import TrustedKey
+
+    keys = []
+    for value in values:
+        publisher, sep, file = value.partition("=")
+        if not sep:
+            publisher, file = "", value
+        loaded = load_public_key(Path(file))
+        publisher = publisher or loaded.publisher or ""
+        if not publisher:
+            raise ConfigError(
+                f"--trust {file}: the key names no publisher; say which it is trusted "
+                f"for: --trust PUBLISHER={file}"
+            )
+        keys.append(TrustedKey(key=loaded.key, publisher=publisher))
+    return keys
+
+
+def _print_report(package: Path, report: Report) -> None:
+    table = Table(show_header=True, header_style="bold", title=escape(str(package)))
+    table.add_column("check", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("details")
+    for check in report.checks:
+        table.add_row(check.name, STATUS_STYLE[check.status], escape(check.message))
+    console.print(table)
+
+
+@app.command()
+def verify(
+    package: Path = typer.Argument(..., metavar="PKG", help="the .pauly file"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    trust: list[str] = typer.Option(
+        [], "--trust", metavar="[PUBLISHER=]PUBKEY", help="a trusted public key (repeatable)"
+    ),
+    allow_unsigned: bool = typer.Option(
+        False, "--allow-unsigned", help="accept a package without a signature"
+    ),
+) -> None:
+    """Run every check on a package and print each with its result."""
+    from paulyops.services.marketplace.errors import PackageError
+    from paulyops.services.marketplace.validate import validate_package
+
+    with handle_errors():
+        keys = _trusted(trust)
+        if not package.is_file():
+            raise ConfigError(f"{package}: no such file")
+        report = validate_package(package, trusted=keys, allow_unsigned=allow_unsigned)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        _print_report(package, report)
+    if not report.is_ok:
+        if not as_json:
+            err_console.print(
+                f"[bold red]rejected:[/] {escape(report.failures()[0].message)}", highlight=False
+            )
+        raise typer.Exit(exit_code_of(PackageError("rejected")))
+    if not as_json:
+        console.print("[green]Package verified.[/]")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of manifest.toml."""
+    from paulyops.services.marketplace.manifest import manifest_json_schema
+
+    typer.echo(json.dumps(manifest_json_schema(), indent=2))
+
+
+__all__ = ["app"]

@@ -1,0 +1,1 @@
+"""Ingestion: documents, their vocabulary, routing and the review queue."""
