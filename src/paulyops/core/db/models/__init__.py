@@ -2,7 +2,7 @@
 
 from paulyops.core.db.models.agents import AgentEvent, AgentInstallation, AgentPackage, Job
 from paulyops.core.db.models.audit import INSTANCE_CHAIN, AuditCheckpoint, AuditLog
-from paulyops.core.db.models.auth import ApiToken, SetupToken, WebSession, WizardDraft
+from paulyops.core.db.models.auth import ApiToken, AuthState, SetupToken, WebSession, WizardDraft
 from paulyops.core.db.models.base import Base, new_id, utcnow
 from paulyops.core.db.models.org import (
     AgentConfig,
@@ -25,6 +25,7 @@ __all__ = [
     "ApiToken",
     "AuditCheckpoint",
     "AuditLog",
+    "AuthState",
     "Base",
     "Delegation",
     "Job",
