@@ -43,7 +43,7 @@ from paulyops.services.auth.permissions import PLATFORM_PERMISSIONS
 from paulyops.services.auth.sessions import (
     hash_token,
     idle_limit,
-    resolve_session,
+    resolve_session_and_user,
     security_config,
 )
 from paulyops.services.auth.tokens import resolve_api_token
@@ -369,10 +369,10 @@ def _resolve(
             token_id=token.id,
         )
         return principal, token.expires_at
-    row = resolve_session(session, secret, now=now, activity=activity)
+    found = resolve_session_and_user(session, secret, now=now, activity=activity)
+    row, user = found if found is not None else (None, None)
     if row is None or row.kind != "user" or row.user_id is None:
         return Principal("anonymous", web_session=row), None
-    user = session.get(User, row.user_id)  # loaded with the session row: no query
     if user is None or not user.is_active:
         return Principal("anonymous"), None
     grant = rbac.grant_for(session, row.organization_id, user.id) if row.organization_id else None

@@ -120,8 +120,20 @@ def resolve_session(
 
     Enforces the absolute and idle timeouts without writing: with ``activity``, the use is
     noted (and an idle session queued for revocation) for a write outside this
-    transaction. The session's user is loaded by the same query.
+    transaction.
     """
+    found = resolve_session_and_user(session, token, now=now, activity=activity)
+    return found[0] if found is not None else None
+
+
+def resolve_session_and_user(
+    session: Session,
+    token: str,
+    *,
+    now: datetime | None = None,
+    activity: ActivityRecorder | None = None,
+) -> tuple[WebSession, User | None] | None:
+    """Like :func:`resolve_session`, and return the session's user, read by the same query."""
     if not token or len(token) > 200:
         return None
     now = now or utcnow()
@@ -130,14 +142,16 @@ def resolve_session(
         .outerjoin(User, User.id == WebSession.user_id)
         .where(WebSession.token_hash == hash_token(token))
     ).first()
-    row = found[0] if found is not None else None
-    if row is None or row.revoked_at is not None or row.expires_at <= now:
+    if found is None:
+        return None
+    row, user = found
+    if row.revoked_at is not None or row.expires_at <= now:
         return None
     if not is_active_at(session, row, now, activity=activity):
         return None
     if activity is not None:
         activity.note_session(row.id, row.last_seen_at, now)
-    return row
+    return row, user
 
 
 def is_active_at(
@@ -223,6 +237,7 @@ __all__ = [
     "is_active_at",
     "list_sessions",
     "resolve_session",
+    "resolve_session_and_user",
     "revoke_session",
     "revoke_user_sessions",
     "rotate_session",
