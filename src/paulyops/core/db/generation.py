@@ -7,11 +7,11 @@ on every read, but a revoked session, a demoted member or a changed password mus
 effect on the very next request in every process: the web servers, and CLI commands that
 change the same rows from another process.
 
-So every flush that changes one of those rows also adds one to ``auth_state.generation``,
-in the same transaction. A cache keeps the generation it read *before* building an entry
-and serves the entry only while the row still holds that number: one primary-key read per
-request, correct across processes without Redis, and the change is visible exactly when
-its transaction commits.
+So every transaction whose flushes change one of those rows also adds one to
+``auth_state.generation``, as its last statement before COMMIT. A cache keeps the
+generation it read *before* building an entry and serves the entry only while the row
+still holds that number: one primary-key read per request, correct across processes
+without Redis, and the change is visible exactly when its transaction commits.
 
 What does not count (see :data:`IGNORED_COLUMNS`): activity stamps (``last_seen_at``,
 ``last_used_at``, ``last_sign_in_at``), the replay guard of TOTP codes, the CSRF hash of a
@@ -123,8 +123,13 @@ def _before_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> 
         session.info[_CHANGED] = True
 
 
-@event.listens_for(Session, "after_flush")
-def _after_flush(session: Session, _flush: UOWTransaction) -> None:
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    # Bump as the transaction's last statement, not at the flush that saw the change: on
+    # PostgreSQL the UPDATE holds the row's lock until COMMIT, and a transaction holding
+    # it must never go on to wait for another lock (an audit chain's advisory lock, say),
+    # or two of them could deadlock.
+    session.flush()
     if session.info.get(_CHANGED) and not session.info.get(_BUMPED):
         session.info[_BUMPED] = True
         bump(session.connection())
