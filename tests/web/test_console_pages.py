@@ -418,7 +418,7 @@ def test_storage_credentials_are_never_shown_and_tests_are_honest(web, tmp_path)
     assert "very-secret-value" not in str(changes)
     s3 = web.post(f"/console/storage/{rows['archive'].id}/test", data={"csrf_token": token})
     # Loopback endpoints are refused unless the operator allows private endpoints (SSRF).
-    assert "private or loopback address" in s3.text
+    assert "private, loopback or other non-public address" in s3.text
     assert "very-secret-value" not in s3.text
     assert "AKIAEXAMPLEKEY" not in s3.text
     local = web.post(f"/console/storage/{rows['files'].id}/test", data={"csrf_token": token})

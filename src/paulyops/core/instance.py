@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from paulyops.core.db import migrate
+from paulyops.core.db.activity import ActivityRecorder
 from paulyops.core.db.engine import Database, mask_url
 from paulyops.core.db.failures import describe_db_error
 from paulyops.core.db.models import SecurityConfig
@@ -78,6 +79,8 @@ class Instance:
             statement_timeout=settings.db_statement_timeout,
             socket_timeout=settings.db_socket_timeout,
         )
+        # Sessions' and tokens' activity stamps, written off the request path.
+        self.activity = ActivityRecorder(self.db)
         self.kv: KeyValueStore = create_kv(
             settings.redis_url,
             health_interval=settings.health_interval,
@@ -203,6 +206,7 @@ class Instance:
         if self._starter is not None:
             # Let a start in progress finish its transaction before the pool goes away.
             self._starter.join(timeout=10)
+        self.activity.close()
         self.db.close()
         self.kv.close()
         if self._remove_alert_hook is not None:

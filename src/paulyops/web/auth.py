@@ -8,18 +8,31 @@ A request is authenticated by exactly one of:
 
 Each route declares one access rule: :data:`Public`, ``require("permission")``,
 :data:`Authenticated` (any signed-in user, for their own account) or ``SetupToken``.
+
+Safe requests (GET, HEAD) take the principal from a short-lived per-process cache
+(:class:`PrincipalCache`) while the auth generation (:mod:`paulyops.core.db.generation`)
+is unchanged: one primary-key read instead of six to eight queries. Every revocation,
+role, membership, password or security-setting change moves the generation in its own
+transaction, so the next request anywhere resolves from the database again. Unsafe
+requests always resolve from the database.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Response
-from sqlalchemy.orm import Session
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
-from paulyops.core.db.models import User, WebSession
+from paulyops.core.db import generation
+from paulyops.core.db.models import User, WebSession, utcnow
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from paulyops.core.logging import security_event
@@ -27,7 +40,11 @@ from paulyops.core.security import csrf
 from paulyops.services.actor import Actor
 from paulyops.services.auth import rbac, second_factor
 from paulyops.services.auth.permissions import PLATFORM_PERMISSIONS
-from paulyops.services.auth.sessions import resolve_session
+from paulyops.services.auth.sessions import (
+    hash_token,
+    idle_limit,
+    resolve_session_and_user,
+)
 from paulyops.services.auth.tokens import resolve_api_token
 from paulyops.web.deps import ACCESS_ATTR, client_address, get_instance
 from paulyops.web.ratelimit import limit_request_async, off_loop
@@ -36,6 +53,10 @@ SESSION_COOKIE = "paulyops_session"
 SECURE_SESSION_COOKIE = "__Host-paulyops_session"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
+# How long a cached principal may be served at most, even with the generation unchanged:
+# it bounds what a change made behind the ORM's back (raw SQL) could leave in place.
+PRINCIPAL_CACHE_SECONDS = 30.0
+PRINCIPAL_CACHE_SIZE = 4096
 
 
 @dataclass
@@ -153,21 +174,193 @@ def get_principal(request: Request, session: DbSession) -> Principal:
     return principal
 
 
-def authenticate(request: Request, session: Session) -> Principal:
-    """Resolve the caller from a bearer token or the session cookie (no caching).
+_Model = TypeVar("_Model", User, WebSession)
 
-    The organization's second-factor rule is applied to whatever was resolved.
+
+def _snapshot(obj: _Model) -> _Model:
+    """Return a detached copy of a loaded row that no session will ever own."""
+    state = inspect(obj)
+    copy: _Model = state.mapper.class_manager.new_instance()
+    for attr in state.mapper.column_attrs:
+        if attr.key in state.dict:
+            set_committed_value(copy, attr.key, state.dict[attr.key])
+    make_transient_to_detached(copy)
+    return copy
+
+
+@dataclass(frozen=True, slots=True)
+class CachedPrincipal:
+    """A resolved principal as cached: detached row copies plus what the rules derived."""
+
+    generation: int
+    stored_at: float
+    kind: str
+    user: User
+    organization_id: str | None
+    permissions: frozenset[str]
+    grant: rbac.Grant | None
+    token_id: str | None
+    web_session: WebSession | None
+    extra: tuple[tuple[str, Any], ...]
+    expires_at: datetime | None
+    idle: timedelta | None
+
+    def principal(self, session: Session) -> Principal:
+        """Return a fresh :class:`Principal` whose rows belong to ``session`` (no SQL)."""
+        return Principal(
+            self.kind,
+            user=session.merge(self.user, load=False),
+            organization_id=self.organization_id,
+            permissions=self.permissions,
+            web_session=(session.merge(self.web_session, load=False) if self.web_session else None),
+            grant=self.grant,
+            token_id=self.token_id,
+            extra=dict(self.extra),
+        )
+
+
+class PrincipalCache:
+    """Principals of recent safe requests, by credential hash, valid for one generation.
+
+    Args:
+        ttl: seconds an entry is served at most.
+        max_entries: entries kept; when full, the oldest half is dropped.
     """
-    return apply_second_factor_rule(session, _resolve(request, session))
+
+    def __init__(
+        self, *, ttl: float = PRINCIPAL_CACHE_SECONDS, max_entries: int = PRINCIPAL_CACHE_SIZE
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, CachedPrincipal] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, current_generation: int) -> CachedPrincipal | None:
+        """Return the entry for ``key`` if it is fresh and of ``current_generation``."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.generation != current_generation or time.monotonic() - entry.stored_at > self.ttl:
+            with self._lock:
+                self._entries.pop(key, None)
+            return None
+        return entry
+
+    def put(self, key: str, entry: CachedPrincipal) -> None:
+        """Store ``entry`` under ``key``."""
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                oldest = sorted(self._entries.items(), key=lambda item: item[1].stored_at)
+                for old_key, _entry in oldest[: self.max_entries // 2]:
+                    del self._entries[old_key]
+            self._entries[key] = entry
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self._entries.clear()
 
 
-def _resolve(request: Request, session: Session) -> Principal:
+def principal_cache(request: Request) -> PrincipalCache:
+    """Return the app's principal cache (one per process and app)."""
+    cache: PrincipalCache | None = getattr(request.app.state, "principal_cache", None)
+    if cache is None:
+        cache = PrincipalCache()
+        request.app.state.principal_cache = cache
+    return cache
+
+
+def _credential(request: Request) -> tuple[str, str] | None:
+    """Return ("token" or "cookie", the presented secret), or ``None`` for neither."""
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret:
             raise AuthenticationError("expected 'Authorization: Bearer <token>'")
-        token = resolve_api_token(session, secret.strip())
+        return "token", secret.strip()
+    cookie = request.cookies.get(session_cookie_name(request))
+    return ("cookie", cookie) if cookie else None
+
+
+def authenticate(request: Request, session: Session) -> Principal:
+    """Resolve the caller from a bearer token or the session cookie.
+
+    Safe requests are served from the :class:`PrincipalCache` while the auth generation
+    is unchanged; the generation is read before anything else, so an entry never carries
+    rows older than the generation it is stored under.
+    """
+    credential = _credential(request)
+    if credential is None:
+        return Principal("anonymous")
+    kind, secret = credential
+    instance = get_instance(request)
+    now = utcnow()
+    if csrf.is_unsafe_method(request.method):
+        return _resolve(request, session, kind, secret, now)[0]
+    cache = principal_cache(request)
+    key = f"{kind}:{hash_token(secret)}"
+    current = generation.read(session)
+    hit = cache.get(key, current)
+    if hit is not None and _still_valid(session, hit, now, instance.activity):
+        return hit.principal(session)
+    principal, expires_at = _resolve(request, session, kind, secret, now)
+    if principal.user is not None and principal.kind in {"session", "token"}:
+        cache.put(key, _cache_entry(session, principal, current, expires_at))
+    return principal
+
+
+def _still_valid(session: Session, hit: CachedPrincipal, now: datetime, activity: Any) -> bool:
+    if hit.expires_at is not None and hit.expires_at <= now:
+        return False
+    if hit.web_session is not None:
+        row = hit.web_session
+        if hit.idle is not None and activity.last_seen(row.id, row.last_seen_at) + hit.idle <= now:
+            return False  # resolving again revokes it
+        activity.note_session(row.id, row.last_seen_at, now)
+    elif hit.token_id is not None:
+        activity.note_token(hit.token_id, None, now)
+    return True
+
+
+def _cache_entry(
+    session: Session, principal: Principal, current: int, expires_at: datetime | None
+) -> CachedPrincipal:
+    assert principal.user is not None  # only signed-in principals are cached
+    row = principal.web_session
+    return CachedPrincipal(
+        generation=current,
+        stored_at=time.monotonic(),
+        kind=principal.kind,
+        user=_snapshot(principal.user),
+        organization_id=principal.organization_id,
+        permissions=principal.permissions,
+        grant=principal.grant,
+        token_id=principal.token_id,
+        web_session=_snapshot(row) if row is not None else None,
+        extra=tuple(principal.extra.items()),
+        expires_at=expires_at,
+        idle=idle_limit(session, row) if row is not None else None,
+    )
+
+
+def _resolve(
+    request: Request, session: Session, kind: str, secret: str, now: datetime
+) -> tuple[Principal, datetime | None]:
+    """Resolve the caller from the database (no cache); also return when it expires.
+
+    The organization's second-factor rule is applied here, before anything is cached:
+    whatever changes its outcome (enrolment, the rule, a role) moves the auth generation.
+    """
+    principal, expires_at = _lookup(request, session, kind, secret, now)
+    return apply_second_factor_rule(session, principal), expires_at
+
+
+def _lookup(
+    request: Request, session: Session, kind: str, secret: str, now: datetime
+) -> tuple[Principal, datetime | None]:
+    activity = get_instance(request).activity
+    if kind == "token":
+        token = resolve_api_token(session, secret, now=now, activity=activity)
         if token is None:
             security_event("auth.bad_token", address=client_address(request))
             raise AuthenticationError("the API token is unknown, revoked or expired")
@@ -175,7 +368,7 @@ def _resolve(request: Request, session: Session) -> Principal:
         grant = rbac.grant_for(session, token.organization_id, token.user_id)
         if user is None or not user.is_active or grant is None:
             raise AuthenticationError("the API token's user no longer has access")
-        return Principal(
+        principal = Principal(
             "token",
             user=user,
             organization_id=token.organization_id,
@@ -184,20 +377,18 @@ def _resolve(request: Request, session: Session) -> Principal:
             grant=grant,
             token_id=token.id,
         )
-    cookie = request.cookies.get(session_cookie_name(request))
-    if not cookie:
-        return Principal("anonymous")
-    row = resolve_session(session, cookie)
+        return principal, token.expires_at
+    found = resolve_session_and_user(session, secret, now=now, activity=activity)
+    row, user = found if found is not None else (None, None)
     if row is None or row.kind != "user" or row.user_id is None:
-        return Principal("anonymous", web_session=row)
-    user = session.get(User, row.user_id)
+        return Principal("anonymous", web_session=row), None
     if user is None or not user.is_active:
-        return Principal("anonymous")
+        return Principal("anonymous"), None
     grant = rbac.grant_for(session, row.organization_id, user.id) if row.organization_id else None
     perms: set[str] = set(grant.permissions) if grant else set()
     if user.is_platform_admin:
         perms.update(PLATFORM_PERMISSIONS)
-    return Principal(
+    principal = Principal(
         "session",
         user=user,
         organization_id=row.organization_id,
@@ -205,6 +396,7 @@ def _resolve(request: Request, session: Session) -> Principal:
         web_session=row,
         grant=grant,
     )
+    return principal, row.expires_at
 
 
 def apply_second_factor_rule(session: Session, principal: Principal) -> Principal:
@@ -338,8 +530,10 @@ __all__ = [
     "CSRF_HEADER",
     "AnyCredential",
     "Authenticated",
+    "CachedPrincipal",
     "DbSession",
     "Principal",
+    "PrincipalCache",
     "PrincipalDep",
     "SignedIn",
     "apply_second_factor_rule",
@@ -347,6 +541,7 @@ __all__ = [
     "check_csrf",
     "db_session",
     "get_principal",
+    "principal_cache",
     "require",
     "session_cookie_name",
     "set_session_cookie",

@@ -44,6 +44,16 @@ public = _mark(_public, "public")
 Public = Depends(public)
 
 
+async def _public_unmetered() -> None:
+    """Anyone may call this route, and it is not rate limited (liveness probes)."""
+
+
+# An async no-op: a sync dependency costs a thread-pool hop on every request, which is
+# most of what a liveness answer costs.
+public_unmetered = _mark(_public_unmetered, "public")
+PublicUnmetered = Depends(public_unmetered)
+
+
 def client_address(request: Request) -> str:
     """Return the caller's address, believing ``X-Forwarded-For`` only from trusted proxies.
 
@@ -115,10 +125,12 @@ __all__ = [
     "ClientAddress",
     "InstanceDep",
     "Public",
+    "PublicUnmetered",
     "access_rules",
     "api_routes",
     "client_address",
     "get_instance",
     "is_loopback",
     "public",
+    "public_unmetered",
 ]

@@ -4,6 +4,12 @@ One :class:`Database` per process wraps a SQLAlchemy engine. On PostgreSQL the p
 ``PAULYOPS_DB_POOL_MIN`` connections and grows to ``PAULYOPS_DB_POOL_MAX``; on SQLite (the
 embedded default) connections are cheap and the file is opened in WAL mode with a busy
 timeout so the web server's threads and the CLI can share it.
+
+SQLite transactions are begun by us, not by pysqlite (``isolation_level=None`` plus an
+explicit ``BEGIN``): reads begin ``DEFERRED``, writers begin ``IMMEDIATE``
+(:meth:`Database.write_session`). Only an ``IMMEDIATE`` writer waits for the busy timeout;
+a deferred transaction that read and then tries to write fails at once with "database is
+locked" when another writer committed meanwhile, so request reads never write.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+# Imported for its flush hooks: every session moves the auth generation on principal changes.
+from paulyops.core.db import generation as _generation  # noqa: F401
 from paulyops.core.errors import ExternalServiceError
 from paulyops.core.files import create_private_file, make_private_dir
 from paulyops.core.logging import get_logger, redact_text, security_event
@@ -125,8 +133,10 @@ class Database:
 
     # --- engine ---------------------------------------------------------------------
     def _create_engine(self, pool_min: int, pool_max: int, pool_timeout: float) -> Engine:
-        kwargs: dict[str, Any] = {"pool_pre_ping": True, "future": True}
+        kwargs: dict[str, Any] = {"future": True}
         if self.dialect == "sqlite":
+            # No pre-ping: a local file cannot drop a pooled connection the way a server
+            # can, and the ping was one more statement on every request.
             database = make_url(self.url).database
             if database and database != ":memory:" and not database.startswith("file:"):
                 # Private from the first byte: SQLite would create the file with the
@@ -141,6 +151,7 @@ class Database:
             from paulyops.core.db.bounded import connect_options  # psycopg only when used
 
             kwargs.update(
+                pool_pre_ping=True,
                 poolclass=QueuePool,
                 pool_size=pool_min,
                 max_overflow=max(0, pool_max - pool_min),

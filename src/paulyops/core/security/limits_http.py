@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -159,6 +160,12 @@ class _BodyTooLargeError(Exception):
     """Raised from ``receive`` once a streamed body passes the limit."""
 
 
+@functools.lru_cache(maxsize=32)
+def _too_large_body(limit: int) -> bytes:
+    # One body per limit, built once: not serialized again on every request.
+    return _error_body(f"request body too large: the limit is {limit} bytes")
+
+
 def _error_body(message: str, errors: list[dict[str, Any]] | None = None) -> bytes:
     shape = {"success": False, "message": message, "errors": errors or []}
     return json.dumps(shape, separators=(",", ":")).encode()
@@ -231,7 +238,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope.get("path", ""))
-        too_large = _error_body(f"request body too large: the limit is {limit} bytes")
+        too_large = _too_large_body(limit)
         length = _header(scope, b"content-length")
         if length is not None and length.strip().isdigit() and int(length) > limit:
             await _send_json(send, 413, too_large)

@@ -1,9 +1,14 @@
 """Server-side browser sessions: created at sign-in, rotated, timed out, listed, revoked.
 
 The cookie carries a random token; the database keeps only its sha256 (a leaked table
-yields no usable cookie). Rows are the source of truth and are read on every request (one
-indexed lookup), so sessions survive restarts, keep working while Redis is down, and a
-revoked session stops working in every process at once.
+yields no usable cookie). Rows are the source of truth, so sessions survive restarts and
+keep working while Redis is down; a revocation moves the auth generation
+(:mod:`paulyops.core.db.generation`), so a principal cached anywhere is dropped on the
+next request and the session stops working in every process at once.
+
+Resolving a session never writes: activity stamps and the revocation of idle sessions
+are noted in an :class:`~paulyops.core.db.activity.ActivityRecorder` and written
+outside the request's transaction.
 
 Timeouts come from the organization's :class:`~paulyops.core.db.models.SecurityConfig`
 (idle minutes, absolute hours). Sessions not bound to an organization yet (the first-run
@@ -16,13 +21,16 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from paulyops.core.db.models import SecurityConfig, WebSession, utcnow
+from paulyops.core.db.models import SecurityConfig, User, WebSession, utcnow
 from paulyops.core.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from paulyops.core.db.activity import ActivityRecorder
 
 SessionKind = Literal["user", "setup", "pending_2fa"]
 
@@ -33,8 +41,7 @@ DEFAULT_LIMITS: dict[str, tuple[int, int]] = {
     "setup": (60, 24 * 60),
     "pending_2fa": (5, 5),
 }
-# Writing last_seen_at on every request would turn each read into a write.
-TOUCH_EVERY = timedelta(seconds=60)
+_CONFIGS = "paulyops_security_configs"
 
 
 def hash_token(token: str) -> str:
@@ -50,11 +57,25 @@ class NewSession:
     row: WebSession
 
 
-def _limits(session: Session, kind: str, organization_id: str | None) -> tuple[int, int]:
-    if kind == "user" and organization_id is not None:
-        config = session.scalars(
+def security_config(session: Session, organization_id: str) -> SecurityConfig | None:
+    """Return the organization's security settings, read at most once per transaction."""
+    configs: dict[str, SecurityConfig | None] = session.info.setdefault(_CONFIGS, {})
+    if organization_id not in configs:
+        configs[organization_id] = session.scalars(
             select(SecurityConfig).where(SecurityConfig.organization_id == organization_id)
         ).first()
+    return configs[organization_id]
+
+
+def idle_limit(session: Session, row: WebSession) -> timedelta:
+    """Return how long ``row`` may stay unused before it ends."""
+    idle, _absolute = _limits(session, row.kind, row.organization_id)
+    return timedelta(minutes=idle)
+
+
+def _limits(session: Session, kind: str, organization_id: str | None) -> tuple[int, int]:
+    if kind == "user" and organization_id is not None:
+        config = security_config(session, organization_id)
         if config is not None:
             return config.session_idle_minutes, config.session_absolute_hours * 60
     return DEFAULT_LIMITS[kind]
@@ -89,27 +110,60 @@ def create_session(
 
 
 def resolve_session(
-    session: Session, token: str, *, now: datetime | None = None
+    session: Session,
+    token: str,
+    *,
+    now: datetime | None = None,
+    activity: ActivityRecorder | None = None,
 ) -> WebSession | None:
     """Return the live session for a cookie token, or ``None`` if unknown, revoked or expired.
 
-    Enforces the absolute and idle timeouts and records activity (at most once a minute).
+    Enforces the absolute and idle timeouts without writing: with ``activity``, the use is
+    noted (and an idle session queued for revocation) for a write outside this
+    transaction.
     """
+    found = resolve_session_and_user(session, token, now=now, activity=activity)
+    return found[0] if found is not None else None
+
+
+def resolve_session_and_user(
+    session: Session,
+    token: str,
+    *,
+    now: datetime | None = None,
+    activity: ActivityRecorder | None = None,
+) -> tuple[WebSession, User | None] | None:
+    """Like :func:`resolve_session`, and return the session's user, read by the same query."""
     if not token or len(token) > 200:
         return None
     now = now or utcnow()
-    row = session.scalars(
-        select(WebSession).where(WebSession.token_hash == hash_token(token))
+    found = session.execute(
+        select(WebSession, User)
+        .outerjoin(User, User.id == WebSession.user_id)
+        .where(WebSession.token_hash == hash_token(token))
     ).first()
-    if row is None or row.revoked_at is not None or row.expires_at <= now:
+    if found is None:
         return None
-    idle, _absolute = _limits(session, row.kind, row.organization_id)
-    if row.last_seen_at + timedelta(minutes=idle) <= now:
-        row.revoked_at = now
+    row, user = found
+    if row.revoked_at is not None or row.expires_at <= now:
         return None
-    if now - row.last_seen_at >= TOUCH_EVERY:
-        row.last_seen_at = now
-    return row
+    if not is_active_at(session, row, now, activity=activity):
+        return None
+    if activity is not None:
+        activity.note_session(row.id, row.last_seen_at, now)
+    return row, user
+
+
+def is_active_at(
+    session: Session, row: WebSession, now: datetime, *, activity: ActivityRecorder | None
+) -> bool:
+    """Whether ``row`` was used recently enough; queue its revocation when it was not."""
+    last = activity.last_seen(row.id, row.last_seen_at) if activity else row.last_seen_at
+    if last + idle_limit(session, row) > now:
+        return True
+    if activity is not None:
+        activity.revoke_idle(row.id, now)
+    return False
 
 
 def rotate_session(session: Session, old: WebSession, **changes: str | None) -> NewSession:
@@ -183,9 +237,13 @@ __all__ = [
     "NewSession",
     "create_session",
     "hash_token",
+    "idle_limit",
+    "is_active_at",
     "list_sessions",
     "resolve_session",
+    "resolve_session_and_user",
     "revoke_session",
     "revoke_user_sessions",
     "rotate_session",
+    "security_config",
 ]

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -27,6 +28,9 @@ from paulyops.core.errors import (
 from paulyops.core.files import make_private_dir
 from paulyops.services.auth.permissions import unknown_permissions
 from paulyops.services.auth.sessions import hash_token
+
+if TYPE_CHECKING:
+    from paulyops.core.db.activity import ActivityRecorder
 
 API_TOKEN_PREFIX = "pot_"  # noqa: S105  # a public prefix, not a secret
 SETUP_TOKEN_PREFIX = "pos_"  # noqa: S105  # a public prefix, not a secret
@@ -93,9 +97,17 @@ def create_api_token(
 
 
 def resolve_api_token(
-    session: Session, secret: str, *, now: datetime | None = None
+    session: Session,
+    secret: str,
+    *,
+    now: datetime | None = None,
+    activity: ActivityRecorder | None = None,
 ) -> ApiToken | None:
-    """Return the live token for a bearer secret, or ``None``."""
+    """Return the live token for a bearer secret, or ``None``.
+
+    Never writes: with ``activity``, the use is noted for ``last_used_at`` and written
+    outside this transaction (at most once a minute per token).
+    """
     if not secret.startswith(API_TOKEN_PREFIX) or len(secret) > 200:
         return None
     now = now or utcnow()
@@ -104,8 +116,8 @@ def resolve_api_token(
         return None
     if row.expires_at is not None and row.expires_at <= now:
         return None
-    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
-        row.last_used_at = now
+    if activity is not None:
+        activity.note_token(row.id, row.last_used_at, now)
     return row
 
 

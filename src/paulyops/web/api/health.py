@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from paulyops import __version__
 from paulyops.core.instance import Instance
 from paulyops.web.auth import authenticate
-from paulyops.web.deps import ClientAddress, InstanceDep, Public, is_loopback
+from paulyops.web.deps import ClientAddress, InstanceDep, Public, PublicUnmetered, is_loopback
 
 router = APIRouter(prefix="/api", tags=["health"])
 
@@ -62,9 +62,12 @@ def _may_see_details(request: Request, instance: Instance, address: str) -> bool
         return False
 
 
-@router.get("/livez", dependencies=[Public], response_model=Livez)
-def livez() -> Livez:
-    """Answer without touching any dependency (for load balancers)."""
+@router.get("/livez", dependencies=[PublicUnmetered], response_model=Livez)
+async def livez() -> Livez:
+    """Answer without touching any dependency (for load balancers).
+
+    Async, with an async access marker: no thread-pool hop, nothing that could block.
+    """
     return Livez(status="ok", version=__version__)
 
 

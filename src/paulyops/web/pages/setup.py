@@ -142,7 +142,7 @@ def _setup_session(
     if has_organization(instance.db):
         raise PermissionDeniedError("PaulyOps is already set up; sign in instead")
     cookie = request.cookies.get(session_cookie_name(request), "")
-    row = sessions.resolve_session(session, cookie)
+    row = sessions.resolve_session(session, cookie, activity=instance.activity)
     if row is None or row.kind != "setup":
         raise PermissionDeniedError("enter the setup token first")
     draft = wizard.load(session, row)

@@ -4,6 +4,7 @@ from paulyops.core.db.models.agents import AgentEvent, AgentInstallation, AgentP
 from paulyops.core.db.models.audit import INSTANCE_CHAIN, AuditCheckpoint, AuditLog
 from paulyops.core.db.models.auth import (
     ApiToken,
+    AuthState,
     Invitation,
     PasswordLink,
     SetupToken,
@@ -33,6 +34,7 @@ __all__ = [
     "ApiToken",
     "AuditCheckpoint",
     "AuditLog",
+    "AuthState",
     "Base",
     "Delegation",
     "Invitation",

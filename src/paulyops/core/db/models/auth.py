@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String
+from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paulyops.core.db.models.base import Base, TimestampMixin, id_column
@@ -126,4 +126,27 @@ class PasswordLink(TimestampMixin, Base):
     used_at: Mapped[datetime | None]
 
 
-__all__ = ["ApiToken", "Invitation", "PasswordLink", "SetupToken", "WebSession", "WizardDraft"]
+class AuthState(Base):
+    """One row: the generation of everything a request's principal is built from.
+
+    Any committed change to a credential, a user, a membership, a role, a delegation or an
+    organization's security settings adds one (see :mod:`paulyops.core.db.generation`), so
+    a process that cached a principal knows with one indexed read whether it is stale.
+    The row is created by the first change; a missing row reads as generation 0.
+    """
+
+    __tablename__ = "auth_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+__all__ = [
+    "ApiToken",
+    "AuthState",
+    "Invitation",
+    "PasswordLink",
+    "SetupToken",
+    "WebSession",
+    "WizardDraft",
+]
