@@ -12,11 +12,10 @@ are refused (see ``web/auth.py``).
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from paulyops.core.db.models import Organization, SecurityConfig, User
-from paulyops.services.auth import rbac
+from paulyops.core.db.models import Organization, User
+from paulyops.services.auth import rbac, sessions
 from paulyops.services.auth.permissions import SECOND_FACTOR_PERMISSIONS
 
 ENROL_MESSAGE = (
@@ -32,12 +31,9 @@ def holds_admin_permissions(grant: rbac.Grant) -> bool:
 
 
 def _rule_is_on(session: Session, organization_id: str) -> bool:
-    required = session.scalars(
-        select(SecurityConfig.require_admin_2fa).where(
-            SecurityConfig.organization_id == organization_id
-        )
-    ).first()
-    return bool(required)
+    # The same per-transaction read the session limits use: one query, not two.
+    config = sessions.security_config(session, organization_id)
+    return bool(config is not None and config.require_admin_2fa)
 
 
 def is_second_factor_required(session: Session, grant: rbac.Grant) -> bool:
