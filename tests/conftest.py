@@ -8,7 +8,8 @@
 * Tests never read a developer's ``.env.local``: settings always point at ``tmp_path``.
 
 A server that is not configured skips its variant with the reason; CI sets every URL, and
-``tests/test_ci_skips.py`` fails there if anything skipped for a missing server.
+:func:`pytest_sessionfinish` below fails the run there if anything skipped for a missing
+server.
 """
 
 from __future__ import annotations

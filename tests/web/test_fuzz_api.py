@@ -4,12 +4,10 @@ Every operation is called with generated requests, anonymously and with an Owner
 token, and every response must hold: no 5xx, a status code the operation declares, and a
 body that conforms to the declared schema of that status.
 
-Known gap (reported, not hidden): the app answers 401/403/404/409/422/429 in the one
-error shape (``ErrorOut``) but most routes do not declare those statuses, and FastAPI's
-default 422 declaration is ``HTTPValidationError`` (``{"detail": [...]}``), not
-``ErrorOut``. Until the routers declare them, :data:`UNDECLARED_ERROR_STATUSES` responses
-are checked against ``ErrorOut`` here instead of against the (missing or wrong)
-declaration; every other response goes through schemathesis' own checks unchanged.
+Every error status is declared with the one error shape (``ErrorOut``, see
+``web/app.py``'s ``ERROR_RESPONSES``), so schemathesis' own status and schema checks apply
+to errors too; :func:`conforms_to_declaration` adds that an error body says
+``success: false`` and carries no other keys.
 """
 
 from __future__ import annotations
@@ -44,8 +42,8 @@ RATE_LIMITS = (
     "api=100000/minute,onboarding_setup=100000/hour,"
     "onboarding_validate=100000/minute,signin=100000/minute"
 )
-# Statuses the app answers in the one error shape that routes do not (all) declare yet.
-UNDECLARED_ERROR_STATUSES = frozenset({400, 401, 403, 404, 409, 422, 429})
+# Error statuses whose bodies must be exactly the one error shape.
+ERROR_STATUSES = frozenset({400, 401, 403, 404, 409, 422, 429})
 ERROR_KEYS = frozenset(ErrorOut.model_fields)
 OWNER_PERMISSIONS = ALL - {"org:create"}
 
@@ -89,15 +87,11 @@ def _owner_token(instance: Instance) -> str:
 
 
 def _is_error_shape(response: Any) -> bool:
-    return response.status_code in UNDECLARED_ERROR_STATUSES
+    return response.status_code in ERROR_STATUSES
 
 
 def conforms_to_declaration(ctx: Any, response: Any, case: Any) -> bool | None:
-    """Declared status and schema; undeclared error statuses must be the one error shape.
-
-    Restricted check (see module docstring): drop the ``_is_error_shape`` branch once the
-    routers declare ``ErrorOut`` for 401/403/404/409/422/429.
-    """
+    """Declared status and schema; an error body is exactly the one error shape."""
     if _is_error_shape(response):
         body = response.json()
         assert isinstance(body, dict), f"{response.status_code}: expected the error object"

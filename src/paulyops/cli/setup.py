@@ -247,13 +247,13 @@ def _ask_text(message: str, path: str, defaults: InstanceDefaults) -> str:
     """Ask one text question validated by the spec's rule for ``path``."""
     import questionary
 
-    from paulyops.services.onboarding.spec import validate_partial
+    from paulyops.services.onboarding.spec import step_of, validate_partial
 
-    section, _, key = path.partition(".")
+    section, key = step_of(path), path.partition(".")[2]
 
     def check(text: str) -> bool | str:
         draft: dict[str, object] = {section: {key: text}}
-        found = [e for e in validate_partial(draft, section, instance_defaults=defaults)]  # type: ignore[arg-type]
+        found = validate_partial(draft, section, instance_defaults=defaults)
         errors = [e for e in found if e.field == path]
         return True if not errors else error_text(errors[0])
 
@@ -980,14 +980,14 @@ class Wizard:
 
     def _check(self, path: str, value: object) -> bool | str:
         """Validate ``value`` at ``path`` with the spec's rules for that step."""
-        from paulyops.services.onboarding.spec import validate_partial
+        from paulyops.services.onboarding.spec import step_of, validate_partial
 
         wire = json.loads(json.dumps(self.wire(), default=str))
         _set_path(wire, path, value)
-        step = path.partition(".")[0]
+        step = step_of(path)
         errors = [
             error
-            for error in validate_partial(wire, step, instance_defaults=self.defaults)  # type: ignore[arg-type]
+            for error in validate_partial(wire, step, instance_defaults=self.defaults)
             if error.field == path or error.field.startswith(path + ".")
         ]
         return True if not errors else error_text(errors[0])

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
 from sqlalchemy.orm import Session
 
 from paulyops.core.db.models import (
@@ -225,12 +226,6 @@ def update_security(
 # --- storage --------------------------------------------------------------------------------
 
 
-def camel(name: str) -> str:
-    """Return the wire (camelCase) name of a Python field name."""
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 def add_storage(
     scope: OrgScope,
     *,
@@ -270,7 +265,7 @@ def add_storage(
     except SpecValidationError as err:
         errors.extend(err.errors)
         retention = 0
-    wanted = {camel(name) for name in model.model_fields if name != "type"}
+    wanted = {to_camel(name) for name in model.model_fields if name != "type"}
     given = {key: value.strip() for key, value in fields.items() if key in wanted and value.strip()}
     path = given.get("path", "")
     if provider == "local" and path and not may_use_server_paths:
@@ -440,7 +435,6 @@ def remove_storage(scope: OrgScope, *, storage_id: str, actor: Actor) -> Storage
 __all__ = [
     "StorageTest",
     "add_storage",
-    "camel",
     "check_storage",
     "confirm_second_factor",
     "disable_second_factor",

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from paulyops.core.db.models import Organization, Role, User
 from paulyops.core.db.scoped import OrgScope
-from paulyops.core.errors import NotFoundError
+from paulyops.core.errors import NotFoundError, PermissionDeniedError
 
 
 def _org(session, slug):
@@ -40,14 +40,15 @@ def test_queries_only_see_own_organization(db):
 
 
 def test_cannot_add_or_delete_other_organizations_rows(db):
-    """Adding or deleting a row stamped with another organization is refused."""
+    """Adding or deleting a row stamped with another organization is refused with the
+    domain error (a 403 at the interfaces), never the builtin PermissionError (a 500)."""
     with db.session() as session:
         a, b = _org(session, "alpha"), _org(session, "beta")
         role = OrgScope(session, b.id).add(Role(name="Viewer"))
         session.flush()
-        with pytest.raises(PermissionError):
+        with pytest.raises(PermissionDeniedError):
             OrgScope(session, a.id).add(role)
-        with pytest.raises(PermissionError):
+        with pytest.raises(PermissionDeniedError):
             OrgScope(session, a.id).delete(role)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from paulyops.core.db.models import OrgScoped
-from paulyops.core.errors import NotFoundError
+from paulyops.core.errors import NotFoundError, PermissionDeniedError
 
 M = TypeVar("M", bound=OrgScoped)
 
@@ -73,19 +73,23 @@ class OrgScope:
         """Stamp ``obj`` with this organization and add it to the session.
 
         Raises:
-            PermissionError: ``obj`` already names another organization.
+            PermissionDeniedError: ``obj`` already names another organization.
         """
         current = getattr(obj, "organization_id", None)
         if current is not None and current != self.organization_id:
-            raise PermissionError("refusing to add a row of another organization")
+            raise PermissionDeniedError("refusing to add a row of another organization")
         obj.organization_id = self.organization_id
         self.session.add(obj)
         return obj
 
     def delete(self, obj: M) -> None:
-        """Delete ``obj``, which must belong to this organization."""
+        """Delete ``obj``, which must belong to this organization.
+
+        Raises:
+            PermissionDeniedError: ``obj`` belongs to another organization.
+        """
         if obj.organization_id != self.organization_id:
-            raise PermissionError("refusing to delete a row of another organization")
+            raise PermissionDeniedError("refusing to delete a row of another organization")
         self.session.delete(obj)
 
 

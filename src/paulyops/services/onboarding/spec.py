@@ -24,7 +24,7 @@ import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -962,6 +962,22 @@ class SetupSpec(_WireModel):
 
 PRESET_RULE: Final = "preset_rule"
 Step = Literal["organization", "storage", "security", "agents", "owner"]
+STEPS: Final[tuple[Step, ...]] = get_args(Step)
+
+
+def step_of(path: str) -> Step:
+    """Return the wizard step a wire path (``storage.retentionDays``) belongs to.
+
+    Raises:
+        ValueError: the path's first part is not a step.
+    """
+    head = path.partition(".")[0]
+    for step in STEPS:
+        if step == head:
+            return step
+    raise ValueError(f"{path!r} is not a field of a setup step ({', '.join(STEPS)})")
+
+
 SECTION_MODELS: Final[Mapping[str, type[_WireModel]]] = {
     "organization": OrganizationSpec,
     "storage": StorageSpec,
@@ -1245,6 +1261,7 @@ __all__ = [
     "slugify",
     "spec_fields",
     "spec_json_schema",
+    "step_of",
     "validate_partial",
     "wire_keys",
 ]

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
+from pydantic.alias_generators import to_camel
 from sqlalchemy.orm import Session
 
 from paulyops.core.db.models import (
@@ -150,7 +151,7 @@ def add_storage(
         row = console_service.add_storage(
             principal.scope(session),
             provider=provider,
-            fields={console_service.camel(k): v for k, v in values.items()},
+            fields={to_camel(k): v for k, v in values.items()},
             backup_strategy=backup_strategy,
             retention_days=retention_days,
             actor=principal.actor(address),
