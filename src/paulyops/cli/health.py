@@ -43,8 +43,10 @@ def _in_process() -> dict[str, Any]:
     try:
         try:
             instance.start(background=False)
-        except Exception:  # an unreachable database is reported below, not raised
-            instance.startup_error = instance.startup_error or "database unreachable"
+        except Exception as err:  # an unreachable database is reported below, not raised
+            instance.startup_error = instance.startup_error or (
+                f"database unreachable ({type(err).__name__})"
+            )
         return instance.health_report(include_details=True)
     finally:
         instance.close()

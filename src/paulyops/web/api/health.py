@@ -9,11 +9,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from paulyops import __version__
+from paulyops.core.errors import AuthenticationError, PermissionDeniedError
 from paulyops.core.instance import Instance
+from paulyops.core.logging import get_logger
 from paulyops.web.auth import authenticate
 from paulyops.web.deps import ClientAddress, InstanceDep, Public, PublicUnmetered, is_loopback
 
 router = APIRouter(prefix="/api", tags=["health"])
+log = get_logger("paulyops.health")
 
 
 class Livez(BaseModel):
@@ -58,7 +61,10 @@ def _may_see_details(request: Request, instance: Instance, address: str) -> bool
     try:
         with instance.db.session() as session:
             return authenticate(request, session).can("health:read")
-    except Exception:  # healthz must answer even when credentials or the database fail
+    except (AuthenticationError, PermissionDeniedError):
+        return False  # bad, revoked or refused credentials: the anonymous answer
+    except Exception:  # healthz must answer even when the database fails: say why, once
+        log.warning("healthz_details_check_failed", exc_info=True)
         return False
 
 
