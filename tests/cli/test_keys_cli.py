@@ -262,7 +262,7 @@ def test_a_running_server_follows_rotation_and_reencrypt_waits_for_stale_ones(
     admin_secret = _enroll_totp(db, instance_root, org.members["Admin"])
     old_id = ring_of(instance_root).active_key_id
     # A generous start-up wait: on a loaded machine the server's imports alone take long.
-    server = start_server(instance_root, env={"DATABASE_URL": db_url}, live_timeout=120)
+    server = start_server(instance_root, env={"DATABASE_URL": db_url})
     try:
         server.wait_for(
             lambda: [p.key_id for p in _live(db)] == [old_id], timeout=30, what="heartbeat"

@@ -31,13 +31,11 @@ pytestmark = pytest.mark.slow
 CRASH_ANSWER_S = 5.0
 LIVEZ_ANSWER_S = 3.0
 CONCURRENT_CRASHES = 4
-# Starting a server compiles every module (no bytecode here): slow on a loaded machine.
-START_TIMEOUT_S = 120.0
 
 
 @contextlib.contextmanager
 def _server(root: Path, env: dict[str, str]) -> Iterator[ServerProcess]:
-    server = start_server(root, env=env, launcher="slow-serve", live_timeout=START_TIMEOUT_S)
+    server = start_server(root, env=env, launcher="slow-serve")
     try:
         yield server
     finally:

@@ -28,7 +28,7 @@ from paulyops.core.db.engine import Database
 from paulyops.core.errors import ExternalServiceError
 from paulyops.core.kv import KVUnavailableError, RedisKV
 from tests.conftest import NO_PG, NO_REDIS, PG_URL, REDIS_URL, fresh_secrets
-from tests.support.server import running_server, server_env
+from tests.support.server import running_server, server_env, startup_budget
 from tests.support.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -188,7 +188,9 @@ def test_server_waits_for_unreachable_database_then_migrates_without_restart(
             # ... and recovers on its own once the database is reachable.
             proxy.enable()
             server.wait_for(
-                lambda: _healthz(server)[0] == 200, timeout=30, what="healthz 200 after recovery"
+                lambda: _healthz(server)[0] == 200,
+                timeout=startup_budget(),
+                what="healthz 200 after recovery",
             )
             code, report = _healthz(server)
             database = report["checks"]["database"]
@@ -222,7 +224,9 @@ def test_redis_outage_degrades_health_and_recovers_without_restart(
             assert code == 200, report  # a Redis outage never makes the instance unhealthy
             return str(report["checks"]["redis"]["status"])
 
-        server.wait_for(lambda: _healthz(server)[0] == 200, timeout=30, what="instance ready")
+        server.wait_for(
+            lambda: _healthz(server)[0] == 200, timeout=startup_budget(), what="instance ready"
+        )
         server.wait_for(lambda: redis_status() == "healthy", timeout=20, what="redis healthy")
         assert redis_proxy.open_connections >= 1
 
@@ -257,7 +261,9 @@ def test_redis_outage_degrades_health_and_recovers_without_restart(
 def test_sigterm_finishes_in_flight_request_then_closes_database(tmp_path: Path) -> None:
     """SIGTERM lets a running request finish (200), then closes the database and exits 0."""
     with running_server(tmp_path, env=_server_env(), launcher="slow-serve") as server:
-        server.wait_for(lambda: _healthz(server)[0] == 200, timeout=30, what="instance ready")
+        server.wait_for(
+            lambda: _healthz(server)[0] == 200, timeout=startup_budget(), what="instance ready"
+        )
         result: dict[str, Any] = {}
 
         def slow_request() -> None:

@@ -44,6 +44,36 @@ _LEAKY = (
 )
 
 
+# A server on an idle machine is live within a couple of seconds; the deadline is scaled
+# to how long this machine takes right now to import the server's stack, so a loaded
+# machine (CI on 2 cores, other suites beside it) waits longer instead of failing.
+_STARTUP_FACTOR = 20.0
+_STARTUP_FLOOR = 30.0
+_STARTUP_CAP = 240.0
+_measured_import: float | None = None
+
+
+def startup_budget() -> float:
+    """Return seconds a server may take to become live here, scaled to the machine now.
+
+    Measured once per test process: a fresh interpreter importing the web app (what every
+    server start pays first), times a generous factor, within a floor and a cap. A server
+    that exits is reported at once by :meth:`ServerProcess.wait_for`, whatever the budget.
+    """
+    global _measured_import
+    if _measured_import is None:
+        started = time.monotonic()
+        subprocess.run(
+            [sys.executable, "-c", "import paulyops.web.app"],
+            check=True,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+        _measured_import = time.monotonic() - started
+    return min(_STARTUP_CAP, max(_STARTUP_FLOOR, _STARTUP_FACTOR * _measured_import))
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -144,8 +174,8 @@ class ServerProcess:
             time.sleep(interval)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}:\n{self.output}")
 
-    def wait_live(self, *, timeout: float = 30.0) -> None:
-        """Wait until ``/api/livez`` answers 200."""
+    def wait_live(self, *, timeout: float | None = None) -> None:
+        """Wait until ``/api/livez`` answers 200 (by default within :func:`startup_budget`)."""
 
         def live() -> bool:
             try:
@@ -153,7 +183,8 @@ class ServerProcess:
             except httpx.TransportError:
                 return False
 
-        self.wait_for(live, timeout=timeout, what="/api/livez", interval=0.05)
+        budget = startup_budget() if timeout is None else timeout
+        self.wait_for(live, timeout=budget, what="/api/livez", interval=0.05)
 
     def terminate(self, *, timeout: float = 40.0) -> int:
         """Send SIGTERM, wait for the process to exit and return its exit code."""
@@ -179,7 +210,7 @@ def start_server(
     *,
     env: Mapping[str, str] | None = None,
     launcher: Launcher = "serve",
-    live_timeout: float = 30.0,
+    live_timeout: float | None = None,
 ) -> ServerProcess:
     """Start a server in instance root ``root`` and wait until ``/api/livez`` answers.
 
@@ -189,7 +220,7 @@ def start_server(
         launcher: ``serve`` (the real command), ``slow-serve`` (the real command plus
             ``/test/slow``) or ``slow-factory`` (uvicorn with the app factory plus
             ``/test/slow``).
-        live_timeout: seconds to wait for ``/api/livez``.
+        live_timeout: seconds to wait for ``/api/livez`` (default :func:`startup_budget`).
     """
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -238,4 +269,5 @@ __all__ = [
     "server_command",
     "server_env",
     "start_server",
+    "startup_budget",
 ]

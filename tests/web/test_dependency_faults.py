@@ -70,7 +70,7 @@ def _pg_through(url: str, proxy: TcpProxy) -> str:
 @contextlib.contextmanager
 def _server(root: Path, env: dict[str, str]) -> Iterator[ServerProcess]:
     """Run ``paulyops serve``; a loaded machine may need long to import everything."""
-    server = start_server(root, env=env, live_timeout=120)
+    server = start_server(root, env=env)
     try:
         yield server
     finally:
