@@ -401,11 +401,12 @@ def test_redis_outage_fails_strict_limits_closed_and_others_open(
         closed = [e for e in _kinds(events, "ratelimit.unavailable") if e["failed"] == "closed"]
         assert len(opened) == 1
         assert len(closed) == 1
-        # Within the probe interval checks do not even try Redis: answers come at once.
-        started = time.monotonic()
+        # Within the probe interval checks do not even try Redis: no connection attempt
+        # reaches the proxy (counted, not timed: this machine's clock is noisy).
+        attempts = (redis_proxy.accepted, redis_proxy.refused)
         with pytest.raises(ServiceUnavailableError):
             limiter.hit("signin", "m")
-        assert time.monotonic() - started < 0.1
+        assert (redis_proxy.accepted, redis_proxy.refused) == attempts
         redis_proxy.enable()
         time.sleep(0.6)
         assert limiter.hit("signin", "m").remaining == 3
