@@ -14,13 +14,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from paulyops.cli.context import console, err_console, handle_errors, open_instance, read_settings
+from paulyops.cli.context import CommandGroup, console, err_console, open_instance, read_settings
 
 if TYPE_CHECKING:
     from paulyops.core.db.engine import Database
     from paulyops.services import audit
 
-app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app = typer.Typer(cls=CommandGroup, help="The tamper-evident audit log.", no_args_is_help=True)
 
 ORG_HELP = "an organization id or slug, or 'instance' (default: every chain)"
 
@@ -125,11 +125,10 @@ def verify(org: str | None = typer.Option(None, "--org", help=ORG_HELP)) -> None
     """Check every row hash, link and signed checkpoint; exit 1 naming the first bad row."""
     from paulyops.services import audit
 
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        public_key = audit.verifying_key(settings)
-        with open_instance(settings) as instance:
-            report = audit.verify(instance.db, public_key, chain=_chain_of(instance.db, org))
+    settings = read_settings(generate_secrets=False)
+    public_key = audit.verifying_key(settings)
+    with open_instance(settings) as instance:
+        report = audit.verify(instance.db, public_key, chain=_chain_of(instance.db, org))
     _print_report(report)
     raise typer.Exit(0 if report.is_ok else 1)
 
@@ -145,17 +144,16 @@ def export(
     from paulyops.services import audit
 
     cutoff = _parse_date(since, "--since") if since is not None else None
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        with open_instance(settings) as instance, _output(output) as out:
-            result = audit.export(
-                instance.db,
-                settings,
-                chain=_chain_of(instance.db, org),
-                since=cutoff,
-                fmt="csv" if fmt is ExportFormatChoice.CSV else "jsonl",
-                out=out,
-            )
+    settings = read_settings(generate_secrets=False)
+    with open_instance(settings) as instance, _output(output) as out:
+        result = audit.export(
+            instance.db,
+            settings,
+            chain=_chain_of(instance.db, org),
+            since=cutoff,
+            fmt="csv" if fmt is ExportFormatChoice.CSV else "jsonl",
+            out=out,
+        )
     heads = ", ".join(f"{cp.chain}@{cp.seq}" for cp in result.checkpoints) or "none"
     err_console.print(
         f"Exported {result.rows} rows{f' to {output}' if output else ''} "
@@ -169,11 +167,10 @@ def checkpoint(org: str | None = typer.Option(None, "--org", help=ORG_HELP)) -> 
     """Sign the current head of each chain with the instance key."""
     from paulyops.services import audit
 
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        with open_instance(settings) as instance:
-            chain = _chain_of(instance.db, org)
-            checkpoints = audit.checkpoint_all(instance.db, settings, chain=chain)
+    settings = read_settings(generate_secrets=False)
+    with open_instance(settings) as instance:
+        chain = _chain_of(instance.db, org)
+        checkpoints = audit.checkpoint_all(instance.db, settings, chain=chain)
     if not checkpoints:
         console.print("[yellow]No audit rows yet: nothing to sign.[/]")
         return
@@ -202,11 +199,10 @@ def purge(
             f"Permanently delete audit rows of {org} created before {cutoff.isoformat()}?",
             abort=True,
         )
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        with open_instance(settings) as instance:
-            chain = _chain_of(instance.db, org) or org
-            result = audit.purge(instance.db, settings, chain=chain, before=cutoff)
+    settings = read_settings(generate_secrets=False)
+    with open_instance(settings) as instance:
+        chain = _chain_of(instance.db, org) or org
+        result = audit.purge(instance.db, settings, chain=chain, before=cutoff)
     if result.through_seq is None:
         console.print(f"Nothing to purge: no row of {escape(org)} is older than {cutoff:%Y-%m-%d}.")
         return

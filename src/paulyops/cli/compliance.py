@@ -8,14 +8,16 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from paulyops.cli.context import console, handle_errors, open_instance, read_settings
+from paulyops.cli.context import CommandGroup, console, open_instance, read_settings
 from paulyops.core.errors import NotFoundError
 
 if TYPE_CHECKING:
     from paulyops.core.db.engine import Database
 
 app = typer.Typer(
-    help="Compliance reports: preset controls against configuration.", no_args_is_help=True
+    cls=CommandGroup,
+    help="Compliance reports: preset controls against configuration.",
+    no_args_is_help=True,
 )
 
 
@@ -53,12 +55,11 @@ def report(
     from paulyops.services import audit
     from paulyops.services.onboarding.compliance import compliance_report
 
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        public_key = audit.verifying_key(settings)
-        with open_instance(settings) as instance:
-            org_id = organization_id(instance.db, org)
-            text = compliance_report(instance.db, org_id, public_key=public_key)
+    settings = read_settings(generate_secrets=False)
+    public_key = audit.verifying_key(settings)
+    with open_instance(settings) as instance:
+        org_id = organization_id(instance.db, org)
+        text = compliance_report(instance.db, org_id, public_key=public_key)
     if output is None:
         sys.stdout.buffer.write(text)
         sys.stdout.flush()

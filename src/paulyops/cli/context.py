@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from paulyops.core.errors import (
     ConfigError,
@@ -48,7 +49,10 @@ def exit_code_of(err: PaulyOpsError) -> int:
 
 @contextlib.contextmanager
 def handle_errors() -> Iterator[None]:
-    """Print a domain error as one clear message and exit with its code."""
+    """Print a domain error as one clear message and exit with its code.
+
+    Every command runs inside it through :class:`CommandGroup`: commands just raise.
+    """
     try:
         yield
     except PaulyOpsError as err:
@@ -58,6 +62,16 @@ def handle_errors() -> Iterator[None]:
                 hint = f" (did you mean {item.suggestion!r}?)" if item.suggestion else ""
                 err_console.print(f"  • {item.field}: {item.message}{hint}", highlight=False)
         raise typer.Exit(exit_code_of(err)) from None
+
+
+class CommandGroup(TyperGroup):
+    """A command group that translates domain errors for every command below it, once."""
+
+    # ``ctx`` is typer's vendored click Context (``typer._click``, private): typed as Any.
+    def invoke(self, ctx: Any) -> Any:
+        """Run the command; a :class:`PaulyOpsError` becomes a message and its exit code."""
+        with handle_errors():
+            return super().invoke(ctx)
 
 
 def read_settings(

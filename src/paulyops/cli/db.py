@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from paulyops.cli.context import console, handle_errors, read_settings
+from paulyops.cli.context import CommandGroup, console, read_settings
 
 if TYPE_CHECKING:
     from paulyops.core.db.engine import Database
 
-app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+app = typer.Typer(cls=CommandGroup, help="Database schema migrations.", no_args_is_help=True)
 
 
 def _database() -> Database:
@@ -29,13 +29,12 @@ def upgrade(revision: str = typer.Argument("head", help="target revision")) -> N
     from paulyops.core.db import migrate
     from paulyops.core.db.engine import mask_url
 
-    with handle_errors():
-        db = _database()
-        try:
-            migrate.upgrade(db, revision)
-            console.print(f"Database {mask_url(db.url)} is at {migrate.current_revision(db)}.")
-        finally:
-            db.close()
+    db = _database()
+    try:
+        migrate.upgrade(db, revision)
+        console.print(f"Database {mask_url(db.url)} is at {migrate.current_revision(db)}.")
+    finally:
+        db.close()
 
 
 @app.command()
@@ -43,13 +42,12 @@ def downgrade(revision: str = typer.Argument(..., help="target revision, e.g. -1
     """Migrate the database down to REVISION."""
     from paulyops.core.db import migrate
 
-    with handle_errors():
-        db = _database()
-        try:
-            migrate.downgrade(db, revision)
-            console.print(f"Database is at {migrate.current_revision(db) or 'base (empty)'}.")
-        finally:
-            db.close()
+    db = _database()
+    try:
+        migrate.downgrade(db, revision)
+        console.print(f"Database is at {migrate.current_revision(db) or 'base (empty)'}.")
+    finally:
+        db.close()
 
 
 @app.command()
@@ -58,15 +56,14 @@ def current() -> None:
     from paulyops.core.db import migrate
     from paulyops.core.db.engine import mask_url
 
-    with handle_errors():
-        db = _database()
-        try:
-            rev = migrate.current_revision(db)
-            head = migrate.head_revision(db)
-            state = "up to date" if rev == head else f"behind (newest is {head})"
-            console.print(f"{mask_url(db.url)}: {rev or 'empty'} — {state}")
-        finally:
-            db.close()
+    db = _database()
+    try:
+        rev = migrate.current_revision(db)
+        head = migrate.head_revision(db)
+        state = "up to date" if rev == head else f"behind (newest is {head})"
+        console.print(f"{mask_url(db.url)}: {rev or 'empty'} — {state}")
+    finally:
+        db.close()
 
 
 @app.command()
@@ -77,11 +74,10 @@ def revision(
     """Write a new migration from the model changes (for PaulyOps developers)."""
     from paulyops.core.db import migrate
 
-    with handle_errors():
-        db = _database()
-        try:
-            migrate.upgrade(db)
-            path = migrate.revision(db, message, rev_id=rev_id)
-            console.print(f"Wrote {path}")
-        finally:
-            db.close()
+    db = _database()
+    try:
+        migrate.upgrade(db)
+        path = migrate.revision(db, message, rev_id=rev_id)
+        console.print(f"Wrote {path}")
+    finally:
+        db.close()

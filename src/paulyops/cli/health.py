@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from paulyops.cli.context import console, handle_errors, read_settings
+from paulyops.cli.context import console, read_settings
 
 STYLE = {
     "healthy": "green",
@@ -25,8 +25,7 @@ def health(
     as_json: bool = typer.Option(False, "--json", help="print the raw JSON report"),
 ) -> None:
     """Check the database, Redis, storage and Stripe; exit 1 when unhealthy."""
-    with handle_errors():
-        report = _from_server(url) if url else _in_process()
+    report = _from_server(url) if url else _in_process()
     if as_json:
         console.print_json(json.dumps(report))
     else:

@@ -19,14 +19,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from paulyops.cli.context import console, err_console, handle_errors, open_instance, read_settings
+from paulyops.cli.context import CommandGroup, console, err_console, open_instance, read_settings
 from paulyops.core.errors import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
     from paulyops.core.instance import Instance
     from paulyops.core.security.crypto import FieldCounts, KeyRing
 
-app = typer.Typer(help="Encryption keys for secrets at rest.", no_args_is_help=True)
+app = typer.Typer(
+    cls=CommandGroup, help="Encryption keys for secrets at rest.", no_args_is_help=True
+)
 
 KEY_ID_PATTERN = re.compile(r"[0-9a-f]{8}")
 TARGET_TYPE = "encryption_key"
@@ -105,12 +107,11 @@ def status() -> None:
     from paulyops.core.processes import live_processes
     from paulyops.core.security.crypto import MALFORMED, keys_in_use
 
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        with open_instance(settings) as instance:
-            ring = instance.keyring
-            counts = keys_in_use(instance.db, ring)
-            processes = live_processes(instance.db)
+    settings = read_settings(generate_secrets=False)
+    with open_instance(settings) as instance:
+        ring = instance.keyring
+        counts = keys_in_use(instance.db, ring)
+        processes = live_processes(instance.db)
     now = utcnow()
     table = Table(show_header=True, header_style="bold")
     table.add_column("key id", no_wrap=True)
@@ -156,23 +157,22 @@ def rotate() -> None:
     from paulyops.core.security.crypto import rotate_env_file
     from paulyops.core.settings import ENV_FILE_NAME
 
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        env_path = settings.root / ENV_FILE_NAME
-        # Open the instance first: the audit row needs the database, and an unreachable
-        # database should stop the rotation before .env.local changes.
-        with open_instance(settings) as instance:
-            result = rotate_env_file(env_path)
-            _audit(
-                instance,
-                "keys.rotated",
-                key_id=result.new_key_id,
-                changes={
-                    "new_key_id": result.new_key_id,
-                    "previous_key_ids": list(result.previous_key_ids),
-                    "retire_after": result.retire_after.isoformat(),
-                },
-            )
+    settings = read_settings(generate_secrets=False)
+    env_path = settings.root / ENV_FILE_NAME
+    # Open the instance first: the audit row needs the database, and an unreachable
+    # database should stop the rotation before .env.local changes.
+    with open_instance(settings) as instance:
+        result = rotate_env_file(env_path)
+        _audit(
+            instance,
+            "keys.rotated",
+            key_id=result.new_key_id,
+            changes={
+                "new_key_id": result.new_key_id,
+                "previous_key_ids": list(result.previous_key_ids),
+                "retire_after": result.retire_after.isoformat(),
+            },
+        )
     console.print(
         f"New active encryption key: [bold]{result.new_key_id}[/] (written to {result.env_path}).",
         highlight=False,
@@ -219,43 +219,42 @@ def reencrypt(
         # ("users.totp_secret"), which would hide the numbers.
         return sum(c.reencrypted for c in progress.values())
 
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        with open_instance(settings) as instance:
-            active = instance.keyring.active_key_id
-            _require_current_writers(instance, "keys reencrypt", key_id=active)
-            console.print(f"Re-encrypting stored secrets to key {active}…", highlight=False)
-            try:
-                result = reencrypt_all(
-                    instance.db, instance.keyring, batch_size=batch_size, on_batch=on_batch
-                )
-            except (DecryptionError, KeyboardInterrupt) as err:
-                # Batches done so far stay committed; a second run skips them.
-                _audit(
-                    instance,
-                    "keys.reencrypted",
-                    key_id=active,
-                    outcome="failure",
-                    changes={"reencrypted": total(), "error": type(err).__name__},
-                )
-                err_console.print(
-                    "Stopped. Values re-encrypted so far are saved; "
-                    "run `paulyops keys reencrypt` again to continue."
-                )
-                if isinstance(err, KeyboardInterrupt):
-                    raise typer.Exit(130) from None
-                raise
-            concurrent = sum(c.changed_concurrently for c in result.fields.values())
+    settings = read_settings(generate_secrets=False)
+    with open_instance(settings) as instance:
+        active = instance.keyring.active_key_id
+        _require_current_writers(instance, "keys reencrypt", key_id=active)
+        console.print(f"Re-encrypting stored secrets to key {active}…", highlight=False)
+        try:
+            result = reencrypt_all(
+                instance.db, instance.keyring, batch_size=batch_size, on_batch=on_batch
+            )
+        except (DecryptionError, KeyboardInterrupt) as err:
+            # Batches done so far stay committed; a second run skips them.
             _audit(
                 instance,
                 "keys.reencrypted",
                 key_id=active,
-                changes={"reencrypted": total(), "changed_concurrently": concurrent},
+                outcome="failure",
+                changes={"reencrypted": total(), "error": type(err).__name__},
             )
-            counts = keys_in_use(instance.db, instance.keyring)
-            # A process started with an old ring while this ran would write old-key values
-            # again: only claim "encrypts nothing" while every live process is current.
-            late = [p for p in live_processes(instance.db) if p.key_id != active]
+            err_console.print(
+                "Stopped. Values re-encrypted so far are saved; "
+                "run `paulyops keys reencrypt` again to continue."
+            )
+            if isinstance(err, KeyboardInterrupt):
+                raise typer.Exit(130) from None
+            raise
+        concurrent = sum(c.changed_concurrently for c in result.fields.values())
+        _audit(
+            instance,
+            "keys.reencrypted",
+            key_id=active,
+            changes={"reencrypted": total(), "changed_concurrently": concurrent},
+        )
+        counts = keys_in_use(instance.db, instance.keyring)
+        # A process started with an old ring while this ran would write old-key values
+        # again: only claim "encrypts nothing" while every live process is current.
+        late = [p for p in live_processes(instance.db) if p.key_id != active]
     console.print(
         f"Done: {result.reencrypted} value(s) re-encrypted to key {active}.", highlight=False
     )
@@ -288,25 +287,20 @@ def retire(
             "(the id, not the key)",
             param_hint="KEY_ID",
         )
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        with open_instance(settings) as instance:
-            try:
-                _require_current_writers(instance, "keys retire", key_id=None)
-                result = retire_key(
-                    settings.root / ENV_FILE_NAME, instance.db, instance.keyring, kid
-                )
-            except (ConflictError, NotFoundError):
-                _audit(
-                    instance, "keys.retired", key_id=kid, outcome="failure", changes={"key_id": kid}
-                )
-                raise
-            _audit(
-                instance,
-                "keys.retired",
-                key_id=kid,
-                changes={"key_id": kid, "previous_key_ids": list(result.previous_key_ids)},
-            )
+    settings = read_settings(generate_secrets=False)
+    with open_instance(settings) as instance:
+        try:
+            _require_current_writers(instance, "keys retire", key_id=None)
+            result = retire_key(settings.root / ENV_FILE_NAME, instance.db, instance.keyring, kid)
+        except (ConflictError, NotFoundError):
+            _audit(instance, "keys.retired", key_id=kid, outcome="failure", changes={"key_id": kid})
+            raise
+        _audit(
+            instance,
+            "keys.retired",
+            key_id=kid,
+            changes={"key_id": kid, "previous_key_ids": list(result.previous_key_ids)},
+        )
     console.print(
         f"Retired key {kid}: removed from ENCRYPTION_KEYS_PREVIOUS in {result.env_path}.",
         highlight=False,
@@ -322,17 +316,16 @@ def rotate_signing() -> None:
     """Give SESSION_SECRET and JWT_SECRET new values; the old ones keep verifying."""
     from paulyops.core.settings import ENV_FILE_NAME, SIGNING_SECRETS, rotate_signing_secrets
 
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        env_path = settings.root / ENV_FILE_NAME
-        with open_instance(settings) as instance:
-            changed = rotate_signing_secrets(env_path)
-            _audit(
-                instance,
-                "keys.signing_rotated",
-                key_id=None,
-                changes={"rotated": sorted(SIGNING_SECRETS)},
-            )
+    settings = read_settings(generate_secrets=False)
+    env_path = settings.root / ENV_FILE_NAME
+    with open_instance(settings) as instance:
+        changed = rotate_signing_secrets(env_path)
+        _audit(
+            instance,
+            "keys.signing_rotated",
+            key_id=None,
+            changes={"rotated": sorted(SIGNING_SECRETS)},
+        )
     console.print(
         "New SESSION_SECRET and JWT_SECRET written; the previous values stay accepted "
         "(PAULYOPS_SESSION_SECRETS_PREVIOUS, PAULYOPS_JWT_SECRETS_PREVIOUS) until you remove "

@@ -6,11 +6,13 @@ import typer
 
 from paulyops import __version__
 from paulyops.cli import audit, compliance, db, keys, package, tokens, users, validate
+from paulyops.cli.context import CommandGroup
 from paulyops.cli.health import health
 from paulyops.cli.serve import serve
 from paulyops.cli.setup import app as setup_app
 
 app = typer.Typer(
+    cls=CommandGroup,
     name="paulyops",
     help="PaulyOps: self-hosted operations platform. Start with `paulyops serve`.",
     no_args_is_help=True,

@@ -17,13 +17,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from paulyops.cli.context import console, err_console, exit_code_of, handle_errors
+from paulyops.cli.context import CommandGroup, console, err_console, exit_code_of
 from paulyops.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from paulyops.services.marketplace.validate import Report, TrustedKey
 
-app = typer.Typer(help="Build, sign and verify agent packages.", no_args_is_help=True)
+app = typer.Typer(
+    cls=CommandGroup, help="Build, sign and verify agent packages.", no_args_is_help=True
+)
 
 STATUS_STYLE = {"ok": "[green]ok[/]", "failed": "[bold red]failed[/]", "skipped": "[dim]skipped[/]"}
 
@@ -52,8 +54,7 @@ def init(
     from paulyops.services.marketplace.scaffold import scaffold_agent
 
     dest = directory or Path(agent_id.partition(".")[2] or agent_id)
-    with handle_errors():
-        files = scaffold_agent(agent_id, dest)
+    files = scaffold_agent(agent_id, dest)
     for path in files:
         console.print(f"  created {escape(str(path))}", highlight=False)
     console.print(
@@ -77,12 +78,11 @@ def build(
     from paulyops.services.marketplace.build import PACKAGE_SUFFIX, build_package
     from paulyops.services.marketplace.manifest import MANIFEST_NAME, parse_manifest
 
-    with handle_errors():
-        private = load_private_key(key) if key else None
-        data = build_package(directory, key=private)
-        manifest = parse_manifest((directory / MANIFEST_NAME).read_bytes(), bundled=True)
-        out = output or Path(f"{manifest.id}-{manifest.version}{PACKAGE_SUFFIX}")
-        _write_atomic(out, data)
+    private = load_private_key(key) if key else None
+    data = build_package(directory, key=private)
+    manifest = parse_manifest((directory / MANIFEST_NAME).read_bytes(), bundled=True)
+    out = output or Path(f"{manifest.id}-{manifest.version}{PACKAGE_SUFFIX}")
+    _write_atomic(out, data)
     state = "signed" if private else "unsigned"
     console.print(
         f"Built {escape(str(out))} ({len(data)} bytes, {state}, "
@@ -109,12 +109,11 @@ def keygen(
     )
 
     public_path = out.with_name(out.name + ".pub")
-    with handle_errors():
-        if public_path.exists():
-            raise ConfigError(f"{public_path}: already exists; refusing to overwrite a key")
-        key = generate_key()
-        save_private_key(key, out)
-        save_public_key(key.public_key(), public_path, publisher=publisher)
+    if public_path.exists():
+        raise ConfigError(f"{public_path}: already exists; refusing to overwrite a key")
+    key = generate_key()
+    save_private_key(key, out)
+    save_public_key(key.public_key(), public_path, publisher=publisher)
     console.print(
         f"Key {public_key_id(key)}: private key {escape(str(out))} (keep it secret, never "
         f"commit it), public key {escape(str(public_path))} (give it to those who trust you).",
@@ -132,10 +131,9 @@ def sign(
     from paulyops.core.security.signatures import load_private_key, public_key_id
     from paulyops.services.marketplace.build import sign_package
 
-    with handle_errors():
-        private = load_private_key(key)
-        data = sign_package(package, private)
-        _write_atomic(output or package, data)
+    private = load_private_key(key)
+    data = sign_package(package, private)
+    _write_atomic(output or package, data)
     console.print(
         f"Signed {escape(str(output or package))} with key {public_key_id(private)}.",
         highlight=False,
@@ -188,11 +186,10 @@ def verify(
     from paulyops.services.marketplace.errors import PackageError
     from paulyops.services.marketplace.validate import validate_package
 
-    with handle_errors():
-        keys = _trusted(trust)
-        if not package.is_file():
-            raise ConfigError(f"{package}: no such file")
-        report = validate_package(package, trusted=keys, allow_unsigned=allow_unsigned)
+    keys = _trusted(trust)
+    if not package.is_file():
+        raise ConfigError(f"{package}: no such file")
+    report = validate_package(package, trusted=keys, allow_unsigned=allow_unsigned)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
     else:

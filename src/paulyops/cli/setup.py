@@ -31,7 +31,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from paulyops.cli.context import console, err_console, handle_errors, open_instance, read_settings
+from paulyops.cli.context import CommandGroup, console, err_console, open_instance, read_settings
 from paulyops.core.errors import ConfigError, ConflictError, FieldError, SpecValidationError
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from paulyops.services.onboarding.spec import InstanceDefaults, SetupSpec
 
 app = typer.Typer(
+    cls=CommandGroup,
     help="Set up an organization: interactive wizard, --quick or --config FILE.",
     invoke_without_command=True,
     no_args_is_help=False,
@@ -115,43 +116,42 @@ def setup(
     if schema:
         typer.echo(json.dumps(spec_json_schema(), indent=2))
         return
-    with handle_errors():
-        if quick and config is not None:
-            raise typer.BadParameter("choose either --quick or --config, not both")
-        root = resolve_root(directory)
-        check_root(root, force=force)
-        base = read_settings(root, generate_secrets=False)
-        defaults = settings_defaults(base)
-        owner = _owner_flags(owner_email, owner_name)
-        env_values: dict[str, str] = {}
-        interactive = False
-        if config is not None:
-            raw = load_config(config)
-            spec = parse_spec(_with_flags(raw, org_name, owner), instance_defaults=defaults)
-        elif quick:
-            spec = _quick_spec(org_name, owner, defaults)
-        else:
-            if not _is_terminal():
-                raise ConfigError(
-                    "the setup wizard needs a terminal; use --quick --org-name NAME "
-                    "--owner-email EMAIL --owner-name NAME, or --config FILE"
-                )
-            outcome = run_wizard(root, base, defaults, org_name=org_name, owner=owner, yes=yes)
-            if outcome is None:
-                console.print("Setup cancelled; nothing was written.")
-                raise typer.Exit(EXIT_INTERRUPTED)
-            spec, env_values = outcome.spec, outcome.env_values
-            interactive = True
-        if dry_run:
-            print_plan(root, spec)
-            return
-        if spec.owner is None:
-            raise SpecValidationError(
-                "the organization needs an owner: pass --owner-email and --owner-name "
-                '(or add "owner": {"email": ..., "name": ...} to the config file)',
-                [FieldError("owner", "expected the owner's email and name")],
+    if quick and config is not None:
+        raise typer.BadParameter("choose either --quick or --config, not both")
+    root = resolve_root(directory)
+    check_root(root, force=force)
+    base = read_settings(root, generate_secrets=False)
+    defaults = settings_defaults(base)
+    owner = _owner_flags(owner_email, owner_name)
+    env_values: dict[str, str] = {}
+    interactive = False
+    if config is not None:
+        raw = load_config(config)
+        spec = parse_spec(_with_flags(raw, org_name, owner), instance_defaults=defaults)
+    elif quick:
+        spec = _quick_spec(org_name, owner, defaults)
+    else:
+        if not _is_terminal():
+            raise ConfigError(
+                "the setup wizard needs a terminal; use --quick --org-name NAME "
+                "--owner-email EMAIL --owner-name NAME, or --config FILE"
             )
-        apply_setup(root, spec, force=force, env_values=env_values, wizard=interactive)
+        outcome = run_wizard(root, base, defaults, org_name=org_name, owner=owner, yes=yes)
+        if outcome is None:
+            console.print("Setup cancelled; nothing was written.")
+            raise typer.Exit(EXIT_INTERRUPTED)
+        spec, env_values = outcome.spec, outcome.env_values
+        interactive = True
+    if dry_run:
+        print_plan(root, spec)
+        return
+    if spec.owner is None:
+        raise SpecValidationError(
+            "the organization needs an owner: pass --owner-email and --owner-name "
+            '(or add "owner": {"email": ..., "name": ...} to the config file)',
+            [FieldError("owner", "expected the owner's email and name")],
+        )
+    apply_setup(root, spec, force=force, env_values=env_values, wizard=interactive)
 
 
 def _owner_flags(email: str | None, name: str | None) -> dict[str, str] | None:
@@ -433,23 +433,22 @@ def token(
     from paulyops.services.auth import tokens
     from paulyops.services.onboarding.firstrun import ensure_setup_token, has_organization
 
-    with handle_errors():
-        settings = read_settings(resolve_root(directory))
-        with open_instance(settings) as instance:
-            if has_organization(instance.db):
-                raise ConflictError(
-                    "this instance is already set up (an organization exists): sign in "
-                    "instead, or create organizations as a platform admin"
-                )
-            secret = ensure_setup_token(instance.db, settings.data_dir, actor=CLI, force=True)
-        if secret is None:  # pragma: no cover - an organization appeared meanwhile
-            raise ConflictError("this instance was set up meanwhile; no token issued")
-        err_console.print(
-            f"New setup token (valid 24 hours; also in "
-            f"{escape(str(settings.data_dir / tokens.SETUP_TOKEN_FILE))}). "
-            f"Enter it at {settings.effective_public_url}:"
-        )
-        typer.echo(secret)
+    settings = read_settings(resolve_root(directory))
+    with open_instance(settings) as instance:
+        if has_organization(instance.db):
+            raise ConflictError(
+                "this instance is already set up (an organization exists): sign in "
+                "instead, or create organizations as a platform admin"
+            )
+        secret = ensure_setup_token(instance.db, settings.data_dir, actor=CLI, force=True)
+    if secret is None:  # pragma: no cover - an organization appeared meanwhile
+        raise ConflictError("this instance was set up meanwhile; no token issued")
+    err_console.print(
+        f"New setup token (valid 24 hours; also in "
+        f"{escape(str(settings.data_dir / tokens.SETUP_TOKEN_FILE))}). "
+        f"Enter it at {settings.effective_public_url}:"
+    )
+    typer.echo(secret)
 
 
 # --- service detection (used by the wizard) -----------------------------------------------

@@ -15,11 +15,13 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from paulyops.cli.context import console, err_console, handle_errors, open_instance, read_settings
+from paulyops.cli.context import CommandGroup, console, err_console, open_instance, read_settings
 from paulyops.cli.users import find_organization
 from paulyops.core.errors import NotFoundError, PermissionDeniedError
 
-app = typer.Typer(help="API tokens for scripts and integrations.", no_args_is_help=True)
+app = typer.Typer(
+    cls=CommandGroup, help="API tokens for scripts and integrations.", no_args_is_help=True
+)
 
 ORG_HELP = "the organization (id or slug)"
 MAX_EXPIRES_DAYS = 3650
@@ -54,41 +56,39 @@ def create(
     from paulyops.services.auth import accounts, manage, rbac
 
     expires_at = utcnow() + timedelta(days=expires_days) if expires_days else None
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        with open_instance(settings) as instance, instance.db.write_session() as session:
-            organization = find_organization(session, org)
-            holder = accounts.find_user(session, user)
-            if holder is None:
-                raise NotFoundError(f"--user: no account has the e-mail address {user.strip()!r}")
-            grant = rbac.grant_for(session, organization.id, holder.id)
-            if grant is None:
-                raise NotFoundError(
-                    f"--user: {holder.email} is not a member of {organization.slug} "
-                    f"({organization.id})"
-                )
-            try:
-                issued = manage.create_token(
-                    OrgScope(session, organization.id),
-                    grant=grant,
-                    name=name,
-                    permissions=permission,
-                    expires_at=expires_at,
-                    actor=CLI,
-                )
-            except PermissionDeniedError as err:
-                # The service speaks to a signed-in holder ("you lack"); here the
-                # operator creates the token for someone else, so name that person.
-                lacking = ", ".join(sorted(set(permission) - grant.grantable))
-                raise PermissionDeniedError(
-                    f"--permission: {holder.email} is {grant.role_name} of "
-                    f"{organization.slug} and does not hold {lacking} through that role; a "
-                    "token can only hold permissions its holder's role gives (never "
-                    "delegated ones)"
-                ) from err
-            row = issued.row
-            token_id, perms, org_slug = row.id, list(row.permissions), organization.slug
-            holder_email = holder.email
+    settings = read_settings(generate_secrets=False)
+    with open_instance(settings) as instance, instance.db.write_session() as session:
+        organization = find_organization(session, org)
+        holder = accounts.find_user(session, user)
+        if holder is None:
+            raise NotFoundError(f"--user: no account has the e-mail address {user.strip()!r}")
+        grant = rbac.grant_for(session, organization.id, holder.id)
+        if grant is None:
+            raise NotFoundError(
+                f"--user: {holder.email} is not a member of {organization.slug} ({organization.id})"
+            )
+        try:
+            issued = manage.create_token(
+                OrgScope(session, organization.id),
+                grant=grant,
+                name=name,
+                permissions=permission,
+                expires_at=expires_at,
+                actor=CLI,
+            )
+        except PermissionDeniedError as err:
+            # The service speaks to a signed-in holder ("you lack"); here the
+            # operator creates the token for someone else, so name that person.
+            lacking = ", ".join(sorted(set(permission) - grant.grantable))
+            raise PermissionDeniedError(
+                f"--permission: {holder.email} is {grant.role_name} of "
+                f"{organization.slug} and does not hold {lacking} through that role; a "
+                "token can only hold permissions its holder's role gives (never "
+                "delegated ones)"
+            ) from err
+        row = issued.row
+        token_id, perms, org_slug = row.id, list(row.permissions), organization.slug
+        holder_email = holder.email
     if not quiet:
         expiry = f"expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "never expires"
         err_console.print(
@@ -112,13 +112,12 @@ def list_(org: str = typer.Option(..., "--org", help=ORG_HELP)) -> None:
     from paulyops.core.db.scoped import OrgScope
     from paulyops.services.auth import accounts, tokens
 
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        with open_instance(settings) as instance, instance.db.session() as session:
-            organization = find_organization(session, org)
-            rows = tokens.list_api_tokens(OrgScope(session, organization.id))
-            emails = {u.id: u.email for u in accounts.list_users(session)} if rows else {}
-            org_slug = organization.slug
+    settings = read_settings(generate_secrets=False)
+    with open_instance(settings) as instance, instance.db.session() as session:
+        organization = find_organization(session, org)
+        rows = tokens.list_api_tokens(OrgScope(session, organization.id))
+        emails = {u.id: u.email for u in accounts.list_users(session)} if rows else {}
+        org_slug = organization.slug
     if not rows:
         console.print(f"{escape(org_slug)} has no API tokens.")
         return
@@ -160,17 +159,16 @@ def revoke(
     from paulyops.services.actor import CLI
     from paulyops.services.auth import manage
 
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        with open_instance(settings) as instance, instance.db.write_session() as session:
-            organization = find_organization(session, org)
-            # The local operator may revoke any token of the organization.
-            manage.revoke_token(
-                OrgScope(session, organization.id),
-                grant=None,
-                token_id=token_id.strip(),
-                actor=CLI,
-            )
+    settings = read_settings(generate_secrets=False)
+    with open_instance(settings) as instance, instance.db.write_session() as session:
+        organization = find_organization(session, org)
+        # The local operator may revoke any token of the organization.
+        manage.revoke_token(
+            OrgScope(session, organization.id),
+            grant=None,
+            token_id=token_id.strip(),
+            actor=CLI,
+        )
     console.print(f"Revoked API token {escape(token_id.strip())}.", highlight=False)
 
 

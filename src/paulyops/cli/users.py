@@ -16,7 +16,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from paulyops.cli.context import console, err_console, handle_errors, open_instance, read_settings
+from paulyops.cli.context import CommandGroup, console, err_console, open_instance, read_settings
 from paulyops.core.errors import (
     ConflictError,
     FieldError,
@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from paulyops.core.db.scoped import OrgScope
 
 app = typer.Typer(
-    help="People who can sign in: create, list, reset passwords, invite.", no_args_is_help=True
+    cls=CommandGroup,
+    help="People who can sign in: create, list, reset passwords, invite.",
+    no_args_is_help=True,
 )
 
 DEFAULT_ROLE = "User"
@@ -151,47 +153,46 @@ def create(
         raise typer.BadParameter(
             "needs --org, the organization the role is in", param_hint="--role"
         )
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        with open_instance(settings) as instance:
-            # Check what can fail before asking for a password, so nobody types one twice
-            # only to learn the address is taken or the role is misspelled.
-            with instance.db.session() as session:
-                if accounts.find_user(session, email) is not None:
-                    raise ConflictError(
-                        f"an account for {accounts.normalize_email(email)} already exists"
-                    )
-                if org is not None:
-                    org_id = find_organization(session, org).id
-                    _find_role(OrgScope(session, org_id), role or DEFAULT_ROLE)
-            password = read_new_password(from_stdin=password_stdin, email=email, name=name)
-            with instance.db.write_session() as session:
-                user = manage.create_user(
-                    session,
-                    hashing=instance.hashing,
-                    email=email,
-                    name=name,
-                    password=password,
-                    is_platform_admin=platform_admin,
-                    actor=CLI,
+    settings = read_settings(generate_secrets=False)
+    with open_instance(settings) as instance:
+        # Check what can fail before asking for a password, so nobody types one twice
+        # only to learn the address is taken or the role is misspelled.
+        with instance.db.session() as session:
+            if accounts.find_user(session, email) is not None:
+                raise ConflictError(
+                    f"an account for {accounts.normalize_email(email)} already exists"
                 )
-                where = None
-                if org is not None:
-                    organization = find_organization(session, org)
-                    scope = OrgScope(session, organization.id)
-                    role_row = _find_role(scope, role or DEFAULT_ROLE)
-                    membership = rbac.add_member(scope, user.id, role_row.id)
-                    actors.record(
-                        session,
-                        CLI,
-                        "member.added",
-                        organization_id=organization.id,
-                        target_type="membership",
-                        target_id=membership.id,
-                        changes={"user_id": user.id, "role_id": role_row.id},
-                    )
-                    where = f"{role_row.name} of {organization.name} ({organization.id})"
-                user_id, user_email = user.id, user.email
+            if org is not None:
+                org_id = find_organization(session, org).id
+                _find_role(OrgScope(session, org_id), role or DEFAULT_ROLE)
+        password = read_new_password(from_stdin=password_stdin, email=email, name=name)
+        with instance.db.write_session() as session:
+            user = manage.create_user(
+                session,
+                hashing=instance.hashing,
+                email=email,
+                name=name,
+                password=password,
+                is_platform_admin=platform_admin,
+                actor=CLI,
+            )
+            where = None
+            if org is not None:
+                organization = find_organization(session, org)
+                scope = OrgScope(session, organization.id)
+                role_row = _find_role(scope, role or DEFAULT_ROLE)
+                membership = rbac.add_member(scope, user.id, role_row.id)
+                actors.record(
+                    session,
+                    CLI,
+                    "member.added",
+                    organization_id=organization.id,
+                    target_type="membership",
+                    target_id=membership.id,
+                    changes={"user_id": user.id, "role_id": role_row.id},
+                )
+                where = f"{role_row.name} of {organization.name} ({organization.id})"
+            user_id, user_email = user.id, user.email
     console.print(f"Created {escape(user_email)} ({user_id}).", highlight=False)
     if platform_admin:
         console.print("Platform administrator: may manage every organization.")
@@ -205,16 +206,14 @@ def list_() -> None:
     """List every user of the instance (no passwords or secrets are shown)."""
     from paulyops.services.auth import accounts, rbac
 
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        with open_instance(settings) as instance, instance.db.session() as session:
-            rows = []
-            for user in accounts.list_users(session):
-                orgs = ", ".join(
-                    f"{org.slug} ({role.name})"
-                    for org, role in rbac.memberships_of(session, user.id)
-                )
-                rows.append((user, orgs))
+    settings = read_settings(generate_secrets=False)
+    with open_instance(settings) as instance, instance.db.session() as session:
+        rows = []
+        for user in accounts.list_users(session):
+            orgs = ", ".join(
+                f"{org.slug} ({role.name})" for org, role in rbac.memberships_of(session, user.id)
+            )
+            rows.append((user, orgs))
     if not rows:
         console.print("No users yet. Create one with `paulyops user create`.")
         return
@@ -247,23 +246,20 @@ def reset_password(
     from paulyops.services.actor import CLI
     from paulyops.services.auth import manage
 
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        with open_instance(settings) as instance:
-            with instance.db.session() as session:
-                found = _require_user(session, email)
-                user_email, user_name = found.email, found.name
-            password = read_new_password(
-                from_stdin=password_stdin, email=user_email, name=user_name
+    settings = read_settings(generate_secrets=False)
+    with open_instance(settings) as instance:
+        with instance.db.session() as session:
+            found = _require_user(session, email)
+            user_email, user_name = found.email, found.name
+        password = read_new_password(from_stdin=password_stdin, email=user_email, name=user_name)
+        with instance.db.write_session() as session:
+            revoked = manage.reset_password(
+                session,
+                hashing=instance.hashing,
+                user=_require_user(session, user_email),
+                password=password,
+                actor=CLI,
             )
-            with instance.db.write_session() as session:
-                revoked = manage.reset_password(
-                    session,
-                    hashing=instance.hashing,
-                    user=_require_user(session, user_email),
-                    password=password,
-                    actor=CLI,
-                )
     sessions = (
         "1 session" if revoked.sessions_revoked == 1 else f"{revoked.sessions_revoked} sessions"
     )
@@ -294,23 +290,22 @@ def invite(
     from paulyops.services.actor import CLI
     from paulyops.services.auth import invitations
 
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        with open_instance(settings) as instance, instance.db.write_session() as session:
-            organization = find_organization(session, org)
-            scope = OrgScope(session, organization.id)
-            role_row = _find_role(scope, role)
-            created = invitations.create_invitation(
-                scope,
-                grant=None,
-                email=email,
-                name=name,
-                role_id=role_row.id,
-                public_url=settings.effective_public_url,
-                actor=CLI,
-            )
-            invitation_id, address = created.invitation.id, created.invitation.email
-            where = f"{role_row.name} of {organization.name}"
+    settings = read_settings(generate_secrets=False)
+    with open_instance(settings) as instance, instance.db.write_session() as session:
+        organization = find_organization(session, org)
+        scope = OrgScope(session, organization.id)
+        role_row = _find_role(scope, role)
+        created = invitations.create_invitation(
+            scope,
+            grant=None,
+            email=email,
+            name=name,
+            role_id=role_row.id,
+            public_url=settings.effective_public_url,
+            actor=CLI,
+        )
+        invitation_id, address = created.invitation.id, created.invitation.email
+        where = f"{role_row.name} of {organization.name}"
     console.print(
         f"Invitation {invitation_id} created: {escape(address)} as {escape(where)}.",
         highlight=False,
@@ -328,15 +323,14 @@ def invitations(
     from paulyops.core.db.scoped import OrgScope
     from paulyops.services.auth import invitations as service
 
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        with open_instance(settings) as instance, instance.db.session() as session:
-            scope = OrgScope(session, find_organization(session, org).id)
-            roles = {row.id: row.name for row in scope.list(Role)}
-            rows = [
-                (row.id, row.email, roles.get(row.role_id, "?"), row.expires_at)
-                for row in service.list_pending(scope)
-            ]
+    settings = read_settings(generate_secrets=False)
+    with open_instance(settings) as instance, instance.db.session() as session:
+        scope = OrgScope(session, find_organization(session, org).id)
+        roles = {row.id: row.name for row in scope.list(Role)}
+        rows = [
+            (row.id, row.email, roles.get(row.role_id, "?"), row.expires_at)
+            for row in service.list_pending(scope)
+        ]
     if not rows:
         console.print("No pending invitations.")
         return
@@ -360,11 +354,10 @@ def revoke_invitation(
     from paulyops.services.actor import CLI
     from paulyops.services.auth import invitations as service
 
-    with handle_errors():
-        settings = read_settings(generate_secrets=False)
-        with open_instance(settings) as instance, instance.db.write_session() as session:
-            scope = OrgScope(session, find_organization(session, org).id)
-            service.revoke_invitation(scope, grant=None, invitation_id=invitation_id, actor=CLI)
+    settings = read_settings(generate_secrets=False)
+    with open_instance(settings) as instance, instance.db.write_session() as session:
+        scope = OrgScope(session, find_organization(session, org).id)
+        service.revoke_invitation(scope, grant=None, invitation_id=invitation_id, actor=CLI)
     console.print(f"Invitation {escape(invitation_id)} revoked.", highlight=False)
 
 

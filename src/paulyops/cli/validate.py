@@ -13,14 +13,18 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from paulyops.cli.context import console, err_console, handle_errors
+from paulyops.cli.context import CommandGroup, console, err_console
 from paulyops.cli.setup import resolve_root
 from paulyops.core.errors import ConfigError
 
 app = typer.Typer(
-    help="Check the instance's settings and generated configuration.", no_args_is_help=True
+    cls=CommandGroup,
+    help="Check the instance's settings and generated configuration.",
+    no_args_is_help=True,
 )
-backup_app = typer.Typer(help="Back up the instance's configuration.", no_args_is_help=True)
+backup_app = typer.Typer(
+    cls=CommandGroup, help="Back up the instance's configuration.", no_args_is_help=True
+)
 
 EXIT_PROBLEMS = 4
 DIR_HELP = "Instance root (default: PAULYOPS_HOME or the current directory)."
@@ -39,36 +43,31 @@ def validate_env(
         weak_secrets,
     )
 
-    with handle_errors():
-        root = resolve_root(directory)
-        settings = load_settings(root=root)
-        problems: list[str] = []
-        for var in weak_secrets(settings):
-            value = getattr(settings, SECRET_VAR_FIELDS[var])
-            if value is None:
-                problems.append(f"{var}: is not set (run `paulyops setup` to generate it)")
-            else:
-                problems.append(
-                    f"{var}: too weak: a placeholder or shorter than {MIN_SECRET_LENGTH} characters"
-                )
-        env_file = root / ENV_FILE_NAME
-        if env_file.is_file() and env_file.stat().st_mode & 0o077:
+    root = resolve_root(directory)
+    settings = load_settings(root=root)
+    problems: list[str] = []
+    for var in weak_secrets(settings):
+        value = getattr(settings, SECRET_VAR_FIELDS[var])
+        if value is None:
+            problems.append(f"{var}: is not set (run `paulyops setup` to generate it)")
+        else:
             problems.append(
-                f"{ENV_FILE_NAME}: readable by other users (mode "
-                f"{env_file.stat().st_mode & 0o777:o}); run chmod 600 {env_file}"
+                f"{var}: too weak: a placeholder or shorter than {MIN_SECRET_LENGTH} characters"
             )
-        if settings.is_production and not settings.public_url:
-            problems.append(
-                "PAULYOPS_PUBLIC_URL: is not set (links would point at the bind address)"
-            )
-        if problems:
-            for line in problems:
-                err_console.print(f"[bold red]✗[/] {escape(line)}", highlight=False)
-            raise typer.Exit(EXIT_PROBLEMS)
-        source = env_file if env_file.is_file() else "the environment"
-        console.print(
-            f"[green]✓[/] settings valid ({escape(str(source))}; env {settings.env.value})"
+    env_file = root / ENV_FILE_NAME
+    if env_file.is_file() and env_file.stat().st_mode & 0o077:
+        problems.append(
+            f"{ENV_FILE_NAME}: readable by other users (mode "
+            f"{env_file.stat().st_mode & 0o777:o}); run chmod 600 {env_file}"
         )
+    if settings.is_production and not settings.public_url:
+        problems.append("PAULYOPS_PUBLIC_URL: is not set (links would point at the bind address)")
+    if problems:
+        for line in problems:
+            err_console.print(f"[bold red]✗[/] {escape(line)}", highlight=False)
+        raise typer.Exit(EXIT_PROBLEMS)
+    source = env_file if env_file.is_file() else "the environment"
+    console.print(f"[green]✓[/] settings valid ({escape(str(source))}; env {settings.env.value})")
 
 
 @app.command("config")
@@ -80,16 +79,15 @@ def validate_config(
     from paulyops.services.onboarding.artifacts import SETUP_JSON
     from paulyops.services.onboarding.spec import parse_spec
 
-    with handle_errors():
-        path = resolve_root(directory) / SETUP_JSON
-        if not path.is_file():
-            raise ConfigError(f"{path} does not exist: run `paulyops setup` first")
-        raw = load_config(path)  # the caps of `setup --config`: size, depth, integers
-        spec = parse_spec(raw)
-        console.print(
-            f"[green]✓[/] {escape(str(path))} is valid: {escape(spec.organization.name)} "
-            f"(slug {spec.slug}, spec hash {spec.canonical_hash()[:12]})"
-        )
+    path = resolve_root(directory) / SETUP_JSON
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist: run `paulyops setup` first")
+    raw = load_config(path)  # the caps of `setup --config`: size, depth, integers
+    spec = parse_spec(raw)
+    console.print(
+        f"[green]✓[/] {escape(str(path))} is valid: {escape(spec.organization.name)} "
+        f"(slug {spec.slug}, spec hash {spec.canonical_hash()[:12]})"
+    )
 
 
 @backup_app.command("config")
@@ -107,20 +105,18 @@ def backup_config_command(
     """Pack configs/*.json, start-paulyops.sh and README.md into a timestamped .tar.gz."""
     from paulyops.services.onboarding.artifacts import backup_config
 
-    with handle_errors():
-        root = resolve_root(directory)
-        target = backup_config(root, output or root / "backups", include_secrets=include_secrets)
-        console.print(f"[green]✓[/] Configuration backed up to {escape(str(target))}")
-        if include_secrets:
-            console.print(
-                "[bold yellow]The archive holds the instance secrets:[/] store it like a "
-                "password (mode 0600), never in a ticket or chat."
-            )
-        else:
-            console.print(
-                "[dim]Secrets (.env.local) are not included; add --include-secrets to "
-                "pack them too.[/]"
-            )
+    root = resolve_root(directory)
+    target = backup_config(root, output or root / "backups", include_secrets=include_secrets)
+    console.print(f"[green]✓[/] Configuration backed up to {escape(str(target))}")
+    if include_secrets:
+        console.print(
+            "[bold yellow]The archive holds the instance secrets:[/] store it like a "
+            "password (mode 0600), never in a ticket or chat."
+        )
+    else:
+        console.print(
+            "[dim]Secrets (.env.local) are not included; add --include-secrets to pack them too.[/]"
+        )
 
 
 __all__ = ["app", "backup_app"]
