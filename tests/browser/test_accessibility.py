@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import BrowserContext, Page
@@ -42,7 +43,15 @@ BLOCKING = ("serious", "critical")
 # Rules axe ships but leaves off by default (tagged experimental) that we want: a control's
 # accessible name must contain its visible text (WCAG 2.5.3, speech input users say it).
 EXTRA_RULES = {"label-content-name-mismatch": {"enabled": True}}
-CONSOLE_PAGES = ("console", "members", "roles", "storage", "security", "audit")
+CONSOLE_PAGES = (
+    "console",
+    "members",
+    "invitations",
+    "roles",
+    "storage",
+    "security",
+    "audit",
+)
 
 
 def audit(page: Page, name: str) -> list[str]:
@@ -115,4 +124,19 @@ def test_every_page_passes_axe(
         assert response is not None
         assert response.status == 200, f"GET {path} answered {response.status}"
         check(f"console-{name}")
+
+    # An invitation: the page that shows its link once, then the link's own page.
+    page.goto(instance.base_url + "/console/members")
+    page.fill("#f-email", "new.person@example.com")
+    page.fill("#f-name", "New Person")
+    page.get_by_role("button", name="Create invitation link").click()
+    page.wait_for_load_state()
+    check("console-members-invited")
+    link = page.locator("code.secret").first.inner_text()
+    assert "/invitation?token=" in link, link
+    visitor = new_context(viewport, bypass_csp=True).new_page()
+    page = visitor
+    parts = urlsplit(link)  # the link names the public URL; this server has its own port
+    page.goto(f"{instance.base_url}{parts.path}?{parts.query}")
+    check("invitation-new-account")
     assert found == [], "\n".join(found)
