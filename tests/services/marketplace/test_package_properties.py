@@ -73,3 +73,27 @@ def test_build_of_a_folder_is_byte_identical_across_runs(tmp_path: Path) -> None
         path.chmod(0o755)
         path.touch()
     assert build_package(tmp_path / "src") == first
+
+
+def test_a_header_claiming_an_unknown_zip_version_is_rejected() -> None:
+    """zipfile raises NotImplementedError for a "version needed" it does not know: one
+    changed byte can claim one, and it must be a rejection, never a crash (found by the
+    property test above)."""
+    tampered = bytearray(SIGNED)
+    central = tampered.find(b"PK\x01\x02")
+    assert central >= 0
+    tampered[central + 6] = 64  # version needed to extract: 6.4
+    report = validate_package(io.BytesIO(bytes(tampered)), trusted=trust(KEY))
+    assert not report.is_ok
+
+
+def test_every_byte_set_to_extreme_values_is_detected() -> None:
+    """Exhaustively and deterministically: each byte set to 0x00, 0x40 and 0xFF is caught."""
+    for position in range(len(SIGNED)):
+        for value in (0x00, 0x40, 0xFF):
+            if SIGNED[position] == value:
+                continue
+            tampered = bytearray(SIGNED)
+            tampered[position] = value
+            report = validate_package(io.BytesIO(bytes(tampered)), trusted=trust(KEY))
+            assert not report.is_ok, (position, value)

@@ -512,7 +512,15 @@ def _scan(
         with zipfile.ZipFile(fh) as zf:
             infos = zf.infolist()
             comment = zf.comment
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as err:
+    # NotImplementedError: zipfile refuses an entry whose "version needed" it does not
+    # know (one changed header byte can claim it); that is an unreadable archive too.
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        ValueError,
+        EOFError,
+        NotImplementedError,
+    ) as err:
         raise ArchiveError(WHOLE, f"is not a readable zip archive ({err})") from None
     if len(infos) > limits.max_files:
         raise ArchiveError(
