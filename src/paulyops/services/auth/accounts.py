@@ -76,6 +76,28 @@ def find_user(session: Session, email: str) -> User | None:
     return session.scalars(select(User).where(User.email == normalize_email(email))).first()
 
 
+def clean_name(name: str) -> str:
+    """Return a person's name with its whitespace collapsed, or refuse it.
+
+    Raises:
+        SpecValidationError: empty, over 200 characters, or holding control characters
+            (field ``name``).
+    """
+    clean = " ".join(name.split())
+    if not 1 <= len(clean) <= 200:
+        raise SpecValidationError("bad name", [FieldError("name", "expected 1 to 200 characters")])
+    return clean
+
+
+def check_new_password(password: str, *, email: str, name: str) -> None:
+    """Check a new account's name and password as :func:`create_user` will, writing nothing.
+
+    Raises:
+        SpecValidationError: a bad name or a password that breaks the policy.
+    """
+    validate_password(password, email=normalize_email(email), name=clean_name(name))
+
+
 def create_user(
     session: Session,
     hashing: PasswordHashing,
@@ -92,18 +114,16 @@ def create_user(
         ConflictError: the e-mail address is taken.
     """
     clean_email = _check_email(email)
-    clean_name = " ".join(name.split())
-    if not 1 <= len(clean_name) <= 200:
-        raise SpecValidationError("bad name", [FieldError("name", "expected 1 to 200 characters")])
+    display_name = clean_name(name)
     if find_user(session, clean_email) is not None:
         raise ConflictError(f"an account for {clean_email} already exists")
     password_hash = None
     if password is not None:
-        validate_password(password, email=clean_email, name=clean_name)
+        validate_password(password, email=clean_email, name=display_name)
         password_hash = hashing.hash(password)
     user = User(
         email=clean_email,
-        name=clean_name,
+        name=display_name,
         password_hash=password_hash,
         password_changed_at=utcnow() if password_hash else None,
         is_platform_admin=is_platform_admin,
@@ -288,6 +308,8 @@ __all__ = [
     "TotpEnrollment",
     "check_credentials",
     "check_email",
+    "check_new_password",
+    "clean_name",
     "confirm_totp",
     "count_users",
     "create_user",

@@ -25,8 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from paulyops.core.db.models import Invitation, Membership, Organization, Role, User, utcnow
 from paulyops.core.db.scoped import OrgScope
@@ -86,11 +87,35 @@ def state_of(row: Invitation) -> str:
     return "pending" if is_pending(row) else "expired"
 
 
-def _clean_name(name: str) -> str:
-    clean = " ".join(name.split())
-    if not 1 <= len(clean) <= 200:
-        raise SpecValidationError("bad name", [FieldError("name", "expected 1 to 200 characters")])
-    return clean
+def _claim(session: Session, row: Invitation, **values: object) -> None:
+    """End a pending invitation in one guarded UPDATE, or refuse: the first answer wins.
+
+    Two requests may both have read the row as pending (two accepts, an accept racing a
+    revoke or a decline). The UPDATE only matches while the row is still pending in the
+    database, and a concurrent writer's row lock makes the second one wait and then see
+    the first one's answer; so an invitation is accepted, declined or revoked exactly once.
+
+    Raises:
+        ConflictError: the invitation was answered, revoked or expired meanwhile.
+    """
+    result = session.execute(
+        update(Invitation)
+        .where(
+            Invitation.id == row.id,
+            Invitation.organization_id == row.organization_id,
+            Invitation.accepted_at.is_(None),
+            Invitation.declined_at.is_(None),
+            Invitation.revoked_at.is_(None),
+            Invitation.expires_at > utcnow(),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        session.refresh(row)
+        raise ConflictError(f"that invitation is no longer pending (it is {state_of(row)})")
+    for key, value in values.items():
+        set_committed_value(row, key, value)
 
 
 def _check_role(scope: OrgScope, grant: rbac.Grant | None, role_id: str) -> Role:
@@ -146,7 +171,7 @@ def create_invitation(
     except SpecValidationError as err:
         errors.extend(err.errors)
     try:
-        clean_name = _clean_name(name)
+        clean_name = accounts.clean_name(name)
     except SpecValidationError as err:
         errors.extend(err.errors)
     if errors:
@@ -220,7 +245,7 @@ def revoke_invitation(
     state = state_of(row)
     if state != "pending":
         raise ConflictError(f"that invitation is no longer pending (it is {state})")
-    row.revoked_at = utcnow()
+    _claim(scope.session, row, revoked_at=utcnow())
     actors.record(
         scope.session,
         actor,
@@ -308,11 +333,14 @@ def _join(session: Session, row: Invitation, user: User, actor: Actor) -> Member
         raise ConflictError(
             "you are already a member of this organization; your role there is unchanged"
         )
+    _claim(session, row, accepted_at=utcnow(), accepted_by_user_id=user.id)
+    return _joined(scope, row, user, actor)
+
+
+def _joined(scope: OrgScope, row: Invitation, user: User, actor: Actor) -> Membership:
     membership = rbac.add_member(scope, user.id, row.role_id)
-    row.accepted_at = utcnow()
-    row.accepted_by_user_id = user.id
     actors.record(
-        session,
+        scope.session,
         actor,
         "invitation.accepted",
         organization_id=row.organization_id,
@@ -334,17 +362,24 @@ def accept_as_new_account(
 ) -> tuple[User, Membership]:
     """Create the invited address's account with a password and join this organization only.
 
+    The name and password are checked before the invitation is claimed, and the claim
+    comes before the account: of two concurrent uses of one link, one creates the account
+    and the other is refused (nothing half-made is left behind).
+
     Raises:
         PermissionDeniedError: the link is unknown, revoked, used or expired.
-        ConflictError: the address has an account now: its holder signs in to accept.
+        ConflictError: the address has an account now (its holder signs in to accept), or
+            the link was used meanwhile.
         SpecValidationError: a bad name or a password that breaks the policy.
     """
     row = _by_token(session, token)
     if accounts.find_user(session, row.email) is not None:
         raise ConflictError("this address has an account: sign in with it to accept")
-    user = accounts.create_user(
-        session, hashing, email=row.email, name=name or row.name, password=password
-    )
+    chosen = name or row.name
+    accounts.check_new_password(password, email=row.email, name=chosen)
+    _claim(session, row, accepted_at=utcnow())
+    user = accounts.create_user(session, hashing, email=row.email, name=chosen, password=password)
+    row.accepted_by_user_id = user.id
     actor = Actor("user", user.id, address)
     actors.record(
         session,
@@ -355,7 +390,7 @@ def accept_as_new_account(
         target_id=user.id,
         changes={"is_platform_admin": False},
     )
-    return user, _join(session, row, user, actor)
+    return user, _joined(OrgScope(session, row.organization_id), row, user, actor)
 
 
 def accept_invitation(
@@ -395,7 +430,7 @@ def decline_invitation(
         PermissionDeniedError: the link is invalid, or for another address.
     """
     row = _for_user(session, user, token=token, invitation_id=invitation_id)
-    row.declined_at = utcnow()
+    _claim(session, row, declined_at=utcnow())
     actors.record(
         session,
         actor,

@@ -1,0 +1,192 @@
+"""Second attack round on invitations, links, reauth and the setup token.
+
+Each test is one attempt an attacker with an account in one of two organizations could
+make (any role), and states the defence that must hold. Holes found in this round carry
+their regression test here too (named in the docstring).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from paulyops.core.db.models import Invitation
+from paulyops.services.actor import Actor
+from paulyops.services.auth import accounts, invitations
+from tests.factories import HASHING, make_org
+from tests.web.test_invitations import (
+    NEW_PASSWORD,
+    _api_sign_in,
+    _db,
+    _invite,
+    _memberships,
+    _token_of,
+)
+
+
+def _postgres_only(client) -> None:
+    # SQLite serializes every write transaction at BEGIN (see Database.write_session), so
+    # two requests never both read a row as pending and then write it; PostgreSQL does.
+    if _db(client).engine.dialect.name != "postgresql":
+        pytest.skip("the interleaving needs concurrent writers (PostgreSQL)")
+
+
+def _user_row(session, email):
+    user = accounts.find_user(session, email)
+    assert user is not None
+    return user
+
+
+# --- races on one invitation ---------------------------------------------------------------
+
+
+def _meanwhile(monkeypatch, name, action):
+    """Run ``action`` (its own committed transaction) right after ``invitations.<name>``.
+
+    That is the moment a concurrent request can commit: this request has read the
+    invitation as pending and not written yet.
+    """
+    original = getattr(invitations, name)
+
+    def interleaved(*args, **kwargs):
+        found = original(*args, **kwargs)
+        monkeypatch.setattr(invitations, name, original)
+        action()
+        return found
+
+    monkeypatch.setattr(invitations, name, interleaved)
+
+
+def _revoke(client, org_id, owner_id, invitation_id):
+    from paulyops.core.db.scoped import OrgScope
+
+    def action():
+        with _db(client).write_session() as session:
+            invitations.revoke_invitation(
+                OrgScope(session, org_id),
+                grant=None,
+                invitation_id=invitation_id,
+                actor=Actor("user", owner_id, None),
+            )
+
+    return action
+
+
+def test_accept_after_a_concurrent_revoke_is_refused(client, monkeypatch):
+    """An accept that read the invitation as pending loses to a revoke committed meanwhile.
+
+    Regression: accepting wrote over the row it had read, so a revoke committed between
+    the read and the write was ignored and the person joined anyway.
+    """
+    _postgres_only(client)
+    alpha = make_org(_db(client), "alpha")
+    beta = make_org(_db(client), "beta")
+    created = _invite(
+        client,
+        _api_sign_in(client, alpha.emails["Owner"]),
+        beta.emails["User"],
+        alpha.roles["Admin"],
+    ).json()
+    headers = _api_sign_in(client, beta.emails["User"])
+    _meanwhile(
+        monkeypatch, "_for_user", _revoke(client, alpha.id, alpha.members["Owner"], created["id"])
+    )
+    answer = client.post(f"/api/auth/invitations/{created['id']}/accept", headers=headers)
+    assert answer.status_code == 409, answer.text
+    assert "revoked" in answer.json()["message"]
+    assert _memberships(client, beta.emails["User"]) == {"beta": "User"}
+    with _db(client).session() as session:
+        row = session.get(Invitation, created["id"])
+        assert row.revoked_at is not None
+        assert row.accepted_at is None
+
+
+def test_two_accepts_of_one_invitation_make_one_membership(client, monkeypatch):
+    """The same person accepting twice at once (two tabs): one membership, then a 409."""
+    _postgres_only(client)
+    alpha = make_org(_db(client), "alpha")
+    beta = make_org(_db(client), "beta")
+    created = _invite(
+        client,
+        _api_sign_in(client, alpha.emails["Owner"]),
+        beta.emails["User"],
+        alpha.roles["User"],
+    ).json()
+    headers = _api_sign_in(client, beta.emails["User"])
+
+    def other_tab():
+        with _db(client).write_session() as session:
+            user = _user_row(session, beta.emails["User"])
+            invitations.accept_invitation(
+                session, user=user, actor=Actor("user", user.id, None), invitation_id=created["id"]
+            )
+
+    _meanwhile(monkeypatch, "_for_user", other_tab)
+    answer = client.post(f"/api/auth/invitations/{created['id']}/accept", headers=headers)
+    assert answer.status_code == 409, answer.text
+    assert _memberships(client, beta.emails["User"]) == {"alpha": "User", "beta": "User"}
+
+
+def test_decline_after_a_concurrent_accept_keeps_the_accept(client, monkeypatch):
+    """Accept and decline of one invitation at once: the first committed is the answer.
+
+    Regression: the decline overwrote an accept committed meanwhile, leaving a member
+    whose invitation says declined.
+    """
+    _postgres_only(client)
+    alpha = make_org(_db(client), "alpha")
+    beta = make_org(_db(client), "beta")
+    created = _invite(
+        client,
+        _api_sign_in(client, alpha.emails["Owner"]),
+        beta.emails["User"],
+        alpha.roles["User"],
+    ).json()
+    headers = _api_sign_in(client, beta.emails["User"])
+
+    def accept_elsewhere():
+        with _db(client).write_session() as session:
+            user = _user_row(session, beta.emails["User"])
+            invitations.accept_invitation(
+                session, user=user, actor=Actor("user", user.id, None), invitation_id=created["id"]
+            )
+
+    _meanwhile(monkeypatch, "_for_user", accept_elsewhere)
+    answer = client.post(f"/api/auth/invitations/{created['id']}/decline", headers=headers)
+    assert answer.status_code == 409, answer.text
+    with _db(client).session() as session:
+        row = session.get(Invitation, created["id"])
+        assert row.accepted_at is not None
+        assert row.declined_at is None
+
+
+def test_two_uses_of_a_new_address_link_create_one_account(client, monkeypatch):
+    """Two requests using one new-address link at once: one account, one membership, a 409."""
+    _postgres_only(client)
+    alpha = make_org(_db(client), "alpha")
+    created = _invite(
+        client,
+        _api_sign_in(client, alpha.emails["Owner"]),
+        "race@outside.example.com",
+        alpha.roles["Viewer"],
+    ).json()
+    token = _token_of(created["link"])
+
+    def first_use():
+        with _db(client).write_session() as session:
+            invitations.accept_as_new_account(
+                session,
+                hashing=HASHING,
+                token=token,
+                name="First",
+                password=NEW_PASSWORD,
+                address=None,
+            )
+
+    _meanwhile(monkeypatch, "_by_token", first_use)
+    client.cookies.clear()
+    body = {"token": token, "name": "Second", "password": NEW_PASSWORD + "x"}
+    answer = client.post("/api/invitations/accept", json=body)
+    assert answer.status_code == 409, answer.text
+    assert _memberships(client, "race@outside.example.com") == {"alpha": "Viewer"}
+    with _db(client).session() as session:
+        assert _user_row(session, "race@outside.example.com").name == "First"
