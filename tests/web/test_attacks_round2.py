@@ -190,3 +190,87 @@ def test_two_uses_of_a_new_address_link_create_one_account(client, monkeypatch):
     assert _memberships(client, "race@outside.example.com") == {"alpha": "Viewer"}
     with _db(client).session() as session:
         assert _user_row(session, "race@outside.example.com").name == "First"
+
+
+# --- hostile input -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "Nul\x00Byte"),
+        ("name", "Right\u202eto-left override"),
+        ("name", "Isolate\u2066x\u2069"),
+        ("name", "Bell\x07"),
+        ("email", "nul\x00@outside.example.com"),
+        ("email", "zero\u200bwidth@outside.example.com"),
+        ("email", "bidi\u202e@outside.example.com"),
+        ("email", "tab\there@outside.example.com"),
+        ("email", "two@at@outside.example.com"),
+        ("email", "new\nline@outside.example.com"),
+    ],
+)
+def test_invite_refuses_control_and_invisible_characters(client, field, value):
+    """Control, bidi and zero-width characters in a name or address are a 422 naming it.
+
+    Regression: they were stored (a NUL even failed on PostgreSQL with a 500), so a
+    member list could show an address that looks like another person's.
+    """
+    alpha = make_org(_db(client), "alpha")
+    headers = _api_sign_in(client, alpha.emails["Owner"])
+    body = {"email": "fine@outside.example.com", "name": "Fine", "roleId": alpha.roles["User"]}
+    body[field] = value
+    answer = client.post("/api/invitations", json=body, headers=headers)
+    assert answer.status_code == 422, answer.text
+    assert [error["field"] for error in answer.json()["errors"]] == [field]
+    assert client.get("/api/invitations", headers=headers).json() == []
+
+
+def test_html_in_an_invited_name_is_shown_as_text(client):
+    """A name with markup is escaped on the members page and on the link's page."""
+    alpha = make_org(_db(client), "alpha")
+    headers = _api_sign_in(client, alpha.emails["Owner"])
+    hostile = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+    created = _invite(
+        client, headers, "markup@outside.example.com", alpha.roles["User"], name=hostile
+    ).json()
+    members = client.get("/console/members")
+    assert members.status_code == 200
+    assert "<script>alert(1)" not in members.text
+    assert "&lt;script&gt;alert(1)" in members.text
+    client.cookies.clear()
+    page = client.get(f"/invitation?token={_token_of(created['link'])}")
+    assert "<script>alert(1)" not in page.text
+    assert 'onerror="alert' not in page.text
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ("{", 422),
+        ("[]", 422),
+        ('{"email": 5, "name": [], "roleId": {}}', 422),
+        ('{"email": "' + "a" * 400 + '@x.example.com", "name": "N", "roleId": "r"}', 422),
+        ('{"email": "a@x.example.com", "name": "' + "n" * 5000 + '", "roleId": "r"}', 422),
+        ("[" * 5000 + "]" * 5000, 422),
+    ],
+)
+def test_malformed_invite_bodies_get_the_json_error_shape(client, body, status):
+    """Broken, mistyped, oversized or deeply nested JSON is a 4xx in the one error shape."""
+    alpha = make_org(_db(client), "alpha")
+    headers = {**_api_sign_in(client, alpha.emails["Owner"]), "Content-Type": "application/json"}
+    answer = client.post("/api/invitations", content=body, headers=headers)
+    assert answer.status_code == status, answer.text[:300]
+    assert answer.json()["success"] is False
+    assert client.get("/api/invitations", headers=headers).json() == []
+
+
+def test_a_huge_body_is_refused_before_it_is_read(client):
+    """A body above the configured limit is a 413, for the public accept route too."""
+    limit = client.app.state.instance.settings.max_body_bytes
+    blob = '{"token": "x", "password": "' + "p" * (limit + 10) + '"}'
+    answer = client.post(
+        "/api/invitations/accept", content=blob, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 413
+    assert answer.json()["success"] is False

@@ -40,6 +40,30 @@ CODE_FORMAT = (
 _CODE_SHAPE = re.compile(r"[0-9]{6}|[0-9a-f]{12}")
 # Separators people type or paste between groups: spaces, hyphens and Unicode dashes.
 _CODE_SEPARATORS = frozenset("-\u2010\u2011\u2012\u2013\u2014\u2212")
+# Bidirectional embeddings, overrides and isolates: they reorder how the text around them
+# is shown, so "evil\u202emoc.elpmaxe" reads as someone else's address or name.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _hidden_characters(text: str, *, strict: bool) -> list[str]:
+    """Return the characters of ``text`` a reader cannot see or that reorder it.
+
+    Always control characters (NUL, BEL, ...) and bidi controls; with ``strict`` (e-mail
+    addresses) also every other format character (zero-width space, joiners, marks) and
+    every space or separator.
+    """
+    return [char for char in text if _hidden(char, strict=strict)]
+
+
+def _hidden(char: str, *, strict: bool) -> bool:
+    category = unicodedata.category(char)
+    if category == "Cc" or char in _BIDI_CONTROLS:
+        return True
+    return strict and (category == "Cf" or category.startswith("Z"))
+
+
+def _describe(chars: list[str]) -> str:
+    return ", ".join(sorted({f"U+{ord(char):04X}" for char in chars}))
 
 
 def normalize_email(email: str) -> str:
@@ -50,7 +74,17 @@ def normalize_email(email: str) -> str:
 def _check_email(email: str) -> str:
     clean = normalize_email(email)
     local, _, domain = clean.partition("@")
-    if not local or "." not in domain or len(clean) > 320 or " " in clean:
+    hidden = _hidden_characters(clean, strict=True)
+    if hidden:
+        raise SpecValidationError(
+            "bad e-mail address",
+            [
+                FieldError(
+                    "email", f"expected no spaces or invisible characters ({_describe(hidden)})"
+                )
+            ],
+        )
+    if not local or "." not in domain or "@" in domain or len(clean) > 320:
         raise SpecValidationError(
             "bad e-mail address",
             [
@@ -86,6 +120,12 @@ def clean_name(name: str) -> str:
     clean = " ".join(name.split())
     if not 1 <= len(clean) <= 200:
         raise SpecValidationError("bad name", [FieldError("name", "expected 1 to 200 characters")])
+    hidden = _hidden_characters(clean, strict=False)
+    if hidden:
+        raise SpecValidationError(
+            "bad name",
+            [FieldError("name", f"expected no control characters ({_describe(hidden)})")],
+        )
     return clean
 
 
