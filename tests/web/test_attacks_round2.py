@@ -274,3 +274,53 @@ def test_a_huge_body_is_refused_before_it_is_read(client):
     )
     assert answer.status_code == 413
     assert answer.json()["success"] is False
+
+
+# --- rank and permission rules for invitations ----------------------------------------------
+
+
+def _custom_role(client, owner_headers, name, permissions):
+    made = client.post(
+        "/api/roles", json={"name": name, "permissions": permissions}, headers=owner_headers
+    )
+    assert made.status_code == 201, made.text
+    return made.json()["id"]
+
+
+def _user_permissions():
+    from paulyops.services.auth.permissions import role_templates
+
+    return sorted(next(t for t in role_templates("enterprise") if t.name == "User").permissions)
+
+
+def test_nobody_revokes_an_invitation_they_could_not_have_made(client):
+    """A Manager-ranked role without ``audit:read`` cannot revoke an invite into one with it.
+
+    Regression: revoking checked the rank only, so a member whose custom role ranked as
+    high as the invitation's, but lacked some of its permissions, could cancel it, while
+    inviting into that role was refused.
+    """
+    org = make_org(_db(client), "acme", model="enterprise")
+    owner = _api_sign_in(client, org.emails["Owner"])
+    narrow = _custom_role(client, owner, "Narrow", [*_user_permissions(), "members:invite"])
+    auditor = _custom_role(client, owner, "Auditor", [*_user_permissions(), "audit:read"])
+    moved = client.patch(
+        f"/api/members/{org.memberships['target']}", json={"roleId": narrow}, headers=owner
+    )
+    assert moved.status_code == 200, moved.text
+    pending = _invite(client, owner, "auditor@outside.example.com", auditor).json()
+    target = _api_sign_in(client, f"target@{org.slug}.example.com")
+    refused = client.post(
+        "/api/invitations",
+        json={"email": "other@outside.example.com", "name": "O", "roleId": auditor},
+        headers=target,
+    )
+    assert refused.status_code == 403, refused.text
+    revoke = client.delete(f"/api/invitations/{pending['id']}", headers=target)
+    assert revoke.status_code == 403, revoke.text
+    assert "audit:read" in revoke.json()["message"]
+    with _db(client).session() as session:
+        assert session.get(Invitation, pending["id"]).revoked_at is None
+    # Into its own kind of role it may still invite, and revoke what it made.
+    mine = _invite(client, target, "mine@outside.example.com", narrow).json()
+    assert client.delete(f"/api/invitations/{mine['id']}", headers=target).status_code == 200

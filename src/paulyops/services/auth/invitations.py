@@ -118,7 +118,14 @@ def _claim(session: Session, row: Invitation, **values: object) -> None:
         set_committed_value(row, key, value)
 
 
-def _check_role(scope: OrgScope, grant: rbac.Grant | None, role_id: str) -> Role:
+def _check_role(
+    scope: OrgScope,
+    grant: rbac.Grant | None,
+    role_id: str,
+    *,
+    verb: str = "invite someone into",
+    what: str = "the role you invite into",
+) -> Role:
     role = scope.first(Role, Role.id == role_id) if role_id else None
     if role is None:
         raise SpecValidationError(
@@ -127,14 +134,12 @@ def _check_role(scope: OrgScope, grant: rbac.Grant | None, role_id: str) -> Role
     if grant is None:
         return role
     if role.rank > grant.role_rank:
-        raise PermissionDeniedError("you cannot invite someone into a role above your own")
+        raise PermissionDeniedError(f"you cannot {verb} a role above your own")
     org = scope.session.get(Organization, scope.organization_id)
     model = org.rbac_model if org is not None else "simple"
     # Only what the inviter holds through their own role may be handed on: a delegation
     # lends permissions for a while and must not outlive itself in someone else's role.
-    rbac.refuse_ungrantable(
-        grant, rbac.role_permissions(scope, role, model), "the role you invite into"
-    )
+    rbac.refuse_ungrantable(grant, rbac.role_permissions(scope, role, model), what)
     return role
 
 
@@ -235,13 +240,20 @@ def revoke_invitation(
 
     Raises:
         NotFoundError: no such invitation here (another organization's ids are not found).
-        PermissionDeniedError: the invitation's role ranks above the caller's own.
+        PermissionDeniedError: the invitation's role ranks above the caller's own, or holds
+            permissions the caller lacks (or holds only by delegation).
         ConflictError: it was already accepted, declined, revoked, or it expired.
     """
     row = scope.get(Invitation, invitation_id)
-    role = scope.session.get(Role, row.role_id)
-    if grant is not None and role is not None and role.rank > grant.role_rank:
-        raise PermissionDeniedError("you cannot revoke an invitation into a role above your own")
+    # Nobody revokes an invitation they could not have made (the same rank and
+    # permission rule as inviting).
+    _check_role(
+        scope,
+        grant,
+        row.role_id,
+        verb="revoke an invitation into",
+        what="the role of an invitation you revoke",
+    )
     state = state_of(row)
     if state != "pending":
         raise ConflictError(f"that invitation is no longer pending (it is {state})")
