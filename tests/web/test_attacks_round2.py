@@ -19,6 +19,7 @@ from tests.web.test_invitations import (
     _db,
     _invite,
     _memberships,
+    _page_token,
     _token_of,
 )
 
@@ -324,3 +325,69 @@ def test_nobody_revokes_an_invitation_they_could_not_have_made(client):
     # Into its own kind of role it may still invite, and revoke what it made.
     mine = _invite(client, target, "mine@outside.example.com", narrow).json()
     assert client.delete(f"/api/invitations/{mine['id']}", headers=target).status_code == 200
+
+
+# --- the setup token after setup -----------------------------------------------------------
+
+
+def _fresh_setup_token(client):
+    from paulyops.services.actor import SYSTEM
+    from paulyops.services.onboarding.firstrun import ensure_setup_token
+
+    instance = client.app.state.instance
+    token = ensure_setup_token(instance.db, instance.settings.data_dir, actor=SYSTEM, force=True)
+    assert token is not None
+    return token
+
+
+def test_no_setup_token_provisions_after_setup(client):
+    """Once an organization exists, neither the used token nor one minted before it works.
+
+    Both the API (a second organization) and the unlock page (a wizard session) refuse.
+    """
+    from tests.web.test_onboarding_api import BRIEF_BODY
+
+    early = _fresh_setup_token(client)
+    used = _fresh_setup_token(client)
+    first = client.post(
+        "/api/onboarding/setup", json=BRIEF_BODY, headers={"Authorization": f"Bearer {used}"}
+    )
+    assert first.status_code == 201, first.text
+    other = {**BRIEF_BODY, "organization": {**BRIEF_BODY["organization"], "name": "Evil Co"}}
+    other["owner"] = {"email": "evil@evil.example.com", "name": "Evil"}
+    for token in (used, early):
+        again = client.post(
+            "/api/onboarding/setup", json=other, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert again.status_code in (401, 403), again.text
+    client.cookies.clear()
+    assert client.get("/setup", follow_redirects=False).status_code in (302, 303)
+    unlock = client.get("/sign-in")
+    for token in (used, early):
+        page = client.post(
+            "/setup",
+            data={"csrf_token": _page_token(unlock), "token": token},
+            follow_redirects=False,
+        )
+        assert page.status_code == 403, page.text[:300]
+        assert "already set up" in page.text
+    assert client.get("/setup/owner", follow_redirects=False).status_code in (302, 303, 403)
+    with _db(client).session() as session:
+        from paulyops.core.db.models import Organization
+
+        assert [org.name for org in session.query(Organization).all()] == ["Acme Corp"]
+
+
+def test_guessing_setup_tokens_is_rate_limited(client):
+    """Wrong setup tokens count against the address's sign-in limit: guessing stops (429)."""
+    _fresh_setup_token(client)
+    statuses = [
+        client.post(
+            "/api/onboarding/setup",
+            json={},
+            headers={"Authorization": f"Bearer pos_wrong{attempt:04d}"},
+        ).status_code
+        for attempt in range(40)
+    ]
+    assert statuses[0] in (401, 403)
+    assert 429 in statuses, statuses
