@@ -391,3 +391,45 @@ def test_guessing_setup_tokens_is_rate_limited(client):
     ]
     assert statuses[0] in (401, 403)
     assert 429 in statuses, statuses
+
+
+# --- password links --------------------------------------------------------------------------
+
+
+def test_two_uses_of_one_password_link_set_one_password(client, monkeypatch):
+    """A password link used twice at once sets the first password; the second use is a 403.
+
+    Regression: both uses read the link as unused and both wrote, so the later one
+    replaced the password the first had just chosen (and its audit row said so twice).
+    """
+    _postgres_only(client)
+    from paulyops.services import console
+    from tests.web.test_onboarding_api import BRIEF_BODY
+
+    made = client.post(
+        "/api/onboarding/setup",
+        json=BRIEF_BODY,
+        headers={"Authorization": f"Bearer {_fresh_setup_token(client)}"},
+    )
+    assert made.status_code == 201, made.text
+    token = _token_of(made.json()["ownerPasswordLink"])
+    original = accounts.set_password
+
+    def interleaved(*args, **kwargs):
+        # This use checked the link and chose its password; the other use commits now.
+        original(*args, **kwargs)
+        monkeypatch.setattr(accounts, "set_password", original)
+        with _db(client).write_session() as other:
+            console.set_password_from_link(
+                other, hashing=HASHING, token=token, password=NEW_PASSWORD, address=None
+            )
+
+    monkeypatch.setattr(accounts, "set_password", interleaved)
+    second = client.post(
+        "/api/onboarding/set-password", json={"token": token, "password": NEW_PASSWORD + "-b"}
+    )
+    assert second.status_code == 403, second.text
+    signed_in = client.post(
+        "/api/auth/sign-in", json={"email": BRIEF_BODY["owner"]["email"], "password": NEW_PASSWORD}
+    )
+    assert signed_in.status_code == 200, signed_in.text
