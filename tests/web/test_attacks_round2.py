@@ -433,3 +433,138 @@ def test_two_uses_of_one_password_link_set_one_password(client, monkeypatch):
         "/api/auth/sign-in", json={"email": BRIEF_BODY["owner"]["email"], "password": NEW_PASSWORD}
     )
     assert signed_in.status_code == 200, signed_in.text
+
+
+# --- lent and scripted members:invite ---------------------------------------------------------
+
+
+def _lend(client, org, to_email_key, permissions):
+    from datetime import UTC, datetime, timedelta
+
+    admin = _api_sign_in(client, org.emails["Admin"])
+    lent = client.post(
+        "/api/delegations",
+        json={
+            "toUserId": org.members[to_email_key],
+            "permissions": permissions,
+            "expiresAt": (datetime.now(UTC) + timedelta(days=7)).isoformat(),
+        },
+        headers=admin,
+    )
+    assert lent.status_code == 201, lent.text
+    return lent.json()["id"]
+
+
+def test_a_lent_members_invite_never_invites_beyond_the_delegates_own_role(client):
+    """A Viewer lent ``members:invite`` invites into Viewer only; never into a role above,
+    nor into a role holding the lent permission itself; after revocation, not at all."""
+    org = make_org(_db(client), "acme", model="enterprise")
+    delegation = _lend(client, org, "Viewer", ["members:invite"])
+    viewer = _api_sign_in(client, org.emails["Viewer"])
+    for role in ("User", "Manager", "Admin", "Owner"):
+        refused = client.post(
+            "/api/invitations",
+            json={
+                "email": f"{role.lower()}@outside.example.com",
+                "name": "N",
+                "roleId": org.roles[role],
+            },
+            headers=viewer,
+        )
+        assert refused.status_code == 403, (role, refused.text)
+    owner = _api_sign_in(client, org.emails["Owner"])
+    with_invite = _custom_role(client, owner, "Inviter", ["members:invite", "org:read"])
+    above = _invite(client, owner, "above@outside.example.com", org.roles["Manager"]).json()
+    viewer = _api_sign_in(client, org.emails["Viewer"])
+    refused = client.post(
+        "/api/invitations",
+        json={"email": "i@outside.example.com", "name": "I", "roleId": with_invite},
+        headers=viewer,
+    )
+    assert refused.status_code == 403, refused.text
+    assert client.delete(f"/api/invitations/{above['id']}", headers=viewer).status_code == 403
+    assert _invite(client, viewer, "peer@outside.example.com", org.roles["Viewer"])
+    admin = _api_sign_in(client, org.emails["Admin"])
+    assert client.delete(f"/api/delegations/{delegation}", headers=admin).status_code == 200
+    viewer = _api_sign_in(client, org.emails["Viewer"])
+    after = client.post(
+        "/api/invitations",
+        json={"email": "late@outside.example.com", "name": "L", "roleId": org.roles["Viewer"]},
+        headers=viewer,
+    )
+    assert after.status_code == 403, after.text
+
+
+def test_an_api_token_invites_within_its_own_permissions_and_organization(client):
+    """An Admin's token with ``members:invite`` cannot invite into Owner, cannot touch the
+    other organization's invitations, and cannot accept or decline anything."""
+    alpha = make_org(_db(client), "alpha", model="enterprise")
+    beta = make_org(_db(client), "beta", model="enterprise")
+    foreign = _invite(
+        client,
+        _api_sign_in(client, beta.emails["Owner"]),
+        "f@outside.example.com",
+        beta.roles["User"],
+    ).json()
+    admin = _api_sign_in(client, alpha.emails["Admin"])
+    made = client.post(
+        "/api/tokens",
+        json={"name": "inviter", "permissions": ["members:invite", "members:read"]},
+        headers=admin,
+    )
+    assert made.status_code == 201, made.text
+    client.cookies.clear()
+    bearer = {"Authorization": f"Bearer {made.json()['token']}"}
+    into_owner = client.post(
+        "/api/invitations",
+        json={"email": "a@outside.example.com", "name": "A", "roleId": alpha.roles["Owner"]},
+        headers=bearer,
+    )
+    assert into_owner.status_code == 403, into_owner.text
+    into_foreign_role = client.post(
+        "/api/invitations",
+        json={"email": "b@outside.example.com", "name": "B", "roleId": beta.roles["Viewer"]},
+        headers=bearer,
+    )
+    assert into_foreign_role.status_code == 422, into_foreign_role.text
+    assert client.delete(f"/api/invitations/{foreign['id']}", headers=bearer).status_code == 404
+    assert [row["id"] for row in client.get("/api/invitations", headers=bearer).json()] == []
+    for path in (
+        f"/api/auth/invitations/{foreign['id']}/accept",
+        f"/api/auth/invitations/{foreign['id']}/decline",
+        "/api/auth/invitations/accept",
+    ):
+        answer = client.post(path, json={"token": _token_of(foreign["link"])}, headers=bearer)
+        assert answer.status_code == 403, (path, answer.text)
+    with _db(client).session() as session:
+        row = session.get(Invitation, foreign["id"])
+        assert row.revoked_at is None
+        assert row.accepted_at is None
+        assert row.declined_at is None
+
+
+def test_a_replayed_or_foreign_link_grants_nothing_to_a_signed_in_account(client):
+    """A used link replayed by its own account, and a live link used by another account
+    (even one that is an Owner elsewhere), are refused and change no membership."""
+    alpha = make_org(_db(client), "alpha")
+    beta = make_org(_db(client), "beta")
+    owner = _api_sign_in(client, alpha.emails["Owner"])
+    for_user = _invite(client, owner, beta.emails["User"], alpha.roles["Admin"]).json()
+    token = _token_of(for_user["link"])
+    intruder = _api_sign_in(client, beta.emails["Owner"])
+    taken = client.post("/api/auth/invitations/accept", json={"token": token}, headers=intruder)
+    assert taken.status_code == 403, taken.text
+    assert "another address" in taken.json()["message"]
+    assert _memberships(client, beta.emails["Owner"]) == {"beta": "Owner"}
+    person = _api_sign_in(client, beta.emails["User"])
+    assert (
+        client.post(
+            "/api/auth/invitations/accept", json={"token": token}, headers=person
+        ).status_code
+        == 200
+    )
+    again = client.post("/api/auth/invitations/accept", json={"token": token}, headers=person)
+    assert again.status_code == 403, again.text
+    declined = client.post("/api/auth/invitations/decline", json={"token": token}, headers=person)
+    assert declined.status_code == 403, declined.text
+    assert _memberships(client, beta.emails["User"]) == {"alpha": "Admin", "beta": "User"}
