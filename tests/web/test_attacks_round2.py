@@ -8,6 +8,7 @@ their regression test here too (named in the docstring).
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from paulyops.core.db.models import Invitation
 from paulyops.services.actor import Actor
@@ -568,3 +569,41 @@ def test_a_replayed_or_foreign_link_grants_nothing_to_a_signed_in_account(client
     declined = client.post("/api/auth/invitations/decline", json={"token": token}, headers=person)
     assert declined.status_code == 403, declined.text
     assert _memberships(client, beta.emails["User"]) == {"alpha": "Admin", "beta": "User"}
+
+
+# --- the second-factor rule on the invitation routes -----------------------------------------
+
+
+def test_second_factor_rule_binds_inviting_on_every_credential_and_the_cache(client):
+    """A Manager without TOTP, once the rule is on, can neither list nor make invitations:
+    not with a session whose principal was cached before, nor with an earlier API token."""
+    from sqlalchemy import update
+
+    from paulyops.core.db import generation
+    from paulyops.core.db.models import SecurityConfig
+
+    org = make_org(_db(client), "acme", model="enterprise")
+    admin = _api_sign_in(client, org.emails["Admin"])
+    made = client.post(
+        "/api/tokens", json={"name": "inv", "permissions": ["members:invite"]}, headers=admin
+    )
+    assert made.status_code == 201, made.text
+    manager = _api_sign_in(client, org.emails["Manager"])
+    assert client.get("/api/invitations").status_code == 200  # cached now
+    with _db(client).write_session() as session:
+        session.execute(
+            update(SecurityConfig)
+            .where(SecurityConfig.organization_id == org.id)
+            .values(require_admin_2fa=True)
+        )
+        generation.bump(session.connection())
+    assert client.get("/api/invitations").status_code == 403
+    body = {"email": "n@outside.example.com", "name": "N", "roleId": org.roles["Viewer"]}
+    assert client.post("/api/invitations", json=body, headers=manager).status_code == 403
+    client.cookies.clear()
+    bearer = {"Authorization": f"Bearer {made.json()['token']}"}
+    refused = client.post("/api/invitations", json=body, headers=bearer)
+    assert refused.status_code == 403, refused.text
+    assert "second factor" in refused.json()["message"]
+    with _db(client).session() as session:
+        assert session.scalars(select(Invitation)).all() == []
