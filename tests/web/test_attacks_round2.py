@@ -607,3 +607,85 @@ def test_second_factor_rule_binds_inviting_on_every_credential_and_the_cache(cli
     assert "second factor" in refused.json()["message"]
     with _db(client).session() as session:
         assert session.scalars(select(Invitation)).all() == []
+
+
+# --- an invitation is only as good as its inviter ----------------------------------------------
+
+
+def test_a_removed_inviters_pending_link_no_longer_joins(client):
+    """An Admin invites an alias into Admin, is removed, then uses the link: refused.
+
+    Regression: the link was the inviter's own (no mail server), so a removed Admin kept
+    a way back in for seven days; a demoted one kept a link into the rank they lost.
+    """
+    org = make_org(_db(client), "acme", model="enterprise")
+    admin = _api_sign_in(client, org.emails["Admin"])
+    backdoor = _invite(client, admin, "alias@outside.example.com", org.roles["Admin"]).json()
+    owner = _api_sign_in(client, org.emails["Owner"])
+    removed = client.delete(f"/api/members/{org.memberships['Admin']}", headers=owner)
+    assert removed.status_code == 200, removed.text
+    client.cookies.clear()
+    body = {"token": _token_of(backdoor["link"]), "name": "Alias", "password": NEW_PASSWORD}
+    answer = client.post("/api/invitations/accept", json=body)
+    assert answer.status_code == 403, answer.text
+    assert "inviter" in answer.json()["message"]
+    assert client.get(f"/invitation?token={_token_of(backdoor['link'])}").status_code == 403
+    assert _memberships(client, "alias@outside.example.com") == {}
+
+
+def test_a_demoted_inviters_link_into_the_lost_rank_no_longer_joins(client):
+    """A Manager's invitation into Manager dies when the Manager becomes a User; an existing
+    account signed in with its own password is refused too."""
+    alpha = make_org(_db(client), "alpha", model="enterprise")
+    beta = make_org(_db(client), "beta")
+    manager = _api_sign_in(client, alpha.emails["Manager"])
+    to_new = _invite(client, manager, "new@outside.example.com", alpha.roles["Manager"]).json()
+    to_existing = _invite(client, manager, beta.emails["User"], alpha.roles["Manager"]).json()
+    owner = _api_sign_in(client, alpha.emails["Owner"])
+    demoted = client.patch(
+        f"/api/members/{alpha.memberships['Manager']}",
+        json={"roleId": alpha.roles["User"]},
+        headers=owner,
+    )
+    assert demoted.status_code == 200, demoted.text
+    client.cookies.clear()
+    body = {"token": _token_of(to_new["link"]), "name": "New", "password": NEW_PASSWORD}
+    assert client.post("/api/invitations/accept", json=body).status_code == 403
+    person = _api_sign_in(client, beta.emails["User"])
+    by_id = client.post(f"/api/auth/invitations/{to_existing['id']}/accept", headers=person)
+    assert by_id.status_code == 403, by_id.text
+    assert _memberships(client, beta.emails["User"]) == {"beta": "User"}
+    # Declining a dead offer is still the person's right.
+    declined = client.post(f"/api/auth/invitations/{to_existing['id']}/decline", headers=person)
+    assert declined.status_code == 200, declined.text
+
+
+def test_an_invitation_made_with_a_lent_permission_ends_with_the_delegation(client):
+    """A Viewer lent ``members:invite`` invites a friend; the delegation is revoked; the
+    friend's link no longer joins. An operator's invitation (CLI, no inviter) still does."""
+    org = make_org(_db(client), "acme", model="enterprise")
+    delegation = _lend(client, org, "Viewer", ["members:invite"])
+    viewer = _api_sign_in(client, org.emails["Viewer"])
+    friend = _invite(client, viewer, "friend@outside.example.com", org.roles["Viewer"]).json()
+    admin = _api_sign_in(client, org.emails["Admin"])
+    assert client.delete(f"/api/delegations/{delegation}", headers=admin).status_code == 200
+    client.cookies.clear()
+    body = {"token": _token_of(friend["link"]), "name": "Friend", "password": NEW_PASSWORD}
+    assert client.post("/api/invitations/accept", json=body).status_code == 403
+    from paulyops.core.db.scoped import OrgScope
+    from paulyops.services.actor import SYSTEM
+
+    with _db(client).write_session() as session:
+        made = invitations.create_invitation(
+            OrgScope(session, org.id),
+            grant=None,
+            email="operator-made@outside.example.com",
+            name="Op",
+            role_id=org.roles["Admin"],
+            public_url="http://127.0.0.1",
+            actor=SYSTEM,
+        )
+        link = made.link
+    body = {"token": _token_of(link), "name": "Op", "password": NEW_PASSWORD}
+    assert client.post("/api/invitations/accept", json=body).status_code == 200
+    assert _memberships(client, "operator-made@outside.example.com") == {"acme": "Admin"}

@@ -46,6 +46,10 @@ from paulyops.services.auth import accounts, links, rbac
 INVITATION_TTL = timedelta(days=7)
 INVITATION_PATH = "/invitation"
 NOT_VALID = "this invitation link is not valid, or it was revoked or already used"
+INVITER_GONE = (
+    "this invitation's inviter can no longer make it (they left, changed role, or their "
+    "delegation ended); ask for a new one"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +291,35 @@ def _by_token(session: Session, token: str) -> Invitation:
     return row
 
 
+def _backed(session: Session, row: Invitation) -> bool:
+    """Whether the invitation's inviter could still make it now.
+
+    The link was handed to the inviter, so it is only as good as the inviter's standing:
+    one who was removed, deactivated, demoted below the role, or whose lent
+    ``members:invite`` ended, must not keep a way back in through a link they hold.
+    The operator's invitations (the CLI, no inviter) stand on their own.
+    """
+    if row.invited_by_user_id is None:
+        return True
+    inviter = session.get(User, row.invited_by_user_id)
+    if inviter is None or not inviter.is_active:
+        return False
+    grant = rbac.grant_for(session, row.organization_id, inviter.id)
+    if grant is None or "members:invite" not in grant.permissions:
+        return False
+    try:
+        _check_role(OrgScope(session, row.organization_id), grant, row.role_id)
+    except (PermissionDeniedError, SpecValidationError):
+        return False
+    return True
+
+
+def _require_backed(session: Session, row: Invitation) -> Invitation:
+    if not _backed(session, row):
+        raise PermissionDeniedError(INVITER_GONE)
+    return row
+
+
 def _view(session: Session, row: Invitation) -> InvitationView:
     org = session.get(Organization, row.organization_id)
     role = session.get(Role, row.role_id)
@@ -302,9 +335,10 @@ def view_invitation(session: Session, token: str) -> tuple[InvitationView, bool]
     sign in and accept); the inviter's own response never tells.
 
     Raises:
-        PermissionDeniedError: the link is unknown, revoked, used or expired.
+        PermissionDeniedError: the link is unknown, revoked, used or expired, or its inviter
+            could no longer make it.
     """
-    row = _by_token(session, token)
+    row = _require_backed(session, _by_token(session, token))
     return _view(session, row), accounts.find_user(session, row.email) is not None
 
 
@@ -320,7 +354,9 @@ def pending_for_user(session: Session, user: User) -> list[InvitationView]:
         .order_by(Invitation.created_at.desc())
     ).all()
     now = utcnow()
-    return [_view(session, row) for row in rows if is_pending(row, now=now)]
+    return [
+        _view(session, row) for row in rows if is_pending(row, now=now) and _backed(session, row)
+    ]
 
 
 def _for_user(
@@ -379,12 +415,13 @@ def accept_as_new_account(
     and the other is refused (nothing half-made is left behind).
 
     Raises:
-        PermissionDeniedError: the link is unknown, revoked, used or expired.
+        PermissionDeniedError: the link is unknown, revoked, used or expired, or its inviter
+            could no longer make it.
         ConflictError: the address has an account now (its holder signs in to accept), or
             the link was used meanwhile.
         SpecValidationError: a bad name or a password that breaks the policy.
     """
-    row = _by_token(session, token)
+    row = _require_backed(session, _by_token(session, token))
     if accounts.find_user(session, row.email) is not None:
         raise ConflictError("this address has an account: sign in with it to accept")
     chosen = name or row.name
@@ -420,10 +457,13 @@ def accept_invitation(
 
     Raises:
         NotFoundError: no such invitation addressed to this account.
-        PermissionDeniedError: the link is invalid, or for another address.
+        PermissionDeniedError: the link is invalid, or for another address, or the
+            invitation's inviter could no longer make it.
         ConflictError: the user is already a member of that organization.
     """
-    row = _for_user(session, user, token=token, invitation_id=invitation_id)
+    row = _require_backed(
+        session, _for_user(session, user, token=token, invitation_id=invitation_id)
+    )
     return _join(session, row, user, actor)
 
 
