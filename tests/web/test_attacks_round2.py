@@ -689,3 +689,21 @@ def test_an_invitation_made_with_a_lent_permission_ends_with_the_delegation(clie
     body = {"token": _token_of(link), "name": "Op", "password": NEW_PASSWORD}
     assert client.post("/api/invitations/accept", json=body).status_code == 200
     assert _memberships(client, "operator-made@outside.example.com") == {"acme": "Admin"}
+
+
+@pytest.mark.parametrize(
+    ("email", "name"),
+    [
+        ("jose@outside.example.com", "José Ñúñez-Ålund"),
+        ("zoe@exämple.example.com", "Zoë 李小龙"),
+        ("amal@outside.example.com", "أمل\u200f الخطيب"),
+        ("family@outside.example.com", "Family 👩\u200d👩\u200d👧"),
+    ],
+)
+def test_ordinary_unicode_names_and_addresses_are_still_welcome(client, email, name):
+    """Accents, CJK, right-to-left text with its marks, and emoji joiners are fine."""
+    alpha = make_org(_db(client), "alpha")
+    headers = _api_sign_in(client, alpha.emails["Owner"])
+    created = _invite(client, headers, email, alpha.roles["User"], name=name).json()
+    assert created["name"] == name
+    assert created["email"] == email
