@@ -707,3 +707,41 @@ def test_ordinary_unicode_names_and_addresses_are_still_welcome(client, email, n
     created = _invite(client, headers, email, alpha.roles["User"], name=name).json()
     assert created["name"] == name
     assert created["email"] == email
+
+
+def test_a_link_whose_stored_address_is_now_refused_stays_unused(client):
+    """An invitation stored before addresses were checked this strictly: using its link is
+    a 422 that writes nothing (the invitation is not burnt without an account)."""
+    from sqlalchemy import update
+
+    alpha = make_org(_db(client), "alpha")
+    created = _invite(
+        client,
+        _api_sign_in(client, alpha.emails["Owner"]),
+        "legacy@outside.example.com",
+        alpha.roles["User"],
+    ).json()
+    with _db(client).write_session() as session:
+        session.execute(
+            update(Invitation)
+            .where(Invitation.id == created["id"])
+            .values(email="legacy\u200b@outside.example.com")
+        )
+    client.cookies.clear()
+    body = {"token": _token_of(created["link"]), "name": "Legacy", "password": NEW_PASSWORD}
+    answer = client.post("/api/invitations/accept", json=body)
+    assert answer.status_code == 422, answer.text
+    form = client.get(f"/invitation?token={_token_of(created['link'])}")
+    page = client.post(
+        "/invitation",
+        data={
+            "csrf_token": _page_token(form),
+            "token": _token_of(created["link"]),
+            "name": "Legacy",
+            "password": NEW_PASSWORD,
+            "confirm": NEW_PASSWORD,
+        },
+    )
+    assert page.status_code == 422, page.text[:300]
+    with _db(client).session() as session:
+        assert session.get(Invitation, created["id"]).accepted_at is None

@@ -130,12 +130,14 @@ def clean_name(name: str) -> str:
 
 
 def check_new_password(password: str, *, email: str, name: str) -> None:
-    """Check a new account's name and password as :func:`create_user` will, writing nothing.
+    """Check a new account's address, name and password as :func:`create_user` will.
+
+    Writes nothing, so a caller can check before it claims anything (an invitation).
 
     Raises:
-        SpecValidationError: a bad name or a password that breaks the policy.
+        SpecValidationError: a bad address or name, or a password that breaks the policy.
     """
-    validate_password(password, email=normalize_email(email), name=clean_name(name))
+    validate_password(password, email=_check_email(email), name=clean_name(name))
 
 
 def create_user(
