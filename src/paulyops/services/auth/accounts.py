@@ -40,6 +40,30 @@ CODE_FORMAT = (
 _CODE_SHAPE = re.compile(r"[0-9]{6}|[0-9a-f]{12}")
 # Separators people type or paste between groups: spaces, hyphens and Unicode dashes.
 _CODE_SEPARATORS = frozenset("-\u2010\u2011\u2012\u2013\u2014\u2212")
+# Bidirectional embeddings, overrides and isolates: they reorder how the text around them
+# is shown, so "evil\u202emoc.elpmaxe" reads as someone else's address or name.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _hidden_characters(text: str, *, strict: bool) -> list[str]:
+    """Return the characters of ``text`` a reader cannot see or that reorder it.
+
+    Always control characters (NUL, BEL, ...) and bidi controls; with ``strict`` (e-mail
+    addresses) also every other format character (zero-width space, joiners, marks) and
+    every space or separator.
+    """
+    return [char for char in text if _hidden(char, strict=strict)]
+
+
+def _hidden(char: str, *, strict: bool) -> bool:
+    category = unicodedata.category(char)
+    if category == "Cc" or char in _BIDI_CONTROLS:
+        return True
+    return strict and (category == "Cf" or category.startswith("Z"))
+
+
+def _describe(chars: list[str]) -> str:
+    return ", ".join(sorted({f"U+{ord(char):04X}" for char in chars}))
 
 
 def normalize_email(email: str) -> str:
@@ -50,7 +74,17 @@ def normalize_email(email: str) -> str:
 def _check_email(email: str) -> str:
     clean = normalize_email(email)
     local, _, domain = clean.partition("@")
-    if not local or "." not in domain or len(clean) > 320 or " " in clean:
+    hidden = _hidden_characters(clean, strict=True)
+    if hidden:
+        raise SpecValidationError(
+            "bad e-mail address",
+            [
+                FieldError(
+                    "email", f"expected no spaces or invisible characters ({_describe(hidden)})"
+                )
+            ],
+        )
+    if not local or "." not in domain or "@" in domain or len(clean) > 320:
         raise SpecValidationError(
             "bad e-mail address",
             [
@@ -76,6 +110,36 @@ def find_user(session: Session, email: str) -> User | None:
     return session.scalars(select(User).where(User.email == normalize_email(email))).first()
 
 
+def clean_name(name: str) -> str:
+    """Return a person's name with its whitespace collapsed, or refuse it.
+
+    Raises:
+        SpecValidationError: empty, over 200 characters, or holding control characters
+            (field ``name``).
+    """
+    clean = " ".join(name.split())
+    if not 1 <= len(clean) <= 200:
+        raise SpecValidationError("bad name", [FieldError("name", "expected 1 to 200 characters")])
+    hidden = _hidden_characters(clean, strict=False)
+    if hidden:
+        raise SpecValidationError(
+            "bad name",
+            [FieldError("name", f"expected no control characters ({_describe(hidden)})")],
+        )
+    return clean
+
+
+def check_new_password(password: str, *, email: str, name: str) -> None:
+    """Check a new account's address, name and password as :func:`create_user` will.
+
+    Writes nothing, so a caller can check before it claims anything (an invitation).
+
+    Raises:
+        SpecValidationError: a bad address or name, or a password that breaks the policy.
+    """
+    validate_password(password, email=_check_email(email), name=clean_name(name))
+
+
 def create_user(
     session: Session,
     hashing: PasswordHashing,
@@ -92,18 +156,16 @@ def create_user(
         ConflictError: the e-mail address is taken.
     """
     clean_email = _check_email(email)
-    clean_name = " ".join(name.split())
-    if not 1 <= len(clean_name) <= 200:
-        raise SpecValidationError("bad name", [FieldError("name", "expected 1 to 200 characters")])
+    display_name = clean_name(name)
     if find_user(session, clean_email) is not None:
         raise ConflictError(f"an account for {clean_email} already exists")
     password_hash = None
     if password is not None:
-        validate_password(password, email=clean_email, name=clean_name)
+        validate_password(password, email=clean_email, name=display_name)
         password_hash = hashing.hash(password)
     user = User(
         email=clean_email,
-        name=clean_name,
+        name=display_name,
         password_hash=password_hash,
         password_changed_at=utcnow() if password_hash else None,
         is_platform_admin=is_platform_admin,
@@ -288,6 +350,8 @@ __all__ = [
     "TotpEnrollment",
     "check_credentials",
     "check_email",
+    "check_new_password",
+    "clean_name",
     "confirm_totp",
     "count_users",
     "create_user",

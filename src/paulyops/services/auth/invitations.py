@@ -25,8 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from paulyops.core.db.models import Invitation, Membership, Organization, Role, User, utcnow
 from paulyops.core.db.scoped import OrgScope
@@ -45,6 +46,10 @@ from paulyops.services.auth import accounts, links, rbac
 INVITATION_TTL = timedelta(days=7)
 INVITATION_PATH = "/invitation"
 NOT_VALID = "this invitation link is not valid, or it was revoked or already used"
+INVITER_GONE = (
+    "this invitation's inviter can no longer make it (they left, changed role, or their "
+    "delegation ended); ask for a new one"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +91,45 @@ def state_of(row: Invitation) -> str:
     return "pending" if is_pending(row) else "expired"
 
 
-def _clean_name(name: str) -> str:
-    clean = " ".join(name.split())
-    if not 1 <= len(clean) <= 200:
-        raise SpecValidationError("bad name", [FieldError("name", "expected 1 to 200 characters")])
-    return clean
+def _claim(session: Session, row: Invitation, **values: object) -> None:
+    """End a pending invitation in one guarded UPDATE, or refuse: the first answer wins.
+
+    Two requests may both have read the row as pending (two accepts, an accept racing a
+    revoke or a decline). The UPDATE only matches while the row is still pending in the
+    database, and a concurrent writer's row lock makes the second one wait and then see
+    the first one's answer; so an invitation is accepted, declined or revoked exactly once.
+
+    Raises:
+        ConflictError: the invitation was answered, revoked or expired meanwhile.
+    """
+    result = session.execute(
+        update(Invitation)
+        .where(
+            Invitation.id == row.id,
+            Invitation.organization_id == row.organization_id,
+            Invitation.accepted_at.is_(None),
+            Invitation.declined_at.is_(None),
+            Invitation.revoked_at.is_(None),
+            Invitation.expires_at > utcnow(),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        session.refresh(row)
+        raise ConflictError(f"that invitation is no longer pending (it is {state_of(row)})")
+    for key, value in values.items():
+        set_committed_value(row, key, value)
 
 
-def _check_role(scope: OrgScope, grant: rbac.Grant | None, role_id: str) -> Role:
+def _check_role(
+    scope: OrgScope,
+    grant: rbac.Grant | None,
+    role_id: str,
+    *,
+    verb: str = "invite someone into",
+    what: str = "the role you invite into",
+) -> Role:
     role = scope.first(Role, Role.id == role_id) if role_id else None
     if role is None:
         raise SpecValidationError(
@@ -102,14 +138,12 @@ def _check_role(scope: OrgScope, grant: rbac.Grant | None, role_id: str) -> Role
     if grant is None:
         return role
     if role.rank > grant.role_rank:
-        raise PermissionDeniedError("you cannot invite someone into a role above your own")
+        raise PermissionDeniedError(f"you cannot {verb} a role above your own")
     org = scope.session.get(Organization, scope.organization_id)
     model = org.rbac_model if org is not None else "simple"
     # Only what the inviter holds through their own role may be handed on: a delegation
     # lends permissions for a while and must not outlive itself in someone else's role.
-    rbac.refuse_ungrantable(
-        grant, rbac.role_permissions(scope, role, model), "the role you invite into"
-    )
+    rbac.refuse_ungrantable(grant, rbac.role_permissions(scope, role, model), what)
     return role
 
 
@@ -146,7 +180,7 @@ def create_invitation(
     except SpecValidationError as err:
         errors.extend(err.errors)
     try:
-        clean_name = _clean_name(name)
+        clean_name = accounts.clean_name(name)
     except SpecValidationError as err:
         errors.extend(err.errors)
     if errors:
@@ -210,17 +244,24 @@ def revoke_invitation(
 
     Raises:
         NotFoundError: no such invitation here (another organization's ids are not found).
-        PermissionDeniedError: the invitation's role ranks above the caller's own.
+        PermissionDeniedError: the invitation's role ranks above the caller's own, or holds
+            permissions the caller lacks (or holds only by delegation).
         ConflictError: it was already accepted, declined, revoked, or it expired.
     """
     row = scope.get(Invitation, invitation_id)
-    role = scope.session.get(Role, row.role_id)
-    if grant is not None and role is not None and role.rank > grant.role_rank:
-        raise PermissionDeniedError("you cannot revoke an invitation into a role above your own")
+    # Nobody revokes an invitation they could not have made (the same rank and
+    # permission rule as inviting).
+    _check_role(
+        scope,
+        grant,
+        row.role_id,
+        verb="revoke an invitation into",
+        what="the role of an invitation you revoke",
+    )
     state = state_of(row)
     if state != "pending":
         raise ConflictError(f"that invitation is no longer pending (it is {state})")
-    row.revoked_at = utcnow()
+    _claim(scope.session, row, revoked_at=utcnow())
     actors.record(
         scope.session,
         actor,
@@ -250,6 +291,35 @@ def _by_token(session: Session, token: str) -> Invitation:
     return row
 
 
+def _backed(session: Session, row: Invitation) -> bool:
+    """Whether the invitation's inviter could still make it now.
+
+    The link was handed to the inviter, so it is only as good as the inviter's standing:
+    one who was removed, deactivated, demoted below the role, or whose lent
+    ``members:invite`` ended, must not keep a way back in through a link they hold.
+    The operator's invitations (the CLI, no inviter) stand on their own.
+    """
+    if row.invited_by_user_id is None:
+        return True
+    inviter = session.get(User, row.invited_by_user_id)
+    if inviter is None or not inviter.is_active:
+        return False
+    grant = rbac.grant_for(session, row.organization_id, inviter.id)
+    if grant is None or "members:invite" not in grant.permissions:
+        return False
+    try:
+        _check_role(OrgScope(session, row.organization_id), grant, row.role_id)
+    except (PermissionDeniedError, SpecValidationError):
+        return False
+    return True
+
+
+def _require_backed(session: Session, row: Invitation) -> Invitation:
+    if not _backed(session, row):
+        raise PermissionDeniedError(INVITER_GONE)
+    return row
+
+
 def _view(session: Session, row: Invitation) -> InvitationView:
     org = session.get(Organization, row.organization_id)
     role = session.get(Role, row.role_id)
@@ -265,9 +335,10 @@ def view_invitation(session: Session, token: str) -> tuple[InvitationView, bool]
     sign in and accept); the inviter's own response never tells.
 
     Raises:
-        PermissionDeniedError: the link is unknown, revoked, used or expired.
+        PermissionDeniedError: the link is unknown, revoked, used or expired, or its inviter
+            could no longer make it.
     """
-    row = _by_token(session, token)
+    row = _require_backed(session, _by_token(session, token))
     return _view(session, row), accounts.find_user(session, row.email) is not None
 
 
@@ -283,7 +354,9 @@ def pending_for_user(session: Session, user: User) -> list[InvitationView]:
         .order_by(Invitation.created_at.desc())
     ).all()
     now = utcnow()
-    return [_view(session, row) for row in rows if is_pending(row, now=now)]
+    return [
+        _view(session, row) for row in rows if is_pending(row, now=now) and _backed(session, row)
+    ]
 
 
 def _for_user(
@@ -308,11 +381,14 @@ def _join(session: Session, row: Invitation, user: User, actor: Actor) -> Member
         raise ConflictError(
             "you are already a member of this organization; your role there is unchanged"
         )
+    _claim(session, row, accepted_at=utcnow(), accepted_by_user_id=user.id)
+    return _joined(scope, row, user, actor)
+
+
+def _joined(scope: OrgScope, row: Invitation, user: User, actor: Actor) -> Membership:
     membership = rbac.add_member(scope, user.id, row.role_id)
-    row.accepted_at = utcnow()
-    row.accepted_by_user_id = user.id
     actors.record(
-        session,
+        scope.session,
         actor,
         "invitation.accepted",
         organization_id=row.organization_id,
@@ -334,17 +410,25 @@ def accept_as_new_account(
 ) -> tuple[User, Membership]:
     """Create the invited address's account with a password and join this organization only.
 
+    The name and password are checked before the invitation is claimed, and the claim
+    comes before the account: of two concurrent uses of one link, one creates the account
+    and the other is refused (nothing half-made is left behind).
+
     Raises:
-        PermissionDeniedError: the link is unknown, revoked, used or expired.
-        ConflictError: the address has an account now: its holder signs in to accept.
+        PermissionDeniedError: the link is unknown, revoked, used or expired, or its inviter
+            could no longer make it.
+        ConflictError: the address has an account now (its holder signs in to accept), or
+            the link was used meanwhile.
         SpecValidationError: a bad name or a password that breaks the policy.
     """
-    row = _by_token(session, token)
+    row = _require_backed(session, _by_token(session, token))
     if accounts.find_user(session, row.email) is not None:
         raise ConflictError("this address has an account: sign in with it to accept")
-    user = accounts.create_user(
-        session, hashing, email=row.email, name=name or row.name, password=password
-    )
+    chosen = name or row.name
+    accounts.check_new_password(password, email=row.email, name=chosen)
+    _claim(session, row, accepted_at=utcnow())
+    user = accounts.create_user(session, hashing, email=row.email, name=chosen, password=password)
+    row.accepted_by_user_id = user.id
     actor = Actor("user", user.id, address)
     actors.record(
         session,
@@ -355,7 +439,7 @@ def accept_as_new_account(
         target_id=user.id,
         changes={"is_platform_admin": False},
     )
-    return user, _join(session, row, user, actor)
+    return user, _joined(OrgScope(session, row.organization_id), row, user, actor)
 
 
 def accept_invitation(
@@ -373,10 +457,13 @@ def accept_invitation(
 
     Raises:
         NotFoundError: no such invitation addressed to this account.
-        PermissionDeniedError: the link is invalid, or for another address.
+        PermissionDeniedError: the link is invalid, or for another address, or the
+            invitation's inviter could no longer make it.
         ConflictError: the user is already a member of that organization.
     """
-    row = _for_user(session, user, token=token, invitation_id=invitation_id)
+    row = _require_backed(
+        session, _for_user(session, user, token=token, invitation_id=invitation_id)
+    )
     return _join(session, row, user, actor)
 
 
@@ -395,7 +482,7 @@ def decline_invitation(
         PermissionDeniedError: the link is invalid, or for another address.
     """
     row = _for_user(session, user, token=token, invitation_id=invitation_id)
-    row.declined_at = utcnow()
+    _claim(session, row, declined_at=utcnow())
     actors.record(
         session,
         actor,

@@ -14,8 +14,9 @@ import secrets
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from paulyops.core.db.models import PasswordLink, User, utcnow
 from paulyops.core.errors import PermissionDeniedError
@@ -101,7 +102,23 @@ def consume_password_token(
     user = user_for_password_token(session, token)
     row = _password_link_row(session, token)
     set_password(user)
-    row.used_at = utcnow()
+    # Claim the link in one guarded UPDATE: of two uses racing each other, the second
+    # waits for the first's row lock, matches nothing and is refused (its password is
+    # rolled back with the request), so a link sets a password once.
+    now = utcnow()
+    result = session.execute(
+        update(PasswordLink)
+        .where(
+            PasswordLink.id == row.id,
+            PasswordLink.used_at.is_(None),
+            PasswordLink.expires_at > now,
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise PermissionDeniedError("this link was already used; ask an admin for a new one")
+    set_committed_value(row, "used_at", now)
     return user
 
 
