@@ -332,8 +332,15 @@ def authenticate(request: Request, session: Session) -> Principal:
         return _resolve(request, session, kind, secret, now)[0]
     cache = principal_cache(request)
     key = f"{kind}:{hash_token(secret)}"
+    # SQLite: the latest committed generation in one statement outside the transaction,
+    # so a hit never checks out the session's connection (no BEGIN, no COMMIT).
+    latest = generation.read_committed(instance.db.engine)
+    if latest is not None:
+        hit = cache.get(key, latest)
+        if hit is not None and _still_valid(session, hit, now, instance.activity):
+            return hit.principal(session)
     current = generation.read(session)
-    hit = cache.get(key, current)
+    hit = cache.get(key, current) if latest is None else None
     if hit is not None and _still_valid(session, hit, now, instance.activity):
         return hit.principal(session)
     principal, expires_at = _resolve(request, session, kind, secret, now)

@@ -100,8 +100,8 @@ def _row_holds(row: WebSession, token_hash: str) -> bool:
 def session_form_token(request: Request, row: WebSession) -> str:
     """Return the CSRF token forms of this session carry (stable across pages).
 
-    A page view (a safe request, whose transaction only reads) that must store a new
-    token's hash on the session row does so in a short write transaction of its own, so
+    On SQLite, a page view (a safe request, whose transaction only reads) that must store
+    a token's hash on the session row does so in a short write transaction of its own, so
     the read never turns into a write that SQLite refuses ("database is locked") when
     another request wrote meanwhile. One lock per process keeps concurrent page views of
     one session from each issuing a token and overwriting one another.
@@ -111,17 +111,18 @@ def session_form_token(request: Request, row: WebSession) -> str:
     existing = _stored_page_token(request, key)
     if existing and _row_holds(row, hash_token(existing)):
         return existing
-    if csrf.is_unsafe_method(request.method):
-        token = instance.csrf.issue(row.id)
-        row.csrf_token_hash = hash_token(token)
-    else:
-        with _ISSUE_LOCK:
-            existing = _stored_page_token(request, key)
-            if existing and instance.csrf.validate(row.id, existing):
-                token = existing  # still the session's token; only the row lags behind
-            else:
-                token = instance.csrf.issue(row.id)
-            token_hash = hash_token(token)
+    # SQLite refuses a read transaction's late write when another writer committed since
+    # it read; PostgreSQL and unsafe requests (begun IMMEDIATE) write in the request's own
+    # transaction, so a request still needs only one connection there.
+    own_transaction = instance.db.dialect == "sqlite" and not csrf.is_unsafe_method(request.method)
+    with _ISSUE_LOCK:
+        existing = _stored_page_token(request, key)
+        if existing and instance.csrf.validate(row.id, existing):
+            token = existing  # still the session's token; only the row lags behind
+        else:
+            token = instance.csrf.issue(row.id)
+        token_hash = hash_token(token)
+        if own_transaction:
             with instance.db.write_session() as writer:
                 writer.execute(
                     update(WebSession)
@@ -129,6 +130,8 @@ def session_form_token(request: Request, row: WebSession) -> str:
                     .values(csrf_token_hash=token_hash)
                 )
             set_committed_value(row, "csrf_token_hash", token_hash)
+        else:
+            row.csrf_token_hash = token_hash
     # Without the store, forms still work: validation falls back to the session row's hash.
     with contextlib.suppress(KVUnavailableError):
         instance.kv.set(key, token, ttl=_PAGE_TOKEN_TTL)
