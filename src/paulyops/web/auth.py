@@ -29,7 +29,7 @@ from typing import Annotated, Any, TypeVar
 
 from anyio import CancelScope, CapacityLimiter, to_thread
 from fastapi import Depends, Request, Response
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from starlette.concurrency import run_in_threadpool
@@ -125,14 +125,19 @@ async def _opened(
     Like FastAPI's ``contextmanager_in_threadpool``, but a read session is entered on the
     event loop: it connects lazily at its first statement (in whichever worker thread runs
     it), so entering does no I/O and one thread-pool hop is saved. Leaving commits or
-    rolls back, which may wait on the database: always in a worker thread, shielded from
-    cancellation so the connection goes back to the pool.
+    rolls back, which may wait on the database: in a worker thread, shielded from
+    cancellation so the connection goes back to the pool; a read session that never took
+    a connection (a cached principal on SQLite) has nothing to send and leaves on the loop.
     """
     exit_limiter = CapacityLimiter(1)  # leaving never waits for a free worker
     session = manager.__enter__() if enter_on_loop else await run_in_threadpool(manager.__enter__)
     try:
         yield session
     except BaseException as err:
+        if enter_on_loop and not _touched(session):
+            if not manager.__exit__(type(err), err, err.__traceback__):
+                raise
+            return
         with CancelScope(shield=True):
             suppressed = bool(
                 await to_thread.run_sync(
@@ -142,8 +147,24 @@ async def _opened(
         if not suppressed:
             raise
     else:
+        if enter_on_loop and not _touched(session):
+            manager.__exit__(None, None, None)  # nothing to commit: no I/O
+            return
         with CancelScope(shield=True):
             await to_thread.run_sync(manager.__exit__, None, None, None, limiter=exit_limiter)
+
+
+_CONNECTED = "paulyops_connected"
+
+
+@event.listens_for(Session, "after_begin")
+def _note_connected(session: Session, _transaction: Any, _connection: Any) -> None:
+    session.info[_CONNECTED] = True
+
+
+def _touched(session: Session) -> bool:
+    """Whether leaving ``session`` may do I/O: it took a connection or has pending rows."""
+    return bool(session.info.get(_CONNECTED) or session.new or session.dirty or session.deleted)
 
 
 async def db_session(request: Request) -> AsyncIterator[Session]:
