@@ -131,3 +131,45 @@ def test_write_sessions_begin_immediate_on_sqlite(db_url, db):
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
     assert begun == ["BEGIN IMMEDIATE", "BEGIN DEFERRED"]
+
+
+def test_console_views_of_a_cached_session_do_not_write(tmp_path, db_url, db):
+    """After the first view, console pages of one session write nothing, keeping one token.
+
+    The principal cache serves a snapshot of the session row; its CSRF hash predates the
+    token the first view stored, which made every later view issue and write a new one.
+    """
+    import re
+
+    from sqlalchemy import event
+
+    from paulyops.web.app import create_app
+
+    org = make_org(db, "views")
+    with db.write_session() as session:
+        web = sessions.create_session(session, user_id=org.members["Admin"], organization_id=org.id)
+    root = tmp_path / "instance"
+    root.mkdir()
+    app = create_app(make_settings(root, DATABASE_URL=db_url))
+    cookie = {"Cookie": f"paulyops_session={web.token}"}
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        assert app.state.instance.ready.wait(20)
+        first = client.get("/console", headers=cookie)
+        assert first.status_code == 200
+        statements: list[str] = []
+
+        def count(_conn, _cursor, statement, *_args) -> None:
+            statements.append(statement)
+
+        engine = app.state.instance.db.engine
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            pages = [client.get("/console", headers=cookie) for _ in range(3)]
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+    assert [page.status_code for page in pages] == [200, 200, 200]
+    writes = [s for s in statements if s.lstrip().upper().startswith(("UPDATE", "INSERT"))]
+    assert writes == []
+    token = re.compile(r'name="csrf_token" value="([^"]+)"')
+    tokens_seen = {m.group(1) for page in (first, *pages) for m in token.finditer(page.text)}
+    assert len(tokens_seen) == 1

@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
+from anyio import CancelScope, CapacityLimiter, to_thread
 from fastapi import Depends, Request, Response
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from starlette.concurrency import run_in_threadpool
 
 from paulyops.core.db import generation
 from paulyops.core.db.models import User, WebSession, utcnow
@@ -113,7 +116,58 @@ class Principal:
         return self.grant
 
 
-def db_session(request: Request) -> Iterator[Session]:
+@asynccontextmanager
+async def _opened(
+    manager: AbstractContextManager[Session], *, enter_on_loop: bool
+) -> AsyncIterator[Session]:
+    """Enter ``manager`` (on the loop or in a worker thread) and leave it in a worker thread.
+
+    Like FastAPI's ``contextmanager_in_threadpool``, but a read session is entered on the
+    event loop: it connects lazily at its first statement (in whichever worker thread runs
+    it), so entering does no I/O and one thread-pool hop is saved. Leaving commits or
+    rolls back, which may wait on the database: in a worker thread, shielded from
+    cancellation so the connection goes back to the pool; a read session that never took
+    a connection (a cached principal on SQLite) has nothing to send and leaves on the loop.
+    """
+    exit_limiter = CapacityLimiter(1)  # leaving never waits for a free worker
+    session = manager.__enter__() if enter_on_loop else await run_in_threadpool(manager.__enter__)
+    try:
+        yield session
+    except BaseException as err:
+        if enter_on_loop and not _touched(session):
+            if not manager.__exit__(type(err), err, err.__traceback__):
+                raise
+            return
+        with CancelScope(shield=True):
+            suppressed = bool(
+                await to_thread.run_sync(
+                    manager.__exit__, type(err), err, err.__traceback__, limiter=exit_limiter
+                )
+            )
+        if not suppressed:
+            raise
+    else:
+        if enter_on_loop and not _touched(session):
+            manager.__exit__(None, None, None)  # nothing to commit: no I/O
+            return
+        with CancelScope(shield=True):
+            await to_thread.run_sync(manager.__exit__, None, None, None, limiter=exit_limiter)
+
+
+_CONNECTED = "paulyops_connected"
+
+
+@event.listens_for(Session, "after_begin")
+def _note_connected(session: Session, _transaction: Any, _connection: Any) -> None:
+    session.info[_CONNECTED] = True
+
+
+def _touched(session: Session) -> bool:
+    """Whether leaving ``session`` may do I/O: it took a connection or has pending rows."""
+    return bool(session.info.get(_CONNECTED) or session.new or session.dirty or session.deleted)
+
+
+async def db_session(request: Request) -> AsyncIterator[Session]:
     """Yield the request's database transaction (committed when the route succeeds)."""
     cached: Session | None = getattr(request.state, "db", None)
     if cached is not None:
@@ -123,11 +177,11 @@ def db_session(request: Request) -> Iterator[Session]:
     instance.require_ready()
     # State-changing requests take SQLite's write lock at BEGIN (see Database.write_session),
     # so their read-then-write transactions (audit appends) serialize instead of failing.
-    opener = (
-        instance.db.write_session if csrf.is_unsafe_method(request.method) else instance.db.session
-    )
+    # That may wait, so they are entered off the loop; a read session begins lazily.
+    unsafe = csrf.is_unsafe_method(request.method)
+    opener = instance.db.write_session if unsafe else instance.db.session
     refused: AuthenticationError | None = None
-    with opener() as session:
+    async with _opened(opener(), enter_on_loop=not unsafe) as session:
         request.state.db = session
         try:
             yield session
@@ -299,8 +353,15 @@ def authenticate(request: Request, session: Session) -> Principal:
         return _resolve(request, session, kind, secret, now)[0]
     cache = principal_cache(request)
     key = f"{kind}:{hash_token(secret)}"
+    # SQLite: the latest committed generation in one statement outside the transaction,
+    # so a hit never checks out the session's connection (no BEGIN, no COMMIT).
+    latest = generation.read_committed(instance.db.engine)
+    if latest is not None:
+        hit = cache.get(key, latest)
+        if hit is not None and _still_valid(session, hit, now, instance.activity):
+            return hit.principal(session)
     current = generation.read(session)
-    hit = cache.get(key, current)
+    hit = cache.get(key, current) if latest is None else None
     if hit is not None and _still_valid(session, hit, now, instance.activity):
         return hit.principal(session)
     principal, expires_at = _resolve(request, session, kind, secret, now)

@@ -25,7 +25,13 @@ def get_instance(request: Request) -> Instance:
     return instance
 
 
-InstanceDep = Annotated[Instance, Depends(get_instance)]
+async def _instance_dependency(request: Request) -> Instance:
+    return get_instance(request)
+
+
+# The dependencies below are ``async`` on purpose: they do no I/O, and a sync dependency
+# costs a thread-pool hop on every request.
+InstanceDep = Annotated[Instance, Depends(_instance_dependency)]
 
 
 def _mark(func: Callable[..., Any], access: str) -> Callable[..., Any]:
@@ -33,11 +39,12 @@ def _mark(func: Callable[..., Any], access: str) -> Callable[..., Any]:
     return func
 
 
-def _public(request: Request, response: Response) -> None:
+async def _public(request: Request, response: Response) -> None:
     """Anyone may call this route (counted per address against the ``api`` limit)."""
-    from paulyops.web.ratelimit import limit_request  # ratelimit builds on this module
+    from paulyops.web.ratelimit import limit_request_async  # ratelimit builds on this module
 
-    limit_request(request, response, user_id=None)
+    # Counting may wait on Redis: off the loop then; in-process counting is not I/O.
+    await limit_request_async(request, response, user_id=None)
 
 
 public = _mark(_public, "public")
@@ -94,7 +101,11 @@ def _in_networks(address: str, networks: list[str]) -> bool:
     return False
 
 
-ClientAddress = Annotated[str, Depends(client_address)]
+async def _client_address_dependency(request: Request) -> str:
+    return client_address(request)
+
+
+ClientAddress = Annotated[str, Depends(_client_address_dependency)]
 
 
 def api_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:

@@ -58,3 +58,26 @@ def test_a_password_change_moves_it(db):
     with db.write_session() as session:
         session.get(User, org.members["User"]).password_hash = "changed"
     assert _generation(db) == before + 1
+
+
+def test_the_committed_read_sees_another_process_change_at_once(db, db_url):
+    """read_committed (SQLite) equals read and sees a bump another Database committed."""
+    from paulyops.core.db.engine import Database
+
+    if not db_url.startswith("sqlite"):
+        assert generation.read_committed(db.engine) is None
+        return
+    org = make_org(db, "committed")
+    with db.write_session() as session:
+        row = sessions.create_session(
+            session, user_id=org.members["User"], organization_id=org.id
+        ).row
+    assert generation.read_committed(db.engine) == _generation(db)
+    before = _generation(db)
+    other = Database(db_url)  # another process, say a CLI command
+    try:
+        with other.write_session() as session:
+            sessions.revoke_session(session, row.id)
+    finally:
+        other.close()
+    assert generation.read_committed(db.engine) == before + 1

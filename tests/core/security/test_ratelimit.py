@@ -448,3 +448,33 @@ def test_one_round_trip_check_agrees_with_limits_own_window(name: str) -> None:
         if keys:
             kv.client.delete(*keys)
         kv.close()
+
+
+def test_in_process_counting_starts_no_threads_and_still_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In-process hits start no timer thread; expired moving-window entries are swept."""
+    from paulyops.core.security import ratelimit
+
+    monkeypatch.setattr(ratelimit, "MEMORY_SWEEP_SECONDS", 0.05)
+    limiter = _limiter(MemoryKV(), limits={"api": "1000/minute", "burst": "2/second"})
+    limiter.hit("api", "warm-up")
+    started: list[threading.Thread] = []
+    real_start = threading.Thread.start
+
+    def counting_start(self: threading.Thread) -> None:
+        started.append(self)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    for i in range(200):
+        limiter.hit("api", f"client-{i % 7}")
+        limiter.hit("burst", f"client-{i % 7}")
+    assert started == []
+    storage = limiter._memory.storage if limiter._memory else None
+    assert isinstance(storage, ratelimit.LazyMemoryStorage)
+    assert storage.events, "the moving window keeps its entries meanwhile"
+    time.sleep(1.1)  # the burst window (1 s) has passed
+    limiter.hit("api", "late")  # a hit sweeps
+    assert not any(storage.events.values()), "expired moving-window entries were dropped"
+    assert limiter.hit("burst", "client-1").allowed

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, event, insert, inspect, select, update
+from sqlalchemy import Connection, Engine, event, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -58,6 +58,7 @@ IGNORED_COLUMNS: dict[type, frozenset[str]] = {
 # Inserting these never changes an existing principal.
 INSERT_IGNORED: frozenset[type] = frozenset({WebSession, ApiToken, User})
 
+_COMMITTED_SQL = f"SELECT generation FROM {AuthState.__tablename__} WHERE id = ?"  # noqa: S608  # a constant table name
 _CHANGED = "paulyops_auth_changed"
 _BUMPED = "paulyops_auth_bumped"
 
@@ -66,6 +67,31 @@ def read(session: Session) -> int:
     """Return the current generation (0 before the first change)."""
     value = session.scalar(select(AuthState.generation).where(AuthState.id == STATE_ID))
     return int(value or 0)
+
+
+def read_committed(engine: Engine) -> int | None:
+    """Return the latest committed generation outside any transaction, or ``None``.
+
+    SQLite only (``None`` elsewhere: read it with :func:`read` in the session). Our SQLite
+    connections run in autocommit between explicit ``BEGIN``s, so this is one statement
+    on a pooled connection: no ``BEGIN``/``COMMIT``, no ORM session, and it sees every
+    change committed so far by any process. A cache *hit* only needs to know that the
+    generation still equals its entry's; building an entry still reads :func:`read`
+    inside the request's transaction, before the rows.
+    """
+    if engine.dialect.name != "sqlite":
+        return None
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            cursor.execute(_COMMITTED_SQL, (STATE_ID,))
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+    finally:
+        raw.close()
+    return int(row[0] or 0) if row else 0
 
 
 def bump(connection: Connection) -> None:
@@ -142,4 +168,4 @@ def _after_transaction_end(session: Session, transaction: Any) -> None:
         session.info.pop(_BUMPED, None)
 
 
-__all__ = ["IGNORED_COLUMNS", "STATE_ID", "bump", "read"]
+__all__ = ["IGNORED_COLUMNS", "STATE_ID", "bump", "read", "read_committed"]

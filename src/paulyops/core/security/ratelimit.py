@@ -166,11 +166,43 @@ class LimitExceededError(RateLimitedError):
         self.headers = headers(decision)
 
 
+# How often, at most, the in-process counters drop expired windows (during a hit).
+MEMORY_SWEEP_SECONDS = 1.0
+
+
+class LazyMemoryStorage(MemoryStorage):
+    """limits' in-memory storage with expiry swept during hits instead of by a timer.
+
+    limits' :class:`~limits.storage.MemoryStorage` schedules a ``threading.Timer`` thread
+    whenever the last one finished, so under load a new thread starts about every third
+    hit (~0.3 ms each, more than the count itself). Counters expire on read anyway
+    (``get`` drops a stale window), so correctness never depended on the timer; only the
+    moving window's event lists and abandoned keys need sweeping, which a hit does here
+    at most every :data:`MEMORY_SWEEP_SECONDS`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timer.cancel()  # the one timer the constructor started
+        self._next_sweep = time.monotonic() + MEMORY_SWEEP_SECONDS
+        self._sweep_lock = threading.Lock()
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 - overrides limits' private hook
+        now = time.monotonic()
+        if now < self._next_sweep or not self._sweep_lock.acquire(blocking=False):
+            return
+        try:
+            self._next_sweep = now + MEMORY_SWEEP_SECONDS
+            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+        finally:
+            self._sweep_lock.release()
+
+
 class _MemoryState:
     """The per-process state behind one :class:`MemoryKV`, shared by its rate limiters."""
 
     def __init__(self, max_blocks: int) -> None:
-        self.storage = MemoryStorage()
+        self.storage = LazyMemoryStorage()
         self.blocks: deque[str] = deque(maxlen=max_blocks)
         # limits' in-memory sliding counter checks and increments in two steps; one lock
         # makes every hit exact (a hit costs microseconds, so contention is negligible).
@@ -786,6 +818,7 @@ __all__ = [
     "WARN_AT",
     "BlockRecord",
     "Decision",
+    "LazyMemoryStorage",
     "LimitExceededError",
     "LimitPolicy",
     "RateLimiter",

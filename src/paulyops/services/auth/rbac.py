@@ -113,12 +113,17 @@ def grant_for(
     """Return what ``user_id`` may do in ``organization_id``, or ``None`` if not a member."""
     now = now or utcnow()
     scope = OrgScope(session, organization_id)
-    membership = scope.first(Membership, Membership.user_id == user_id)
-    if membership is None:
+    # The membership and its organization in one statement (every request's principal
+    # resolves through here).
+    found = session.execute(
+        scope.select(Membership, Membership.user_id == user_id)
+        .join(Organization, Organization.id == Membership.organization_id)
+        .add_columns(Organization)
+        .limit(1)
+    ).first()
+    if found is None:
         return None
-    org = session.get(Organization, organization_id)
-    if org is None:
-        return None
+    membership, org = found[0], found[1]
     roles = list(scope.list(Role))
     by_id = {role.id: role for role in roles}
     role = by_id[membership.role_id]

@@ -237,8 +237,12 @@ def sign_out(
 
 
 @router.get("/me", response_model=MeOut)
-def me(principal: AnyCredential) -> MeOut:
-    """Return the caller, their organization and permissions."""
+async def me(principal: AnyCredential) -> MeOut:
+    """Return the caller, their organization and permissions.
+
+    ``async``: it only reads the resolved principal's loaded columns (no SQL), so neither
+    the route nor its serialization takes a thread-pool hop.
+    """
     assert principal.user is not None  # Authenticated guarantees a user
     return MeOut(
         user=_user_out(principal.user),

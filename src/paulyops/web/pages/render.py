@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,14 @@ from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import select, update
+from sqlalchemy.orm import object_session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from paulyops import __version__
 from paulyops.core.db.models import WebSession
 from paulyops.core.kv import KVUnavailableError
+from paulyops.core.security import csrf
 from paulyops.core.security.csrf import hash_token
 from paulyops.web.deps import get_instance
 
@@ -32,6 +37,7 @@ PRE_SESSION_COOKIE = "paulyops_pre"
 _PAGE_TOKEN_KEY = "csrf-page:"  # noqa: S105  # a key prefix, not a secret
 # A page token lives as long as the longest session could.
 _PAGE_TOKEN_TTL = 24 * 3600
+_ISSUE_LOCK = threading.Lock()
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.autoescape = True
@@ -72,22 +78,71 @@ def _read_flashes(request: Request) -> list[dict[str, str]]:
     return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
 
 
+def _row_holds(row: WebSession, token_hash: str) -> bool:
+    """Whether the session row's stored CSRF hash is ``token_hash``.
+
+    A row from the principal cache is a snapshot: another request may have stored a new
+    hash since (the CSRF hash does not move the auth generation). Before concluding the
+    token must be replaced, which writes, read the stored hash once.
+    """
+    if row.csrf_token_hash == token_hash:
+        return True
+    session = object_session(row)
+    if session is None:
+        return False
+    stored = session.scalar(select(WebSession.csrf_token_hash).where(WebSession.id == row.id))
+    if stored != token_hash:
+        return False
+    set_committed_value(row, "csrf_token_hash", stored)  # not a change: nothing to write
+    return True
+
+
 def session_form_token(request: Request, row: WebSession) -> str:
-    """Return the CSRF token forms of this session carry (stable across pages)."""
+    """Return the CSRF token forms of this session carry (stable across pages).
+
+    On SQLite, a page view (a safe request, whose transaction only reads) that must store
+    a token's hash on the session row does so in a short write transaction of its own, so
+    the read never turns into a write that SQLite refuses ("database is locked") when
+    another request wrote meanwhile. One lock per process keeps concurrent page views of
+    one session from each issuing a token and overwriting one another.
+    """
     instance = get_instance(request)
     key = _PAGE_TOKEN_KEY + row.id
-    try:
-        existing = instance.kv.get(key)
-    except KVUnavailableError:
-        existing = None
-    if existing and row.csrf_token_hash == hash_token(existing):
+    existing = _stored_page_token(request, key)
+    if existing and _row_holds(row, hash_token(existing)):
         return existing
-    token = instance.csrf.issue(row.id)
-    row.csrf_token_hash = hash_token(token)
+    # SQLite refuses a read transaction's late write when another writer committed since
+    # it read; PostgreSQL and unsafe requests (begun IMMEDIATE) write in the request's own
+    # transaction, so a request still needs only one connection there.
+    own_transaction = instance.db.dialect == "sqlite" and not csrf.is_unsafe_method(request.method)
+    with _ISSUE_LOCK:
+        existing = _stored_page_token(request, key)
+        if existing and instance.csrf.validate(row.id, existing):
+            token = existing  # still the session's token; only the row lags behind
+        else:
+            token = instance.csrf.issue(row.id)
+        token_hash = hash_token(token)
+        if own_transaction:
+            with instance.db.write_session() as writer:
+                writer.execute(
+                    update(WebSession)
+                    .where(WebSession.id == row.id)
+                    .values(csrf_token_hash=token_hash)
+                )
+            set_committed_value(row, "csrf_token_hash", token_hash)
+        else:
+            row.csrf_token_hash = token_hash
     # Without the store, forms still work: validation falls back to the session row's hash.
     with contextlib.suppress(KVUnavailableError):
         instance.kv.set(key, token, ttl=_PAGE_TOKEN_TTL)
     return token
+
+
+def _stored_page_token(request: Request, key: str) -> str | None:
+    try:
+        return get_instance(request).kv.get(key)
+    except KVUnavailableError:
+        return None
 
 
 def pre_session_token(request: Request, response: Response | None = None) -> tuple[str, str]:
