@@ -8,7 +8,6 @@ subprocess and talk to it over HTTP.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -21,13 +20,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
 from paulyops.core.db.engine import Database
 from paulyops.core.errors import ExternalServiceError
 from paulyops.core.kv import KVUnavailableError, RedisKV
 from tests.conftest import NO_PG, NO_REDIS, PG_URL, REDIS_URL, fresh_secrets
+from tests.support.pgdb import throwaway_database
 from tests.support.server import running_server, server_env, startup_budget
 from tests.support.tcpproxy import TcpProxy
 
@@ -119,25 +119,8 @@ def empty_pg_url() -> Iterator[str]:
     """
     if not PG_URL:
         pytest.skip(NO_PG)
-    name = f"paulyops_faults_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(
-        make_url(PG_URL).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with throwaway_database(PG_URL, "paulyops_faults") as url:
+        yield url
 
 
 def _server_env(**extra: str) -> dict[str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import threading
 import time
 import uuid
@@ -22,12 +21,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from paulyops.web.app import create_app
 from tests.conftest import NO_PG, NO_REDIS, PG_URL, REDIS_URL, fresh_secrets, make_settings
 from tests.factories import PASSWORD, make_org
+from tests.support.pgdb import throwaway_database
 from tests.support.server import ServerProcess, start_server
 from tests.support.tcpproxy import TcpProxy
 
@@ -104,25 +103,8 @@ def own_pg_url() -> Iterator[str]:
     """A throwaway PostgreSQL database of this test alone (a server writes to it)."""
     if not PG_URL:
         pytest.skip(NO_PG)
-    name = f"paulyops_stall_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(
-        make_url(PG_URL).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with throwaway_database(PG_URL, "paulyops_stall") as url:
+        yield url
 
 
 def _wait_until(predicate: Any, *, timeout: float, what: str) -> None:
