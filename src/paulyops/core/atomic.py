@@ -5,7 +5,7 @@ killed before the rename, and for ``.env.local`` that is a full copy of the inst
 secrets. Here the content is written into an *unnamed* file (Linux ``O_TMPFILE``): a
 process killed while writing leaves nothing, because the file has no name until it is
 complete. It then gets a temporary name and is renamed over the target at once; only a
-kill in the microseconds between those two calls can leave a ``.NAME.XXXXXXXX.tmp``
+kill in the microseconds between those two calls can leave a ``.NAME.<8 hex digits>.tmp``
 behind, and :func:`remove_stale_temps` (run by the next write) removes those.
 
 Where ``O_TMPFILE`` is not supported (some file systems, other systems) it falls back to
@@ -28,7 +28,7 @@ _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 
 
 def temp_name(target: Path) -> Path:
-    """Return a fresh temporary name beside ``target`` (``.NAME.XXXXXXXX.tmp``)."""
+    """Return a fresh temporary name beside ``target`` (``.NAME.<8 hex digits>.tmp``)."""
     return target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
 
 
