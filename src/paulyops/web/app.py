@@ -12,7 +12,6 @@ from fastapi.staticfiles import StaticFiles
 from paulyops import __version__
 from paulyops.core.instance import Instance
 from paulyops.core.logging import configure_logging, get_logger
-from paulyops.core.security.limits_http import BodyLimitMiddleware, install_security_headers
 from paulyops.core.settings import Settings, ensure_secrets, load_settings
 from paulyops.services.actor import SYSTEM
 from paulyops.services.audit_anchor import start_anchor
@@ -28,6 +27,7 @@ from paulyops.web.api import invitations as invitations_api
 from paulyops.web.api import onboarding as onboarding_api
 from paulyops.web.api import ratelimits as ratelimits_api
 from paulyops.web.errors import ErrorOut, install_error_handlers
+from paulyops.web.limits import BodyLimitMiddleware, install_security_headers
 from paulyops.web.middleware import CorrelationIdMiddleware
 from paulyops.web.pages import console as console_pages
 from paulyops.web.pages import setup as setup_pages
