@@ -11,8 +11,10 @@ decides) under its own namespace:
   is down (with a security event), so an outage does not take the whole API with it.
 
 With :class:`~paulyops.core.kv.RedisKV` the counters live in Redis (same connection pool,
-keys under ``<kv prefix>ratelimit:``), exact across threads and processes. With
-:class:`~paulyops.core.kv.MemoryKV` they live in the process.
+keys under ``<kv prefix>ratelimit:`` in ``limits``' layout), exact across threads and
+processes; a check is one script that counts the hit and reads the window, one round
+trip. With :class:`~paulyops.core.kv.MemoryKV` they live in the process
+(:class:`LazyMemoryStorage`, ``limits``' storage interface on a given clock).
 
 Crossing the warning threshold (default 80 % of a limit) logs one ``ratelimit.warning``
 security event per window per limit and client, before the limit bites; going over it
@@ -32,14 +34,21 @@ import math
 import threading
 import time
 import weakref
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import limits
 from limits.errors import StorageError
-from limits.storage import MemoryStorage, RedisStorage, Storage
+from limits.storage import (
+    MovingWindowSupport,
+    RedisStorage,
+    SlidingWindowCounterSupport,
+    Storage,
+)
+from limits.storage.base import TimestampedSlidingWindow
 from limits.strategies import (
     MovingWindowRateLimiter,
     SlidingWindowCounterRateLimiter,
@@ -53,7 +62,7 @@ from paulyops.core.kv import KeyValueStore, KVUnavailableError, MemoryKV, RedisK
 from paulyops.core.logging import get_logger, security_event
 
 if TYPE_CHECKING:
-    import redis
+    from redis.commands.core import Script
 
 log = get_logger("paulyops.ratelimit")
 
@@ -170,42 +179,181 @@ class LimitExceededError(RateLimitedError):
 MEMORY_SWEEP_SECONDS = 1.0
 
 
-class LazyMemoryStorage(MemoryStorage):
-    """limits' in-memory storage with expiry swept during hits instead of by a timer.
+Clock = Callable[[], float]
+"""A wall clock: epoch seconds, like :func:`time.time` (tests pass a fake one)."""
 
-    limits' :class:`~limits.storage.MemoryStorage` schedules a ``threading.Timer`` thread
-    whenever the last one finished, so under load a new thread starts about every third
-    hit (~0.3 ms each, more than the count itself). Counters expire on read anyway
-    (``get`` drops a stale window), so correctness never depended on the timer; only the
-    moving window's event lists and abandoned keys need sweeping, which a hit does here
-    at most every :data:`MEMORY_SWEEP_SECONDS`.
+
+class LazyMemoryStorage(
+    Storage, MovingWindowSupport, SlidingWindowCounterSupport, TimestampedSlidingWindow
+):
+    """In-process counters for ``limits``' strategies, on a given clock, with no threads.
+
+    An implementation of ``limits``' public storage interface (:class:`~limits.storage.
+    Storage` with moving-window and sliding-window-counter support). ``limits``' own
+    :class:`~limits.storage.MemoryStorage` starts a ``threading.Timer`` whenever the last
+    one finished, so under load a new thread started about every third hit (~0.3 ms each,
+    more than the count itself), and it reads :func:`time.time` directly. Here counters
+    expire on read, and the moving window's entries and abandoned counters are swept
+    during a hit at most every :data:`MEMORY_SWEEP_SECONDS` of ``clock``.
+
+    Not thread-safe by itself: :class:`RateLimiter` makes every call under one lock.
+
+    Args:
+        clock: the wall clock the windows are measured on.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.timer.cancel()  # the one timer the constructor started
-        self._next_sweep = time.monotonic() + MEMORY_SWEEP_SECONDS
-        self._sweep_lock = threading.Lock()
+    STORAGE_SCHEME = None  # not a URL scheme of limits' registry: built directly
 
-    def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 - overrides limits' private hook
-        now = time.monotonic()
-        if now < self._next_sweep or not self._sweep_lock.acquire(blocking=False):
+    def __init__(self, clock: Clock = time.time) -> None:
+        super().__init__()
+        self.clock = clock
+        # Moving window: per key, hit times newest first (as limits' Redis list).
+        self.events: dict[str, list[float]] = {}
+        self._windows: dict[str, float] = {}
+        # Sliding window counter: per key, (count, expires at).
+        self.counters: dict[str, tuple[int, float]] = {}
+        self._next_sweep = clock() + MEMORY_SWEEP_SECONDS
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        """Errors ``limits`` may wrap (none are expected in process)."""
+        return ValueError
+
+    def _sweep(self, now: float) -> None:
+        if now < self._next_sweep:
             return
-        try:
-            self._next_sweep = now + MEMORY_SWEEP_SECONDS
-            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
-        finally:
-            self._sweep_lock.release()
+        self._next_sweep = now + MEMORY_SWEEP_SECONDS
+        for key, hits in list(self.events.items()):
+            del hits[_in_window(hits, now - self._windows.get(key, 0.0)) :]
+            if not hits:
+                del self.events[key]
+                self._windows.pop(key, None)
+        for key, (_count, expires_at) in list(self.counters.items()):
+            if expires_at <= now:
+                del self.counters[key]
+
+    # --- counters (the sliding window counter's two windows) ----------------------------
+
+    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        """Add ``amount`` to a counter; a new counter expires ``expiry`` seconds from now."""
+        now = self.clock()
+        self._sweep(now)
+        count = self.get(key)
+        expires_at = self.counters[key][1] if count else now + expiry
+        self.counters[key] = (count + amount, expires_at)
+        return count + amount
+
+    def get(self, key: str) -> int:
+        """Return a counter's value (0 once it expired)."""
+        entry = self.counters.get(key)
+        if entry is None:
+            return 0
+        if entry[1] <= self.clock():
+            del self.counters[key]
+            return 0
+        return entry[0]
+
+    def get_expiry(self, key: str) -> float:
+        """Return when a counter expires (now when it does not exist)."""
+        entry = self.counters.get(key)
+        return entry[1] if entry is not None else self.clock()
+
+    def check(self) -> bool:
+        """The in-process store is always healthy."""
+        return True
+
+    def reset(self) -> int | None:
+        """Forget everything; return how many keys there were."""
+        count = max(len(self.counters), len(self.events))
+        self.counters.clear()
+        self.events.clear()
+        self._windows.clear()
+        return count
+
+    def clear(self, key: str) -> None:
+        """Forget one key's counter and hits."""
+        self.counters.pop(key, None)
+        self.events.pop(key, None)
+        self._windows.pop(key, None)
+
+    # --- moving window ----------------------------------------------------------------------
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        """Record ``amount`` hits unless ``limit`` hits already fall inside the window."""
+        if amount > limit:
+            return False
+        now = self.clock()
+        self._sweep(now)
+        hits = self.events.setdefault(key, [])
+        self._windows[key] = float(expiry)
+        if len(hits) > limit - amount and hits[limit - amount] >= now - expiry:
+            return False
+        hits[:0] = [now] * amount
+        del hits[limit:]  # older hits can no longer decide anything
+        return True
+
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        """Return (time of the oldest hit in the window, hits in the window)."""
+        now = self.clock()
+        hits = self.events.get(key, [])
+        count = _in_window(hits, now - expiry)
+        return (hits[count - 1], count) if count else (now, 0)
+
+    # --- sliding window counter -------------------------------------------------------------
+
+    def acquire_sliding_window_entry(
+        self, key: str, limit: int, expiry: int, amount: int = 1
+    ) -> bool:
+        """Count ``amount`` hits unless the weighted count of both windows would pass ``limit``."""
+        if amount > limit:
+            return False
+        now = self.clock()
+        previous_key, current_key = self.sliding_window_keys(key, expiry, now)
+        previous, previous_ttl, current, _ = self._sliding_window(
+            previous_key, current_key, expiry, now
+        )
+        if math.floor(previous * previous_ttl / expiry + current) + amount > limit:
+            return False
+        # A window's counter outlives it by one window: it is the next one's "previous".
+        self.incr(current_key, 2 * expiry, amount)
+        return True
+
+    def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
+        """Return (previous count, its TTL, current count, its TTL), TTLs in seconds."""
+        now = self.clock()
+        previous_key, current_key = self.sliding_window_keys(key, expiry, now)
+        return self._sliding_window(previous_key, current_key, expiry, now)
+
+    def clear_sliding_window(self, key: str, expiry: int) -> None:
+        """Forget both windows of ``key``."""
+        for window_key in self.sliding_window_keys(key, expiry, self.clock()):
+            self.clear(window_key)
+
+    def _sliding_window(
+        self, previous_key: str, current_key: str, expiry: int, now: float
+    ) -> tuple[int, float, int, float]:
+        # As limits' MemoryStorage: windows are aligned on multiples of the expiry, and the
+        # previous window weighs by the share of it still inside the sliding window.
+        previous, current = self.get(previous_key), self.get(current_key)
+        previous_ttl = (1 - (((now - expiry) / expiry) % 1)) * expiry if previous else 0.0
+        current_ttl = (1 - ((now / expiry) % 1)) * expiry + expiry
+        return previous, previous_ttl, current, current_ttl
+
+
+def _in_window(hits: list[float], since: float) -> int:
+    """How many of ``hits`` (newest first) happened at ``since`` or later."""
+    return bisect_left(hits, -since, key=lambda at: -at)
 
 
 class _MemoryState:
     """The per-process state behind one :class:`MemoryKV`, shared by its rate limiters."""
 
-    def __init__(self, max_blocks: int) -> None:
-        self.storage = LazyMemoryStorage()
+    def __init__(self, max_blocks: int, clock: Clock) -> None:
+        self.clock = clock
+        self.storage = LazyMemoryStorage(clock)
         self.blocks: deque[str] = deque(maxlen=max_blocks)
-        # limits' in-memory sliding counter checks and increments in two steps; one lock
-        # makes every hit exact (a hit costs microseconds, so contention is negligible).
+        # A hit checks and increments in two steps; one lock makes every hit exact (a hit
+        # costs microseconds, so contention is negligible).
         self.lock = threading.Lock()
 
 
@@ -213,11 +361,14 @@ _memory_states: weakref.WeakKeyDictionary[MemoryKV, _MemoryState] = weakref.Weak
 _memory_states_lock = threading.Lock()
 
 
-def _memory_state(kv: MemoryKV, max_blocks: int) -> _MemoryState:
+def _memory_state(kv: MemoryKV, max_blocks: int, clock: Clock) -> _MemoryState:
     with _memory_states_lock:
         state = _memory_states.get(kv)
         if state is None:
-            state = _memory_states[kv] = _MemoryState(max_blocks)
+            state = _memory_states[kv] = _MemoryState(max_blocks, clock)
+        elif state.clock is not clock:
+            # Their counters are shared: measured on two clocks, the windows would disagree.
+            raise ConfigError("rate limiters sharing an in-process store must share its clock")
         return state
 
 
@@ -267,6 +418,11 @@ class RateLimiter:
         max_blocks: how many recent blocks are kept.
         allowlist_refresh: seconds between re-reads of the runtime allowlist.
         outage_probe_interval: seconds checks skip an unreachable Redis before trying again.
+        clock: the wall clock windows are measured on (tests pass a fake one). On Redis it
+            times the moving window's hits; the sliding counter's windows expire on the
+            server's clock.
+
+    .. versionchanged:: 0.2 ``clock``.
     """
 
     def __init__(
@@ -280,6 +436,7 @@ class RateLimiter:
         max_blocks: int = MAX_BLOCKS,
         allowlist_refresh: float = ALLOWLIST_REFRESH,
         outage_probe_interval: float = OUTAGE_PROBE_INTERVAL,
+        clock: Clock = time.time,
     ) -> None:
         if not 0 < warn_at <= 1:
             raise ConfigError(f"rate limit warn_at: expected a share in (0, 1], got {warn_at}")
@@ -296,8 +453,9 @@ class RateLimiter:
         self._markers: dict[str, float] = {}
         self._outage_probe_interval = outage_probe_interval
         self._store_down_until = -math.inf
+        self._clock = clock
         self._memory: _MemoryState | None = None
-        self._fast: _OneRoundTripCheck | None = None
+        self._redis: _RedisCounters | None = None
         storage: Storage
         self._store_errors = _STORE_ERRORS
         if isinstance(kv, RedisKV):
@@ -311,11 +469,10 @@ class RateLimiter:
                 key_prefix=kv.prefix + _KEY_PREFIX,
                 wrap_exceptions=True,
             )
-            if _OneRoundTripCheck.is_supported(redis_storage):
-                self._fast = _OneRoundTripCheck(redis_storage, kv.pool)
+            self._redis = _RedisCounters(kv, redis_storage)
             storage = redis_storage
         elif isinstance(kv, MemoryKV):
-            self._memory = _memory_state(kv, max_blocks)
+            self._memory = _memory_state(kv, max_blocks, clock)
             storage = self._memory.storage
         else:
             raise ConfigError(f"rate limits: unsupported key-value store {type(kv).__name__}")
@@ -355,7 +512,7 @@ class RateLimiter:
         if not client_key:
             raise ValueError("rate limit client_key must not be empty")
         if self.is_allowlisted(client_key, address=address):
-            return _unlimited(policy, "allowlisted")
+            return _unlimited(policy, "allowlisted", self._clock())
         if time.monotonic() < self._store_down_until or (
             isinstance(self.kv, RedisKV) and self.kv.is_failing_fast
         ):
@@ -390,15 +547,12 @@ class RateLimiter:
             self._strategies[policy.strict].clear(policy.item, client_id(client_key))
 
     def _count(self, policy: LimitPolicy, cid: str) -> Decision:
-        strategy = self._strategies[policy.strict]
-        outcome = self._fast.check(policy, cid) if self._fast is not None else None
-        if outcome is not None:
-            allowed, stats = outcome
+        now = self._clock()
+        if self._redis is not None:
+            allowed, stats = self._redis.check(policy, cid, now)
         else:
             with self._exclusive():
-                allowed = strategy.hit(policy.item, cid)
-                stats = strategy.get_window_stats(policy.item, cid)
-        now = time.time()
+                allowed, stats = self._count_in_process(policy, cid, now)
         reset_at = float(stats.reset_time)
         if reset_at <= now and stats.remaining < policy.amount:
             # limits' sliding counter reports "now" when a TTL is a whole number of
@@ -415,6 +569,21 @@ class RateLimiter:
             window=policy.window,
             outcome="ok" if allowed else "exceeded",
         )
+
+    def _count_in_process(
+        self, policy: LimitPolicy, cid: str, now: float
+    ) -> tuple[bool, limits.WindowStats]:
+        # limits' strategy counts; the window is read through the store's public interface
+        # and turned into stats here, so both stores report on the same clock and terms.
+        assert self._memory is not None  # only called for the in-process store
+        storage, item = self._memory.storage, policy.item
+        allowed = self._strategies[policy.strict].hit(item, cid)
+        key, amount, expiry = item.key_for(cid), policy.amount, policy.window
+        if policy.strict:
+            oldest, count = storage.get_moving_window(key, amount, expiry)
+            return allowed, _moving_stats(oldest, count, amount, expiry, now)
+        window = storage.get_sliding_window(key, expiry)
+        return allowed, _sliding_stats(window, amount, expiry, now)
 
     def _exclusive(self) -> contextlib.AbstractContextManager[Any]:
         # Redis runs each check as one atomic script; only the in-process store needs a lock.
@@ -437,7 +606,7 @@ class RateLimiter:
                 f"{policy.name} is unavailable: its rate limit needs shared state (Redis), "
                 "which is unreachable; try again shortly"
             ) from err
-        return _unlimited(policy, "unavailable")
+        return _unlimited(policy, "unavailable", self._clock())
 
     # --- warnings and blocks ----------------------------------------------------------------
 
@@ -456,7 +625,7 @@ class RateLimiter:
             )
 
     def _record_block(self, policy: LimitPolicy, client_key: str) -> None:
-        record = BlockRecord(policy.name, client_key, time.time(), "limit exceeded")
+        record = BlockRecord(policy.name, client_key, self._clock(), "limit exceeded")
         line = json.dumps(record.as_dict(), separators=(",", ":"))
         if self._memory is not None:
             self._memory.blocks.appendleft(line)
@@ -584,139 +753,130 @@ class RateLimiter:
             self._matcher = _AllowlistMatcher([*self._configured_allowlist, *runtime])
 
 
-class _OneRoundTripCheck:
-    """Count a hit and read the window in one Redis round trip.
+# The two checks on Redis, each one script: limits' acquire script for the strategy
+# followed by its window script, on the same keys, so a check is one command and one round
+# trip (limits' own API takes two: ``hit``, then ``get_window_stats``). The keys are
+# limits' RedisStorage layout, so limits' API (``reset``, and any process still running
+# it) reads the same counters; tests/core/security/test_ratelimit.py compares the two.
+_MOVING_WINDOW_CHECK = """
+local timestamp = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local expiry = tonumber(ARGV[3])
+local acquired = 0
+local entry = redis.call('lindex', KEYS[1], limit - 1)
+if not (entry and tonumber(entry) >= timestamp - expiry) then
+    redis.call('lpush', KEYS[1], timestamp)
+    redis.call('ltrim', KEYS[1], 0, limit - 1)
+    redis.call('expire', KEYS[1], expiry)
+    acquired = 1
+end
+-- Newest hits come first: find the oldest one still inside the window.
+local target = timestamp - expiry
+local low, high, index = 0, limit - 1, nil
+while low <= high do
+    local mid = math.floor((low + high) / 2)
+    local value = tonumber(redis.call('lindex', KEYS[1], mid))
+    if value and value >= target then
+        index = mid
+        low = mid + 1
+    else
+        high = mid - 1
+    end
+end
+if index then
+    return {acquired, redis.call('lindex', KEYS[1], index), index + 1}
+end
+return {acquired}
+"""
+# Milliseconds here, as in limits' scripts: TTLs and the expiry.
+_SLIDING_WINDOW_CHECK = """
+local limit = tonumber(ARGV[1])
+local expiry = tonumber(ARGV[2]) * 1000
+local current_ttl = tonumber(redis.call('pttl', KEYS[2]))
+if current_ttl > 0 and current_ttl < expiry then
+    -- The current window ended: it becomes the previous one.
+    redis.call('rename', KEYS[2], KEYS[1])
+    redis.call('set', KEYS[2], 0, 'PX', current_ttl + expiry)
+end
+local function window()
+    return tonumber(redis.call('get', KEYS[1])) or 0,
+        math.max(0, tonumber(redis.call('pttl', KEYS[1])) or 0),
+        tonumber(redis.call('get', KEYS[2])) or 0,
+        math.max(0, tonumber(redis.call('pttl', KEYS[2])) or 0)
+end
+local previous_count, previous_ttl, current_count, current_ttl = window()
+local acquired = 0
+if math.floor(previous_count * previous_ttl / expiry) + current_count + 1 <= limit then
+    if redis.call('exists', KEYS[2]) == 1 then
+        redis.call('incrby', KEYS[2], 1)
+    else
+        redis.call('set', KEYS[2], 1, 'PX', expiry * 2)
+    end
+    acquired = 1
+    previous_count, previous_ttl, current_count, current_ttl = window()
+end
+return {acquired, previous_count, previous_ttl, current_count, current_ttl}
+"""
 
-    ``limits`` needs two round trips per check (``hit``, then ``get_window_stats``), and
-    redis-py's pipeline machinery costs more CPU than the round trip it saves; under load
-    (threads sharing the GIL) a check then runs at about a third of PING's rate. This
-    sends the same two ``limits`` scripts (same keys and arguments, registered by
-    :class:`RedisStorage`) as one packed write on a pooled connection, reads both replies,
-    and reads the window the way ``limits``' strategies do.
 
-    Anything unexpected returns ``None`` and the caller uses ``limits``' own API: scripts
-    not loaded yet (it loads them), or a broken connection (it retries on a fresh one; a
-    hit whose reply was lost may then count twice). A timeout is raised, not retried.
-    ``tests/core/security/test_ratelimit.py`` checks both paths give the same answers,
-    so a ``limits`` release that changes its scripts or keys fails there.
+class _RedisCounters:
+    """Count a hit and read its window in one Redis command.
+
+    The scripts run through redis-py's :class:`~redis.commands.core.Script` (``EVALSHA``,
+    loading the script when Redis does not know it yet) on the store's client, so they
+    share its pool and retry policy: a refused or reset connection is retried once on a
+    fresh one (a hit whose reply was lost may then count twice); a timeout is raised.
     """
 
-    _NEEDED = (
-        "lua_acquire_moving_window",
-        "lua_moving_window",
-        "lua_acquire_sliding_window",
-        "lua_sliding_window",
-        "prefixed_key",
-        "_current_window_key",
-        "_previous_window_key",
-    )
-
-    def __init__(self, storage: RedisStorage, pool: redis.ConnectionPool) -> None:
-        from redis import exceptions
-
+    def __init__(self, kv: RedisKV, storage: RedisStorage) -> None:
         self.storage = storage
-        self.pool = pool
-        self._timeout = exceptions.TimeoutError
-        self._unreachable = exceptions.ConnectionError
-        self._no_script = exceptions.NoScriptError
-        self._reply_error = exceptions.ResponseError
+        self.moving: Script = kv.client.register_script(_MOVING_WINDOW_CHECK)
+        self.sliding: Script = kv.client.register_script(_SLIDING_WINDOW_CHECK)
 
-    @classmethod
-    def is_supported(cls, storage: RedisStorage) -> bool:
-        """Whether this ``limits`` version exposes what the fast path relies on."""
-        return all(hasattr(storage, name) for name in cls._NEEDED)
-
-    def check(self, policy: LimitPolicy, cid: str) -> tuple[bool, limits.WindowStats] | None:
-        """Return (allowed, window stats), or ``None`` to fall back to ``limits``' API."""
-        item, storage = policy.item, self.storage
-        expiry, amount = item.get_expiry(), item.amount
-        base = item.key_for(cid)
-        now = time.time()
+    def check(self, policy: LimitPolicy, cid: str, now: float) -> tuple[bool, limits.WindowStats]:
+        """Count one hit at ``now``; return (allowed, the window's stats after it)."""
+        amount, expiry = policy.amount, policy.window
+        base = policy.item.key_for(cid)
         if policy.strict:
-            key = storage.prefixed_key(base)
-            payload = _command(
-                "EVALSHA", storage.lua_acquire_moving_window.sha, 1, key, now, amount, expiry, 1
-            ) + _command("EVALSHA", storage.lua_moving_window.sha, 1, key, now - expiry, amount)
-        else:
-            previous = storage.prefixed_key(storage._previous_window_key(base))
-            current = storage.prefixed_key(storage._current_window_key(base))
-            payload = _command(
-                "EVALSHA",
-                storage.lua_acquire_sliding_window.sha,
-                2,
-                previous,
-                current,
-                amount,
-                expiry,
-                1,
-            ) + _command("EVALSHA", storage.lua_sliding_window.sha, 2, previous, current, expiry)
-        try:
-            acquired, window = self._send(payload)
-        except self._timeout:
-            # Redis accepted the command and did not answer in time: trying again through
-            # limits' API would make the request wait a second timeout. Fail now.
-            raise
-        except self._unreachable:
-            return None
-        if isinstance(acquired, self._no_script):
-            return None  # nothing was counted; limits' API loads the scripts and retries
-        if isinstance(acquired, Exception):
-            raise acquired
-        if isinstance(window, Exception):
-            strategy = MovingWindowRateLimiter if policy.strict else SlidingWindowCounterRateLimiter
-            return bool(acquired), strategy(storage).get_window_stats(item, cid)
-        stats = (
-            _moving_stats(window, amount, expiry, now)
-            if policy.strict
-            else _sliding_stats(window, amount, expiry)
-        )
-        return bool(acquired), stats
-
-    def _send(self, payload: bytes) -> list[Any]:
-        conn: Any = self.pool.get_connection()  # redis-py's connection methods are untyped
-        try:
-            conn.send_packed_command([payload])
-            replies: list[Any] = []
-            for _ in range(2):
-                try:
-                    replies.append(conn.read_response())
-                except self._reply_error as err:  # an error reply: the connection is still in step
-                    replies.append(err)
-            return replies
-        except BaseException:
-            # Interrupted between request and replies: the connection is out of step.
-            conn.disconnect()
-            raise
-        finally:
-            self.pool.release(conn)
+            key = self.storage.prefixed_key(base)
+            reply = self.moving(keys=[key], args=[now, amount, expiry])
+            oldest = float(reply[1]) if len(reply) > 1 else None
+            count = int(reply[2]) if len(reply) > 2 else 0
+            return bool(reply[0]), _moving_stats(oldest, count, amount, expiry, now)
+        keys = [self.storage.prefixed_key(name) for name in _sliding_keys(base)]
+        reply = self.sliding(keys=keys, args=[amount, expiry])
+        window = (int(reply[1]), int(reply[2]) / 1000, int(reply[3]), int(reply[4]) / 1000)
+        return bool(reply[0]), _sliding_stats(window, amount, expiry, now)
 
 
-def _command(*args: str | int | float) -> bytes:
-    """Encode one command in the Redis protocol (an array of bulk strings)."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = repr(arg).encode() if isinstance(arg, float) else str(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
+def _sliding_keys(base: str) -> tuple[str, str]:
+    """Return limits' (previous, current) Redis keys of a sliding window counter.
+
+    The braces keep both on one Redis Cluster node. The layout is limits' RedisStorage's
+    (its private ``_previous_window_key``/``_current_window_key``), repeated here so both
+    read one counter; the comparison test fails if a limits release changes it.
+    """
+    return f"{{{base}}}/-1", f"{{{base}}}"
 
 
-def _moving_stats(window: Any, amount: int, expiry: int, now: float) -> limits.WindowStats:
+def _moving_stats(
+    oldest: float | None, count: int, amount: int, expiry: int, now: float
+) -> limits.WindowStats:
     # As MovingWindowRateLimiter.get_window_stats: the oldest hit in the window frees up
     # one slot when it leaves.
-    if not window:
+    if oldest is None or not count:
         return limits.WindowStats(now, amount)
-    return limits.WindowStats(float(window[0]) + expiry, amount - int(window[1]))
+    return limits.WindowStats(oldest + expiry, amount - count)
 
 
-def _sliding_stats(window: Any, amount: int, expiry: int) -> limits.WindowStats:
-    # As SlidingWindowCounterRateLimiter.get_window_stats, from the window script's reply
-    # (counts, and TTLs in milliseconds).
-    previous_count, current_count = int(window[0] or 0), int(window[2] or 0)
-    previous_ttl = max(0.0, float(window[1] or 0)) / 1000
-    current_ttl = max(0.0, float(window[3] or 0)) / 1000
+def _sliding_stats(
+    window: tuple[int, float, int, float], amount: int, expiry: int, now: float
+) -> limits.WindowStats:
+    # As SlidingWindowCounterRateLimiter.get_window_stats, from (previous count, its TTL,
+    # current count, its TTL), TTLs in seconds.
+    previous_count, previous_ttl, current_count, current_ttl = window
     weighted = previous_count * previous_ttl / expiry + current_count
     remaining = max(0, amount - math.floor(weighted))
-    now = time.time()
     if not (previous_count or current_count):
         return limits.WindowStats(now, remaining)
     previous_reset = previous_ttl % (expiry / previous_count) if previous_count else math.inf
@@ -768,13 +928,13 @@ def _normalize_entry(entry: str) -> str:
     return str(network.network_address) if network.num_addresses == 1 else str(network)
 
 
-def _unlimited(policy: LimitPolicy, outcome: Outcome) -> Decision:
+def _unlimited(policy: LimitPolicy, outcome: Outcome, now: float) -> Decision:
     return Decision(
         name=policy.name,
         allowed=True,
         limit=policy.amount,
         remaining=policy.amount,
-        reset_at=time.time(),
+        reset_at=now,
         retry_after=0,
         window=policy.window,
         outcome=outcome,
