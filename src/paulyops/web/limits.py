@@ -66,8 +66,8 @@ class SecurityHeadersMiddleware:
     Args:
         app: the ASGI app to wrap.
         hsts: send ``Strict-Transport-Security`` on HTTPS requests. The scheme is the
-            one the server sees: behind a TLS-terminating proxy, run uvicorn with
-            ``--proxy-headers`` and ``--forwarded-allow-ips`` so it reflects the client's.
+            one the server sees: behind a TLS-terminating proxy,
+            :mod:`paulyops.web.forwarded` sets the client's (``PAULYOPS_TRUSTED_PROXIES``).
     """
 
     def __init__(self, app: ASGIApp, *, hsts: bool = True) -> None:
