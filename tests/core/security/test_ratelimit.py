@@ -458,9 +458,9 @@ def test_in_process_counting_starts_no_threads_and_still_expires(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """In-process hits start no timer thread; expired moving-window entries are swept."""
-    from paulyops.core.security import ratelimit
+    from paulyops.core.security import ratecounters, ratelimit
 
-    monkeypatch.setattr(ratelimit, "MEMORY_SWEEP_SECONDS", 0.05)
+    monkeypatch.setattr(ratecounters, "MEMORY_SWEEP_SECONDS", 0.05)
     clock = FakeClock()
     limiter = _limiter(MemoryKV(), limits={"api": "1000/minute", "burst": "2/second"}, clock=clock)
     limiter.hit("api", "warm-up")
