@@ -506,3 +506,27 @@ def test_window_reset_follows_the_given_clock(kv: KeyValueStore, name: str) -> N
     refused = limiter.hit(name, "clocked")
     assert not refused.allowed
     assert 1 <= refused.retry_after <= refused.window
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("name", ["signin", "api"])
+def test_a_check_script_redis_does_not_know_is_loaded_and_counted_once(name: str) -> None:
+    """NOSCRIPT (a restarted Redis) runs nothing: the script is loaded, the hit counted once."""
+    if not REDIS_URL:
+        pytest.skip(NO_REDIS)
+    kv = RedisKV(REDIS_URL, prefix=f"paulyops-test:{uuid.uuid4().hex[:12]}:")
+    try:
+        limiter = _limiter(kv)
+        counters = limiter._redis
+        assert counters is not None
+        known = dict(counters._shas)
+        counters._shas = dict.fromkeys(known, "0" * 40)  # a sha no Redis holds
+        assert limiter.hit(name, "o").remaining == 4
+        reloaded = [script for script, sha in counters._shas.items() if sha == known[script]]
+        assert len(reloaded) == 1  # the script of this limit's strategy, loaded again
+        assert limiter.hit(name, "o").remaining == 3
+    finally:
+        keys = list(kv.client.scan_iter(match=kv.prefix + "*"))
+        if keys:
+            kv.client.delete(*keys)
+        kv.close()
