@@ -56,6 +56,9 @@ def test_a_trusted_proxy_sets_the_client_address_and_scheme() -> None:
     assert client.get("/").json() == {"client": "10.0.0.5", "scheme": "http"}
     odd = client.get("/", headers={"X-Forwarded-Proto": "gopher"}).json()
     assert odd["scheme"] == "http"
+    # Only the right-most value is the trusted proxy's own.
+    chained = client.get("/", headers={"X-Forwarded-Proto": "https, http"}).json()
+    assert chained["scheme"] == "http"
 
 
 def test_a_bad_trusted_proxy_entry_is_a_config_error() -> None:

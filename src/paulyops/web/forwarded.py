@@ -23,10 +23,8 @@ from paulyops.core.errors import ConfigError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_SCHEMES = {
-    "http": {"http": "http", "https": "https"},
-    "websocket": {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"},
-}
+# The app serves no websockets, so only HTTP requests are rewritten.
+_SCHEMES = frozenset({"http", "https"})
 
 
 def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:
@@ -88,9 +86,13 @@ class ForwardedHeadersMiddleware:
         self.networks = parse_networks(trusted)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
         peer = scope.get("client")
-        if kind in _SCHEMES and self.networks and peer and is_in_networks(peer[0], self.networks):
+        if (
+            scope["type"] == "http"
+            and self.networks
+            and peer
+            and is_in_networks(peer[0], self.networks)
+        ):
             scope = self._rewritten(scope, peer[0])
         await self.app(scope, receive, send)
 
@@ -108,8 +110,8 @@ class ForwardedHeadersMiddleware:
             scope["client"] = (client, 0)
         if proto:
             # The right-most value is the one the nearest (trusted) proxy wrote.
-            scheme = _SCHEMES[scope["type"]].get(proto.split(",")[-1].strip().lower())
-            if scheme is not None:
+            scheme = proto.split(",")[-1].strip().lower()
+            if scheme in _SCHEMES:
                 scope["scheme"] = scheme
         return scope
 
