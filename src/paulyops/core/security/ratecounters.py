@@ -55,7 +55,8 @@ class LazyMemoryStorage(
     expire on read, and the moving window's entries and abandoned counters are swept
     during a hit at most every :data:`MEMORY_SWEEP_SECONDS` of ``clock``.
 
-    Not thread-safe by itself: :class:`RateLimiter` makes every call under one lock.
+    Not thread-safe by itself: :class:`~paulyops.core.security.ratelimit.RateLimiter`
+    makes every call under one lock.
 
     Args:
         clock: the wall clock the windows are measured on.
