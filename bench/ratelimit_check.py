@@ -2,12 +2,13 @@
 
 Run: ``PAULYOPS_TEST_REDIS_URL=redis://127.0.0.1:6379/0 uv run python bench/ratelimit_check.py``.
 
-A check (:meth:`RateLimiter.hit`) is one Redis round trip (the ``limits`` scripts for the
-hit and the window, pipelined) plus the Python around it, so its throughput is measured
-against the cheapest possible round trip, PING, with the same number of threads sharing
-the same connection pool. The aim is a ratio >= 0.5 for both the sliding-window counter
-(``api``) and the exact moving window (``signin``). Client keys rotate over many
-addresses, as real traffic does, so the checks take the allowed path.
+A check (:meth:`RateLimiter.hit`) is one Redis command (one script that counts the hit
+and reads the window, sent with redis-py's ``evalsha``) plus the Python around it, so
+its throughput is measured against the cheapest possible round trip, PING, with the same
+number of threads sharing the same connection pool. The aim is a ratio >= 0.5 for both
+the sliding-window counter (``api``) and the exact moving window (``signin``). Client
+keys rotate over many addresses, as real traffic does, so the checks take the allowed
+path.
 
 The in-process variant compares a check on the embedded store with ``MemoryKV.incr``
 (the cheapest in-process shared-state operation) and with a Redis PING, when Redis is

@@ -84,8 +84,9 @@ def serve(
             workers=workers,
             log_config=None,
             timeout_graceful_shutdown=30,
-            proxy_headers=bool(settings.trusted_proxies),
-            forwarded_allow_ips=settings.trusted_proxies or None,
+            # Forwarded headers are the app's (web/forwarded.py, PAULYOPS_TRUSTED_PROXIES);
+            # uvicorn's own reading would be a second mechanism (on by default for loopback).
+            proxy_headers=False,
         )
         return
     from paulyops.web.app import create_app
@@ -97,7 +98,6 @@ def serve(
         port=bind_port,
         log_config=None,
         timeout_graceful_shutdown=30,
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=settings.trusted_proxies or None,
+        proxy_headers=False,  # the app reads forwarded headers (web/forwarded.py)
     )
     console.print("PaulyOps stopped.")

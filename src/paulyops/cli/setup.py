@@ -190,8 +190,11 @@ def load_config(path: Path) -> Mapping[str, object]:
             valid JSON/YAML.
         SpecValidationError: an integer too long (naming its field), or not one object.
     """
-    from paulyops.core.security.jsonlimits import parse_json_document
-    from paulyops.core.security.limits_http import MAX_BODY_BYTES, MAX_JSON_DEPTH
+    from paulyops.core.security.jsonlimits import (
+        MAX_BODY_BYTES,
+        MAX_JSON_DEPTH,
+        parse_json_document,
+    )
     from paulyops.services.onboarding.templates import load_untrusted_yaml
 
     try:

@@ -12,7 +12,6 @@ from fastapi.staticfiles import StaticFiles
 from paulyops import __version__
 from paulyops.core.instance import Instance
 from paulyops.core.logging import configure_logging, get_logger
-from paulyops.core.security.limits_http import BodyLimitMiddleware, install_security_headers
 from paulyops.core.settings import Settings, ensure_secrets, load_settings
 from paulyops.services.actor import SYSTEM
 from paulyops.services.audit_anchor import start_anchor
@@ -28,6 +27,8 @@ from paulyops.web.api import invitations as invitations_api
 from paulyops.web.api import onboarding as onboarding_api
 from paulyops.web.api import ratelimits as ratelimits_api
 from paulyops.web.errors import ErrorOut, install_error_handlers
+from paulyops.web.forwarded import install_forwarded_headers
+from paulyops.web.limits import BodyLimitMiddleware, install_security_headers
 from paulyops.web.middleware import CorrelationIdMiddleware
 from paulyops.web.pages import console as console_pages
 from paulyops.web.pages import setup as setup_pages
@@ -102,10 +103,12 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(setup_pages.router)
     app.include_router(console_pages.router)
     # Outermost first: correlation id, then body limits; security headers wrap everything
-    # (also the 500 page) through install_security_headers.
+    # (also the 500 page) through install_security_headers, and the forwarded headers
+    # (client address and scheme, from trusted proxies only) wrap those.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CorrelationIdMiddleware)
     install_security_headers(app)
+    install_forwarded_headers(app, trusted=settings.trusted_proxies)
     return app
 
 

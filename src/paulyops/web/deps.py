@@ -62,21 +62,13 @@ PublicUnmetered = Depends(public_unmetered)
 
 
 def client_address(request: Request) -> str:
-    """Return the caller's address, believing ``X-Forwarded-For`` only from trusted proxies.
+    """Return the caller's address.
 
-    The right-most address not belonging to a trusted proxy is the client: proxies append
-    to the header, so anything left of that could have been forged by the client.
+    Behind a trusted proxy (``PAULYOPS_TRUSTED_PROXIES``) it is the client the proxy
+    forwarded for: :class:`~paulyops.web.forwarded.ForwardedHeadersMiddleware` has set
+    it on the request already, and it is the one place that reads ``X-Forwarded-For``.
     """
-    direct = request.client.host if request.client else "unknown"
-    trusted = request.app.state.instance.settings.trusted_proxies
-    if not trusted or not _in_networks(direct, trusted):
-        return direct
-    forwarded = request.headers.get("x-forwarded-for", "")
-    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    for hop in reversed(hops):
-        if not _in_networks(hop, trusted):
-            return hop
-    return hops[0] if hops else direct
+    return request.client.host if request.client else "unknown"
 
 
 def is_loopback(address: str) -> bool:
@@ -85,20 +77,6 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return address in {"testclient", "localhost"}
-
-
-def _in_networks(address: str, networks: list[str]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    for net in networks:
-        try:
-            if ip in ipaddress.ip_network(net, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
 
 
 async def _client_address_dependency(request: Request) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ from paulyops.core.security.csrf import (
     is_unsafe_method,
     new_pre_session_nonce,
 )
+from tests.support.clock import FakeClock
 from tests.support.tcpproxy import TcpProxy
 
 SECRET = "test-session-secret-0123456789abcdef"
@@ -187,10 +187,13 @@ def test_pre_session_token_signed_elsewhere_or_tampered_is_rejected(
 
 def test_pre_session_token_expires(kv: KeyValueStore, events: list[Mapping[str, Any]]) -> None:
     """A pre-session token older than its max age is rejected as expired."""
-    tokens = CsrfTokens(kv, secret=SECRET, pre_session_max_age=1)
+    clock = FakeClock()
+    tokens = CsrfTokens(kv, secret=SECRET, pre_session_max_age=1, clock=clock)
     nonce = new_pre_session_nonce()
     token = tokens.issue_pre_session(nonce)
-    time.sleep(2.1)
+    clock.advance(0.9)
+    assert tokens.validate_pre_session(nonce, token)
+    clock.advance(1.2)
     assert not tokens.validate_pre_session(nonce, token)
     assert _reasons(events) == ["expired"]
 

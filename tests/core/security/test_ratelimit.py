@@ -29,6 +29,7 @@ from paulyops.core.security.ratelimit import (
     headers,
 )
 from tests.conftest import NO_REDIS, REDIS_URL
+from tests.support.clock import FakeClock
 from tests.support.tcpproxy import TcpProxy
 
 LIMITS = {"signin": "5/minute", "api": "5/day", "burst": "2/second"}
@@ -114,11 +115,14 @@ def test_limits_count_per_client_and_per_name(kv: KeyValueStore) -> None:
 
 def test_strict_limit_frees_up_after_its_window(kv: KeyValueStore) -> None:
     """A moving-window limit allows again once its hits are older than the window."""
-    limiter = _limiter(kv)
+    clock = FakeClock()
+    limiter = _limiter(kv, clock=clock)
     assert limiter.hit("burst", "c").allowed
     assert limiter.hit("burst", "c").allowed
     assert not limiter.hit("burst", "c").allowed
-    time.sleep(1.1)
+    clock.advance(0.5)
+    assert not limiter.hit("burst", "c").allowed
+    clock.advance(0.6)
     assert limiter.hit("burst", "c").allowed
 
 
@@ -454,10 +458,11 @@ def test_in_process_counting_starts_no_threads_and_still_expires(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """In-process hits start no timer thread; expired moving-window entries are swept."""
-    from paulyops.core.security import ratelimit
+    from paulyops.core.security import ratecounters, ratelimit
 
-    monkeypatch.setattr(ratelimit, "MEMORY_SWEEP_SECONDS", 0.05)
-    limiter = _limiter(MemoryKV(), limits={"api": "1000/minute", "burst": "2/second"})
+    monkeypatch.setattr(ratecounters, "MEMORY_SWEEP_SECONDS", 0.05)
+    clock = FakeClock()
+    limiter = _limiter(MemoryKV(), limits={"api": "1000/minute", "burst": "2/second"}, clock=clock)
     limiter.hit("api", "warm-up")
     started: list[threading.Thread] = []
     real_start = threading.Thread.start
@@ -474,7 +479,54 @@ def test_in_process_counting_starts_no_threads_and_still_expires(
     storage = limiter._memory.storage if limiter._memory else None
     assert isinstance(storage, ratelimit.LazyMemoryStorage)
     assert storage.events, "the moving window keeps its entries meanwhile"
-    time.sleep(1.1)  # the burst window (1 s) has passed
+    clock.advance(1.1)  # the burst window (1 s) has passed
     limiter.hit("api", "late")  # a hit sweeps
     assert not any(storage.events.values()), "expired moving-window entries were dropped"
     assert limiter.hit("burst", "client-1").allowed
+
+
+def test_limiters_sharing_an_in_process_store_must_share_its_clock() -> None:
+    """Two clocks over one set of in-process counters would disagree: a ConfigError."""
+    kv = MemoryKV()
+    clock = FakeClock()
+    _limiter(kv, clock=clock)
+    _limiter(kv, clock=clock)  # the same clock is fine
+    with pytest.raises(ConfigError, match="share its clock"):
+        _limiter(kv)
+
+
+@pytest.mark.parametrize("name", ["signin", "api"])
+def test_window_reset_follows_the_given_clock(kv: KeyValueStore, name: str) -> None:
+    """reset_at and the refusal's retry delay are measured on the limiter's clock."""
+    clock = FakeClock(start=time.time() + 3600)  # an hour ahead of the real clock
+    limiter = _limiter(kv, clock=clock)
+    for _ in range(5):
+        decision = limiter.hit(name, "clocked")
+        assert clock.now <= decision.reset_at <= clock.now + decision.window + 1
+    refused = limiter.hit(name, "clocked")
+    assert not refused.allowed
+    assert 1 <= refused.retry_after <= refused.window
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("name", ["signin", "api"])
+def test_a_check_script_redis_does_not_know_is_loaded_and_counted_once(name: str) -> None:
+    """NOSCRIPT (a restarted Redis) runs nothing: the script is loaded, the hit counted once."""
+    if not REDIS_URL:
+        pytest.skip(NO_REDIS)
+    kv = RedisKV(REDIS_URL, prefix=f"paulyops-test:{uuid.uuid4().hex[:12]}:")
+    try:
+        limiter = _limiter(kv)
+        counters = limiter._redis
+        assert counters is not None
+        known = dict(counters._shas)
+        counters._shas = dict.fromkeys(known, "0" * 40)  # a sha no Redis holds
+        assert limiter.hit(name, "o").remaining == 4
+        reloaded = [script for script, sha in counters._shas.items() if sha == known[script]]
+        assert len(reloaded) == 1  # the script of this limit's strategy, loaded again
+        assert limiter.hit(name, "o").remaining == 3
+    finally:
+        keys = list(kv.client.scan_iter(match=kv.prefix + "*"))
+        if keys:
+            kv.client.delete(*keys)
+        kv.close()

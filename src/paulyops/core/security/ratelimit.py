@@ -11,8 +11,10 @@ decides) under its own namespace:
   is down (with a security event), so an outage does not take the whole API with it.
 
 With :class:`~paulyops.core.kv.RedisKV` the counters live in Redis (same connection pool,
-keys under ``<kv prefix>ratelimit:``), exact across threads and processes. With
-:class:`~paulyops.core.kv.MemoryKV` they live in the process.
+keys under ``<kv prefix>ratelimit:`` in ``limits``' layout), exact across threads and
+processes; a check is one script that counts the hit and reads the window, one round
+trip. With :class:`~paulyops.core.kv.MemoryKV` they live in the process
+(:class:`LazyMemoryStorage`, ``limits``' storage interface on a given clock).
 
 Crossing the warning threshold (default 80 % of a limit) logs one ``ratelimit.warning``
 security event per window per limit and client, before the limit bites; going over it
@@ -35,11 +37,11 @@ import weakref
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import limits
 from limits.errors import StorageError
-from limits.storage import MemoryStorage, RedisStorage, Storage
+from limits.storage import RedisStorage, Storage
 from limits.strategies import (
     MovingWindowRateLimiter,
     SlidingWindowCounterRateLimiter,
@@ -51,9 +53,13 @@ from limits.strategies import (
 from paulyops.core.errors import ConfigError, RateLimitedError, ServiceUnavailableError
 from paulyops.core.kv import KeyValueStore, KVUnavailableError, MemoryKV, RedisKV
 from paulyops.core.logging import get_logger, security_event
-
-if TYPE_CHECKING:
-    import redis
+from paulyops.core.security.ratecounters import (
+    Clock,
+    LazyMemoryStorage,
+    RedisCounters,
+    moving_stats,
+    sliding_stats,
+)
 
 log = get_logger("paulyops.ratelimit")
 
@@ -166,46 +172,15 @@ class LimitExceededError(RateLimitedError):
         self.headers = headers(decision)
 
 
-# How often, at most, the in-process counters drop expired windows (during a hit).
-MEMORY_SWEEP_SECONDS = 1.0
-
-
-class LazyMemoryStorage(MemoryStorage):
-    """limits' in-memory storage with expiry swept during hits instead of by a timer.
-
-    limits' :class:`~limits.storage.MemoryStorage` schedules a ``threading.Timer`` thread
-    whenever the last one finished, so under load a new thread starts about every third
-    hit (~0.3 ms each, more than the count itself). Counters expire on read anyway
-    (``get`` drops a stale window), so correctness never depended on the timer; only the
-    moving window's event lists and abandoned keys need sweeping, which a hit does here
-    at most every :data:`MEMORY_SWEEP_SECONDS`.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.timer.cancel()  # the one timer the constructor started
-        self._next_sweep = time.monotonic() + MEMORY_SWEEP_SECONDS
-        self._sweep_lock = threading.Lock()
-
-    def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 - overrides limits' private hook
-        now = time.monotonic()
-        if now < self._next_sweep or not self._sweep_lock.acquire(blocking=False):
-            return
-        try:
-            self._next_sweep = now + MEMORY_SWEEP_SECONDS
-            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
-        finally:
-            self._sweep_lock.release()
-
-
 class _MemoryState:
     """The per-process state behind one :class:`MemoryKV`, shared by its rate limiters."""
 
-    def __init__(self, max_blocks: int) -> None:
-        self.storage = LazyMemoryStorage()
+    def __init__(self, max_blocks: int, clock: Clock) -> None:
+        self.clock = clock
+        self.storage = LazyMemoryStorage(clock)
         self.blocks: deque[str] = deque(maxlen=max_blocks)
-        # limits' in-memory sliding counter checks and increments in two steps; one lock
-        # makes every hit exact (a hit costs microseconds, so contention is negligible).
+        # A hit checks and increments in two steps; one lock makes every hit exact (a hit
+        # costs microseconds, so contention is negligible).
         self.lock = threading.Lock()
 
 
@@ -213,11 +188,14 @@ _memory_states: weakref.WeakKeyDictionary[MemoryKV, _MemoryState] = weakref.Weak
 _memory_states_lock = threading.Lock()
 
 
-def _memory_state(kv: MemoryKV, max_blocks: int) -> _MemoryState:
+def _memory_state(kv: MemoryKV, max_blocks: int, clock: Clock) -> _MemoryState:
     with _memory_states_lock:
         state = _memory_states.get(kv)
         if state is None:
-            state = _memory_states[kv] = _MemoryState(max_blocks)
+            state = _memory_states[kv] = _MemoryState(max_blocks, clock)
+        elif state.clock is not clock:
+            # Their counters are shared: measured on two clocks, the windows would disagree.
+            raise ConfigError("rate limiters sharing an in-process store must share its clock")
         return state
 
 
@@ -267,6 +245,11 @@ class RateLimiter:
         max_blocks: how many recent blocks are kept.
         allowlist_refresh: seconds between re-reads of the runtime allowlist.
         outage_probe_interval: seconds checks skip an unreachable Redis before trying again.
+        clock: the wall clock windows are measured on (tests pass a fake one). On Redis it
+            times the moving window's hits; the sliding counter's windows expire on the
+            server's clock.
+
+    .. versionchanged:: 0.2 ``clock``.
     """
 
     def __init__(
@@ -280,6 +263,7 @@ class RateLimiter:
         max_blocks: int = MAX_BLOCKS,
         allowlist_refresh: float = ALLOWLIST_REFRESH,
         outage_probe_interval: float = OUTAGE_PROBE_INTERVAL,
+        clock: Clock = time.time,
     ) -> None:
         if not 0 < warn_at <= 1:
             raise ConfigError(f"rate limit warn_at: expected a share in (0, 1], got {warn_at}")
@@ -296,8 +280,9 @@ class RateLimiter:
         self._markers: dict[str, float] = {}
         self._outage_probe_interval = outage_probe_interval
         self._store_down_until = -math.inf
+        self._clock = clock
         self._memory: _MemoryState | None = None
-        self._fast: _OneRoundTripCheck | None = None
+        self._redis: RedisCounters | None = None
         storage: Storage
         self._store_errors = _STORE_ERRORS
         if isinstance(kv, RedisKV):
@@ -311,11 +296,10 @@ class RateLimiter:
                 key_prefix=kv.prefix + _KEY_PREFIX,
                 wrap_exceptions=True,
             )
-            if _OneRoundTripCheck.is_supported(redis_storage):
-                self._fast = _OneRoundTripCheck(redis_storage, kv.pool)
+            self._redis = RedisCounters(kv, redis_storage)
             storage = redis_storage
         elif isinstance(kv, MemoryKV):
-            self._memory = _memory_state(kv, max_blocks)
+            self._memory = _memory_state(kv, max_blocks, clock)
             storage = self._memory.storage
         else:
             raise ConfigError(f"rate limits: unsupported key-value store {type(kv).__name__}")
@@ -355,7 +339,7 @@ class RateLimiter:
         if not client_key:
             raise ValueError("rate limit client_key must not be empty")
         if self.is_allowlisted(client_key, address=address):
-            return _unlimited(policy, "allowlisted")
+            return _unlimited(policy, "allowlisted", self._clock())
         if time.monotonic() < self._store_down_until or (
             isinstance(self.kv, RedisKV) and self.kv.is_failing_fast
         ):
@@ -390,15 +374,12 @@ class RateLimiter:
             self._strategies[policy.strict].clear(policy.item, client_id(client_key))
 
     def _count(self, policy: LimitPolicy, cid: str) -> Decision:
-        strategy = self._strategies[policy.strict]
-        outcome = self._fast.check(policy, cid) if self._fast is not None else None
-        if outcome is not None:
-            allowed, stats = outcome
+        now = self._clock()
+        if self._redis is not None:
+            allowed, stats = self._redis.check(policy.item, cid, strict=policy.strict, now=now)
         else:
             with self._exclusive():
-                allowed = strategy.hit(policy.item, cid)
-                stats = strategy.get_window_stats(policy.item, cid)
-        now = time.time()
+                allowed, stats = self._count_in_process(policy, cid, now)
         reset_at = float(stats.reset_time)
         if reset_at <= now and stats.remaining < policy.amount:
             # limits' sliding counter reports "now" when a TTL is a whole number of
@@ -415,6 +396,21 @@ class RateLimiter:
             window=policy.window,
             outcome="ok" if allowed else "exceeded",
         )
+
+    def _count_in_process(
+        self, policy: LimitPolicy, cid: str, now: float
+    ) -> tuple[bool, limits.WindowStats]:
+        # limits' strategy counts; the window is read through the store's public interface
+        # and turned into stats here, so both stores report on the same clock and terms.
+        assert self._memory is not None  # only called for the in-process store
+        storage, item = self._memory.storage, policy.item
+        allowed = self._strategies[policy.strict].hit(item, cid)
+        key, amount, expiry = item.key_for(cid), policy.amount, policy.window
+        if policy.strict:
+            oldest, count = storage.get_moving_window(key, amount, expiry)
+            return allowed, moving_stats(oldest, count, amount, expiry, now)
+        window = storage.get_sliding_window(key, expiry)
+        return allowed, sliding_stats(window, amount, expiry, now)
 
     def _exclusive(self) -> contextlib.AbstractContextManager[Any]:
         # Redis runs each check as one atomic script; only the in-process store needs a lock.
@@ -437,7 +433,7 @@ class RateLimiter:
                 f"{policy.name} is unavailable: its rate limit needs shared state (Redis), "
                 "which is unreachable; try again shortly"
             ) from err
-        return _unlimited(policy, "unavailable")
+        return _unlimited(policy, "unavailable", self._clock())
 
     # --- warnings and blocks ----------------------------------------------------------------
 
@@ -456,7 +452,7 @@ class RateLimiter:
             )
 
     def _record_block(self, policy: LimitPolicy, client_key: str) -> None:
-        record = BlockRecord(policy.name, client_key, time.time(), "limit exceeded")
+        record = BlockRecord(policy.name, client_key, self._clock(), "limit exceeded")
         line = json.dumps(record.as_dict(), separators=(",", ":"))
         if self._memory is not None:
             self._memory.blocks.appendleft(line)
@@ -584,146 +580,6 @@ class RateLimiter:
             self._matcher = _AllowlistMatcher([*self._configured_allowlist, *runtime])
 
 
-class _OneRoundTripCheck:
-    """Count a hit and read the window in one Redis round trip.
-
-    ``limits`` needs two round trips per check (``hit``, then ``get_window_stats``), and
-    redis-py's pipeline machinery costs more CPU than the round trip it saves; under load
-    (threads sharing the GIL) a check then runs at about a third of PING's rate. This
-    sends the same two ``limits`` scripts (same keys and arguments, registered by
-    :class:`RedisStorage`) as one packed write on a pooled connection, reads both replies,
-    and reads the window the way ``limits``' strategies do.
-
-    Anything unexpected returns ``None`` and the caller uses ``limits``' own API: scripts
-    not loaded yet (it loads them), or a broken connection (it retries on a fresh one; a
-    hit whose reply was lost may then count twice). A timeout is raised, not retried.
-    ``tests/core/security/test_ratelimit.py`` checks both paths give the same answers,
-    so a ``limits`` release that changes its scripts or keys fails there.
-    """
-
-    _NEEDED = (
-        "lua_acquire_moving_window",
-        "lua_moving_window",
-        "lua_acquire_sliding_window",
-        "lua_sliding_window",
-        "prefixed_key",
-        "_current_window_key",
-        "_previous_window_key",
-    )
-
-    def __init__(self, storage: RedisStorage, pool: redis.ConnectionPool) -> None:
-        from redis import exceptions
-
-        self.storage = storage
-        self.pool = pool
-        self._timeout = exceptions.TimeoutError
-        self._unreachable = exceptions.ConnectionError
-        self._no_script = exceptions.NoScriptError
-        self._reply_error = exceptions.ResponseError
-
-    @classmethod
-    def is_supported(cls, storage: RedisStorage) -> bool:
-        """Whether this ``limits`` version exposes what the fast path relies on."""
-        return all(hasattr(storage, name) for name in cls._NEEDED)
-
-    def check(self, policy: LimitPolicy, cid: str) -> tuple[bool, limits.WindowStats] | None:
-        """Return (allowed, window stats), or ``None`` to fall back to ``limits``' API."""
-        item, storage = policy.item, self.storage
-        expiry, amount = item.get_expiry(), item.amount
-        base = item.key_for(cid)
-        now = time.time()
-        if policy.strict:
-            key = storage.prefixed_key(base)
-            payload = _command(
-                "EVALSHA", storage.lua_acquire_moving_window.sha, 1, key, now, amount, expiry, 1
-            ) + _command("EVALSHA", storage.lua_moving_window.sha, 1, key, now - expiry, amount)
-        else:
-            previous = storage.prefixed_key(storage._previous_window_key(base))
-            current = storage.prefixed_key(storage._current_window_key(base))
-            payload = _command(
-                "EVALSHA",
-                storage.lua_acquire_sliding_window.sha,
-                2,
-                previous,
-                current,
-                amount,
-                expiry,
-                1,
-            ) + _command("EVALSHA", storage.lua_sliding_window.sha, 2, previous, current, expiry)
-        try:
-            acquired, window = self._send(payload)
-        except self._timeout:
-            # Redis accepted the command and did not answer in time: trying again through
-            # limits' API would make the request wait a second timeout. Fail now.
-            raise
-        except self._unreachable:
-            return None
-        if isinstance(acquired, self._no_script):
-            return None  # nothing was counted; limits' API loads the scripts and retries
-        if isinstance(acquired, Exception):
-            raise acquired
-        if isinstance(window, Exception):
-            strategy = MovingWindowRateLimiter if policy.strict else SlidingWindowCounterRateLimiter
-            return bool(acquired), strategy(storage).get_window_stats(item, cid)
-        stats = (
-            _moving_stats(window, amount, expiry, now)
-            if policy.strict
-            else _sliding_stats(window, amount, expiry)
-        )
-        return bool(acquired), stats
-
-    def _send(self, payload: bytes) -> list[Any]:
-        conn: Any = self.pool.get_connection()  # redis-py's connection methods are untyped
-        try:
-            conn.send_packed_command([payload])
-            replies: list[Any] = []
-            for _ in range(2):
-                try:
-                    replies.append(conn.read_response())
-                except self._reply_error as err:  # an error reply: the connection is still in step
-                    replies.append(err)
-            return replies
-        except BaseException:
-            # Interrupted between request and replies: the connection is out of step.
-            conn.disconnect()
-            raise
-        finally:
-            self.pool.release(conn)
-
-
-def _command(*args: str | int | float) -> bytes:
-    """Encode one command in the Redis protocol (an array of bulk strings)."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = repr(arg).encode() if isinstance(arg, float) else str(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-def _moving_stats(window: Any, amount: int, expiry: int, now: float) -> limits.WindowStats:
-    # As MovingWindowRateLimiter.get_window_stats: the oldest hit in the window frees up
-    # one slot when it leaves.
-    if not window:
-        return limits.WindowStats(now, amount)
-    return limits.WindowStats(float(window[0]) + expiry, amount - int(window[1]))
-
-
-def _sliding_stats(window: Any, amount: int, expiry: int) -> limits.WindowStats:
-    # As SlidingWindowCounterRateLimiter.get_window_stats, from the window script's reply
-    # (counts, and TTLs in milliseconds).
-    previous_count, current_count = int(window[0] or 0), int(window[2] or 0)
-    previous_ttl = max(0.0, float(window[1] or 0)) / 1000
-    current_ttl = max(0.0, float(window[3] or 0)) / 1000
-    weighted = previous_count * previous_ttl / expiry + current_count
-    remaining = max(0, amount - math.floor(weighted))
-    now = time.time()
-    if not (previous_count or current_count):
-        return limits.WindowStats(now, remaining)
-    previous_reset = previous_ttl % (expiry / previous_count) if previous_count else math.inf
-    current_reset = current_ttl % expiry if current_count else math.inf
-    return limits.WindowStats(now + min(previous_reset, current_reset), remaining)
-
-
 class _AllowlistMatcher:
     """Exact client keys plus address networks, parsed once."""
 
@@ -768,13 +624,13 @@ def _normalize_entry(entry: str) -> str:
     return str(network.network_address) if network.num_addresses == 1 else str(network)
 
 
-def _unlimited(policy: LimitPolicy, outcome: Outcome) -> Decision:
+def _unlimited(policy: LimitPolicy, outcome: Outcome, now: float) -> Decision:
     return Decision(
         name=policy.name,
         allowed=True,
         limit=policy.amount,
         remaining=policy.amount,
-        reset_at=time.time(),
+        reset_at=now,
         retry_after=0,
         window=policy.window,
         outcome=outcome,

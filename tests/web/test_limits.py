@@ -17,16 +17,13 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from paulyops.core.errors import SpecValidationError
-from paulyops.core.security.limits_http import (
+from paulyops.core.security.jsonlimits import check_json_body, json_depth_ok, json_nesting_depth
+from paulyops.core.security.uploads import check_upload, sniff_media_type
+from paulyops.web.limits import (
     CONTENT_SECURITY_POLICY,
     BodyLimitMiddleware,
     SecurityHeadersMiddleware,
-    check_json_body,
-    check_upload,
     install_security_headers,
-    json_depth_ok,
-    json_nesting_depth,
-    sniff_media_type,
 )
 
 EXACT_CSP = (
