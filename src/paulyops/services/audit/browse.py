@@ -90,7 +90,9 @@ class AuditFilter(Command):
         return {key: value for key, value in values.items() if value}
 
 
-class _ActorRow(Protocol):
+class ActorRow(Protocol):
+    """What :func:`describe_actors` reads of a row: its id and who acted."""
+
     @property
     def id(self) -> str: ...
     @property
@@ -136,7 +138,7 @@ class AuditPage:
 
 
 def describe_actors(
-    session: Session, organization_id: str, rows: Iterable[_ActorRow]
+    session: Session, organization_id: str, rows: Iterable[ActorRow]
 ) -> dict[str, ActorLabel]:
     """Return a readable actor per audit row id: a person's name, "API token <name>", ..."""
     rows = list(rows)
@@ -145,17 +147,21 @@ def describe_actors(
     users: dict[str, str] = {}
     tokens_by_id: dict[str, str] = {}
     if user_ids:
-        users = dict(
-            session.execute(select(User.id, User.name).where(User.id.in_(user_ids))).tuples()
-        )
+        users = {
+            user_id: name
+            for user_id, name in session.execute(
+                select(User.id, User.name).where(User.id.in_(user_ids))
+            )
+        }
     if token_ids:
-        tokens_by_id = dict(
-            session.execute(
+        tokens_by_id = {
+            token_id: name
+            for token_id, name in session.execute(
                 select(ApiToken.id, ApiToken.name).where(
                     ApiToken.id.in_(token_ids), ApiToken.organization_id == organization_id
                 )
-            ).tuples()
-        )
+            )
+        }
     out: dict[str, ActorLabel] = {}
     for row in rows:
         kind, ident = row.actor_type, row.actor_id
@@ -263,6 +269,7 @@ __all__ = [
     "ACTOR_LABELS",
     "PAGE_SIZE",
     "ActorLabel",
+    "ActorRow",
     "AuditEntry",
     "AuditFilter",
     "AuditPage",
