@@ -9,14 +9,9 @@ from typing import Annotated, Any
 import pyotp
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
 
-from paulyops.core.db.models import (
-    ApiToken,
-    SecurityConfig,
-    User,
-    utcnow,
-)
+from paulyops.core.db import Session
+from paulyops.core.db.models import User, utcnow
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import (
     AuthenticationError,
@@ -26,10 +21,12 @@ from paulyops.core.errors import (
 from paulyops.core.instance import Instance
 from paulyops.core.security.crypto import DecryptionError, read_secret
 from paulyops.services import console as console_service
+from paulyops.services import security_settings
 from paulyops.services.auth import accounts, manage, reauth, sessions, tokens
 from paulyops.services.auth.permissions import (
     PERMISSIONS,
 )
+from paulyops.services.commands import parse
 from paulyops.web.auth import (
     DbSession,
     Principal,
@@ -49,6 +46,7 @@ from paulyops.web.pages.console.common import (
     _parse_date,
     _user,
 )
+from paulyops.web.pages.console.schema import form_fields
 from paulyops.web.pages.render import (
     session_form_token,
 )
@@ -73,13 +71,13 @@ def _security_page(
 ) -> Response:
     user = _user(principal)
     config = None
-    api_tokens: list[ApiToken] = []
+    api_tokens = []
     if principal.organization_id is not None:
         scope = OrgScope(session, principal.organization_id)
         if principal.can("security:read") or principal.can("security:update"):
-            config = scope.first(SecurityConfig)
+            config = security_settings.security_view(scope)
         if principal.can("tokens:manage"):
-            api_tokens = tokens.list_api_tokens(scope)
+            api_tokens = list(tokens.list_api_tokens(scope))
     current = principal.web_session.id if principal.web_session else None
     return _page(
         request,
@@ -89,6 +87,7 @@ def _security_page(
         active="security",
         status_code=status_code,
         config=config,
+        settings_fields=form_fields(security_settings.UpdateSecurity),
         totp_enabled=user.totp_enabled,
         totp_required_by=[
             org.name for org in console_service.second_factor_required_by(session, user.id)
@@ -138,12 +137,16 @@ def update_security(
         "require_admin_2fa": bool(require_admin_2fa),
     }
     try:
-        console_service.update_security(
-            principal.scope(session),
-            idle_minutes=idle_minutes,
-            absolute_hours=absolute_hours,
-            require_admin_2fa=bool(require_admin_2fa),
-            actor=principal.actor(address),
+        command = parse(
+            security_settings.UpdateSecurity,
+            {
+                "idle_minutes": idle_minutes,
+                "absolute_hours": absolute_hours,
+                "require_admin_2fa": bool(require_admin_2fa),
+            },
+        )
+        security_settings.update_security(
+            principal.scope(session), command, actor=principal.actor(address)
         )
     except SpecValidationError as err:
         return _security_page(
