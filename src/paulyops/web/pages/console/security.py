@@ -4,6 +4,7 @@ sessions and API tokens.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import pyotp
@@ -11,7 +12,6 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from paulyops.core.db import Session
-from paulyops.core.db.models import User, utcnow
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import (
     AuthenticationError,
@@ -208,8 +208,9 @@ def totp_start(
     )
 
 
-def _pending_enrollment(user: User, instance: Instance) -> dict[str, str] | None:
+def _pending_enrollment(principal: Principal, instance: Instance) -> dict[str, str] | None:
     """Return the secret waiting for its first code again (after a wrong code)."""
+    user = _user(principal)
     if user.totp_enabled or user.totp_secret is None:
         return None
     try:
@@ -247,7 +248,7 @@ def totp_confirm(
             principal,
             status_code=422,
             errors=errors,
-            enrollment=_pending_enrollment(user, instance),
+            enrollment=_pending_enrollment(principal, instance),
         )
     try:
         codes = console_service.confirm_second_factor(
@@ -264,7 +265,7 @@ def totp_confirm(
             principal,
             status_code=422,
             errors=_field_errors(err),
-            enrollment=_pending_enrollment(user, instance),
+            enrollment=_pending_enrollment(principal, instance),
         )
     return _security_page(request, session, principal, recovery_codes=codes)
 
@@ -411,7 +412,7 @@ def create_token(
     form["token_expires"] = expires[:10]
     errors: dict[str, str] = {}
     day = _parse_date(expires, "token_expires", errors)
-    if day is not None and _end_of_day(day) <= utcnow():
+    if day is not None and _end_of_day(day) <= datetime.now(UTC):
         errors["token_expires"] = "expected a date in the future"  # noqa: S105  # a message
     if not errors:
         errors = _recent_password_errors(
