@@ -15,6 +15,8 @@ from sqlalchemy import select
 from paulyops.core.db.models import AuditLog, Role, SecurityConfig, StorageConfig
 from paulyops.core.db.scoped import OrgScope
 from paulyops.services.auth import rbac
+from paulyops.services.security_settings import UpdateSecurity
+from paulyops.services.storage.connections import BACKUP_LABELS, AddStorage
 from paulyops.web.pages import console
 from tests.factories import PASSWORD, make_org
 from tests.support.moto import DUMMY_KEY_ID, DUMMY_SECRET, create_bucket, running_moto
@@ -444,6 +446,24 @@ def test_storage_credentials_are_never_shown_and_tests_are_honest(web, tmp_path)
     )
     assert bad.status_code == 422
     assert 'aria-describedby="f-name-hint f-name-error"' in bad.text
+
+
+def test_storage_and_security_forms_show_the_commands_bounds_and_choices(web):
+    """Bounds, backup choices and their labels come from the commands, not the templates."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Owner"])
+    storage = web.get("/console/storage").text
+    retention = AddStorage.model_json_schema()["properties"]["retentionDays"]
+    assert f'min="{retention["minimum"]}" max="{retention["maximum"]}"' in storage
+    for value, label in BACKUP_LABELS.items():
+        assert f'<option value="{value}"' in storage
+        assert label in storage
+    security = web.get("/console/security").text
+    props = UpdateSecurity.model_json_schema()["properties"]
+    for field in ("idleMinutes", "absoluteHours"):
+        low, high = props[field]["minimum"], props[field]["maximum"]
+        assert f'min="{low}" max="{high}"' in security
+        assert f"{low} to {high}." in security
 
 
 @pytest.fixture(scope="module")

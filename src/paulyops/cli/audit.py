@@ -17,8 +17,7 @@ from rich.table import Table
 from paulyops.cli.context import CommandGroup, console, err_console, open_instance, read_settings
 
 if TYPE_CHECKING:
-    from paulyops.core.db.engine import Database
-    from paulyops.services import audit
+    from paulyops.services.audit.verification import VerifyReport
 
 app = typer.Typer(cls=CommandGroup, help="The tamper-evident audit log.", no_args_is_help=True)
 
@@ -43,27 +42,6 @@ def _parse_date(value: str, option: str) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def _chain_of(db: Database, ref: str | None) -> str | None:
-    """Return the chain of ``--org``: an organization id, its slug, or ``instance``.
-
-    A value that names no organization is used as given: the chain of a deleted
-    organization outlives it.
-    """
-    from sqlalchemy import select
-
-    from paulyops.core.db.models import INSTANCE_CHAIN, Organization
-
-    if ref is None or ref == INSTANCE_CHAIN:
-        return ref
-    with db.session() as session:
-        if session.get(Organization, ref) is not None:
-            return ref
-        by_slug = session.scalar(
-            select(Organization.id).where(Organization.slug == ref.strip().lower())
-        )
-    return by_slug or ref
-
-
 @contextlib.contextmanager
 def _output(path: Path | None) -> Iterator[TextIO]:
     if path is None:
@@ -73,7 +51,7 @@ def _output(path: Path | None) -> Iterator[TextIO]:
         yield handle
 
 
-def _print_report(report: audit.VerifyReport) -> None:
+def _print_report(report: VerifyReport) -> None:
     if not report.chains:
         console.print("[yellow]No audit rows yet.[/]")
         return
@@ -123,12 +101,14 @@ def _print_report(report: audit.VerifyReport) -> None:
 @app.command()
 def verify(org: str | None = typer.Option(None, "--org", help=ORG_HELP)) -> None:
     """Check every row hash, link and signed checkpoint; exit 1 naming the first bad row."""
-    from paulyops.services import audit
+    from paulyops.core.security.signatures import instance_verifying_key
+    from paulyops.services.audit.browse import chain_of
+    from paulyops.services.audit.verification import verify as verify_chains
 
     settings = read_settings(generate_secrets=False)
-    public_key = audit.verifying_key(settings)
+    public_key = instance_verifying_key(settings)
     with open_instance(settings) as instance:
-        report = audit.verify(instance.db, public_key, chain=_chain_of(instance.db, org))
+        report = verify_chains(instance.db, public_key, chain=chain_of(instance.db, org))
     _print_report(report)
     raise typer.Exit(0 if report.is_ok else 1)
 
@@ -141,15 +121,16 @@ def export(
     output: Path | None = typer.Option(None, "--output", "-o", help="file (default: stdout)"),
 ) -> None:
     """Sign a checkpoint of each chain, then write its rows as JSON lines or CSV."""
-    from paulyops.services import audit
+    from paulyops.services.audit.browse import chain_of
+    from paulyops.services.audit.exports import export as export_chains
 
     cutoff = _parse_date(since, "--since") if since is not None else None
     settings = read_settings(generate_secrets=False)
     with open_instance(settings) as instance, _output(output) as out:
-        result = audit.export(
+        result = export_chains(
             instance.db,
             settings,
-            chain=_chain_of(instance.db, org),
+            chain=chain_of(instance.db, org),
             since=cutoff,
             fmt="csv" if fmt is ExportFormatChoice.CSV else "jsonl",
             out=out,
@@ -165,12 +146,13 @@ def export(
 @app.command()
 def checkpoint(org: str | None = typer.Option(None, "--org", help=ORG_HELP)) -> None:
     """Sign the current head of each chain with the instance key."""
-    from paulyops.services import audit
+    from paulyops.services.audit.browse import chain_of
+    from paulyops.services.audit.checkpoints import checkpoint_all
 
     settings = read_settings(generate_secrets=False)
     with open_instance(settings) as instance:
-        chain = _chain_of(instance.db, org)
-        checkpoints = audit.checkpoint_all(instance.db, settings, chain=chain)
+        chain = chain_of(instance.db, org)
+        checkpoints = checkpoint_all(instance.db, settings, chain=chain)
     if not checkpoints:
         console.print("[yellow]No audit rows yet: nothing to sign.[/]")
         return
@@ -191,7 +173,8 @@ def purge(
     yes: bool = typer.Option(False, "--yes", help="do not ask for confirmation"),
 ) -> None:
     """Delete a chain's rows older than a date, leaving a signed purge checkpoint."""
-    from paulyops.services import audit
+    from paulyops.services.audit.browse import chain_of
+    from paulyops.services.audit.retention import purge as purge_chain
 
     cutoff = _parse_date(before, "--before")
     if not yes:
@@ -201,8 +184,8 @@ def purge(
         )
     settings = read_settings(generate_secrets=False)
     with open_instance(settings) as instance:
-        chain = _chain_of(instance.db, org) or org
-        result = audit.purge(instance.db, settings, chain=chain, before=cutoff)
+        chain = chain_of(instance.db, org) or org
+        result = purge_chain(instance.db, settings, chain=chain, before=cutoff)
     if result.through_seq is None:
         console.print(f"Nothing to purge: no row of {escape(org)} is older than {cutoff:%Y-%m-%d}.")
         return

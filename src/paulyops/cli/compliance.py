@@ -4,41 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
 from paulyops.cli.context import CommandGroup, console, open_instance, read_settings
-from paulyops.core.errors import NotFoundError
-
-if TYPE_CHECKING:
-    from paulyops.core.db.engine import Database
 
 app = typer.Typer(
     cls=CommandGroup,
     help="Compliance reports: preset controls against configuration.",
     no_args_is_help=True,
 )
-
-
-def organization_id(db: Database, ref: str) -> str:
-    """Return the id of the organization with id or slug ``ref``.
-
-    Raises:
-        NotFoundError: no organization has that id or slug.
-    """
-    from sqlalchemy import select
-
-    from paulyops.core.db.models import Organization
-
-    clean = ref.strip()
-    with db.session() as session:
-        if session.get(Organization, clean) is not None:
-            return clean
-        found = session.scalar(select(Organization.id).where(Organization.slug == clean.lower()))
-    if found is None:
-        raise NotFoundError(f"--org: expected an organization id (org_...) or slug, got {ref!r}")
-    return found
 
 
 @app.command()
@@ -52,11 +27,12 @@ def report(
 
     The same configuration and audit chain give a byte-identical report.
     """
-    from paulyops.services import audit
+    from paulyops.core.security.signatures import instance_verifying_key
     from paulyops.services.onboarding.compliance import compliance_report
+    from paulyops.services.organizations import organization_id
 
     settings = read_settings(generate_secrets=False)
-    public_key = audit.verifying_key(settings)
+    public_key = instance_verifying_key(settings)
     with open_instance(settings) as instance:
         org_id = organization_id(instance.db, org)
         text = compliance_report(instance.db, org_id, public_key=public_key)
@@ -68,4 +44,4 @@ def report(
     console.print(f"Wrote the compliance report of {org_id} to {output}", highlight=False)
 
 
-__all__ = ["app", "organization_id", "report"]
+__all__ = ["app", "report"]

@@ -9,7 +9,11 @@ import pytest
 
 from paulyops.core.errors import ConfigError, ConflictError
 from paulyops.core.security.signatures import (
+    decode_signature,
+    encode_signature,
     generate_key,
+    instance_signing_key,
+    instance_verifying_key,
     load_private_key,
     load_public_key,
     public_key_id,
@@ -17,8 +21,10 @@ from paulyops.core.security.signatures import (
     save_public_key,
     sign,
     verify,
+    verify_encoded,
 )
-from paulyops.core.settings import key_id
+from paulyops.core.settings import key_id, new_instance_key
+from tests.conftest import make_settings
 
 
 def test_key_files_round_trip_with_private_mode(tmp_path: Path) -> None:
@@ -66,3 +72,30 @@ def test_a_broken_key_file_is_named_without_its_content(tmp_path: Path) -> None:
     assert "hunter2" not in caught.value.message
     with pytest.raises(ConfigError):
         load_public_key(tmp_path / "bad")
+
+
+def test_signatures_travel_as_unpadded_base64url() -> None:
+    """A signature encodes without padding, decodes back, and a changed one fails."""
+    key = generate_key()
+    signature = sign(key, b"message")
+    text = encode_signature(signature)
+    assert "=" not in text
+    assert len(signature) == 64
+    assert decode_signature(text) == signature
+    assert verify_encoded(key.public_key(), text, b"message")
+    assert not verify_encoded(key.public_key(), text, b"other message")
+    assert not verify_encoded(key.public_key(), "not base64url!", b"message")
+
+
+def test_the_instance_key_comes_from_settings_seed_text_or_bytes(tmp_path: Path) -> None:
+    """Settings, the base64url seed and the raw seed give the same key; bad ones are named."""
+    seed = new_instance_key()
+    settings = make_settings(tmp_path, PAULYOPS_INSTANCE_KEY=seed)
+    raw = base64.urlsafe_b64decode(seed + "=" * (-len(seed) % 4))
+    ids = {public_key_id(instance_signing_key(source)) for source in (settings, seed, raw)}
+    assert len(ids) == 1
+    assert public_key_id(instance_verifying_key(seed)) in ids
+    with pytest.raises(ConfigError, match="PAULYOPS_INSTANCE_KEY: expected 32 bytes, got 3"):
+        instance_signing_key(b"abc")
+    with pytest.raises(ConfigError, match="PAULYOPS_INSTANCE_KEY: not set"):
+        instance_signing_key(settings.model_copy(update={"instance_key": None}))

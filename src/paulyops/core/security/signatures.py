@@ -4,6 +4,11 @@ Audit checkpoints and agent packages share these helpers. A key id is the first 
 characters of the sha256 of the *raw public key*, so anyone holding only the public key
 can match a signature to it (the convention of ``core.settings.key_id``).
 
+Signatures travel as unpadded base64url text (:func:`encode_signature`), in audit
+checkpoints and in a package's ``SIGNATURE`` file alike. The instance's own key (which signs
+audit checkpoints) is ``PAULYOPS_INSTANCE_KEY``, the base64url 32-byte seed:
+:func:`instance_signing_key` reads it from the settings.
+
 Key files are PEM (PKCS#8 private keys, SubjectPublicKeyInfo public keys), readable by
 OpenSSL. Lines starting with ``#`` before the PEM block are comments: ``package keygen``
 writes the publisher a public key belongs to there (``# publisher: acme``). A private key
@@ -12,6 +17,8 @@ file may also hold just the base64url seed (the ``PAULYOPS_INSTANCE_KEY`` form).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +28,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from paulyops.core.errors import ConfigError, ConflictError
-from paulyops.core.settings import decode_key, key_id
+from paulyops.core.settings import Settings, decode_key, key_id
 
 PRIVATE_KEY_MODE = 0o600
 PUBLISHER_COMMENT = "# publisher:"
+SEED_BYTES = 32
+SIGNATURE_BYTES = 64
+INSTANCE_KEY_VAR = "PAULYOPS_INSTANCE_KEY"
+
+# Where the instance key can come from: the settings, a key, its base64url seed or raw seed.
+KeySource = Settings | Ed25519PrivateKey | str | bytes
 
 
 def generate_key() -> Ed25519PrivateKey:
@@ -50,6 +63,72 @@ def verify(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
     except InvalidSignature:
         return False
     return True
+
+
+def encode_signature(signature: bytes) -> str:
+    """Return a signature as unpadded base64url text."""
+    return base64.urlsafe_b64encode(signature).decode("ascii").rstrip("=")
+
+
+def decode_signature(text: str) -> bytes:
+    """Return the raw signature of unpadded (or padded) base64url ``text``.
+
+    Raises:
+        ValueError: ``text`` is not base64url.
+    """
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("signature is not base64url") from None
+
+
+def verify_encoded(key: Ed25519PublicKey, signature: str, message: bytes) -> bool:
+    """Return whether base64url ``signature`` is ``key``'s signature of ``message``."""
+    try:
+        raw = decode_signature(signature)
+    except ValueError:
+        return False
+    return verify(key, raw, message)
+
+
+def private_key_from_seed(seed: str | bytes) -> Ed25519PrivateKey:
+    """Return the private key of a 32-byte seed, raw or as base64url text.
+
+    Raises:
+        ValueError: not base64url, or not 32 bytes (the seed itself is never echoed).
+    """
+    raw = decode_key(seed) if isinstance(seed, str) else seed
+    if len(raw) != SEED_BYTES:
+        raise ValueError(f"expected {SEED_BYTES} bytes, got {len(raw)}")
+    return Ed25519PrivateKey.from_private_bytes(raw)
+
+
+def instance_signing_key(source: KeySource) -> Ed25519PrivateKey:
+    """Return the instance's Ed25519 signing key from settings, its base64url seed or bytes.
+
+    Raises:
+        ConfigError: ``PAULYOPS_INSTANCE_KEY`` is missing or not base64url of 32 bytes.
+    """
+    if isinstance(source, Ed25519PrivateKey):
+        return source
+    if isinstance(source, Settings):
+        if source.instance_key is None:
+            raise ConfigError(
+                f"{INSTANCE_KEY_VAR}: not set; audit checkpoints need the instance key "
+                "(run `paulyops setup` or restore .env.local)"
+            )
+        source = source.instance_key.get_secret_value()
+    try:
+        return private_key_from_seed(source)
+    except ValueError as err:
+        raise ConfigError(f"{INSTANCE_KEY_VAR}: {err}") from None
+
+
+def instance_verifying_key(source: KeySource | Ed25519PublicKey) -> Ed25519PublicKey:
+    """Return the public key that checks what ``source`` (see above) signs."""
+    if isinstance(source, Ed25519PublicKey):
+        return source
+    return instance_signing_key(source).public_key()
 
 
 def private_key_pem(key: Ed25519PrivateKey) -> bytes:
@@ -127,12 +206,11 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
             return key
         raise ConfigError(f"{path}: not an unencrypted Ed25519 private key (PKCS#8 PEM)")
     try:
-        seed = decode_key(body.decode("ascii").strip())
+        return private_key_from_seed(body.decode("ascii").strip())
     except (ValueError, UnicodeDecodeError):
-        seed = b""
-    if len(seed) != 32:
-        raise ConfigError(f"{path}: not an Ed25519 private key (PEM or base64url 32-byte seed)")
-    return Ed25519PrivateKey.from_private_bytes(seed)
+        raise ConfigError(
+            f"{path}: not an Ed25519 private key (PEM or base64url 32-byte seed)"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +247,20 @@ def load_public_key(path: Path) -> PublicKeyFile:
 
 
 __all__ = [
+    "INSTANCE_KEY_VAR",
     "PRIVATE_KEY_MODE",
+    "SEED_BYTES",
+    "SIGNATURE_BYTES",
+    "KeySource",
     "PublicKeyFile",
+    "decode_signature",
+    "encode_signature",
     "generate_key",
+    "instance_signing_key",
+    "instance_verifying_key",
     "load_private_key",
     "load_public_key",
+    "private_key_from_seed",
     "private_key_pem",
     "public_key_id",
     "public_key_pem",
@@ -181,4 +268,5 @@ __all__ = [
     "save_public_key",
     "sign",
     "verify",
+    "verify_encoded",
 ]

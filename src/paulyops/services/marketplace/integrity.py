@@ -11,8 +11,6 @@ mistaken for a signature over anything else the same key signs.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 import tomllib
@@ -22,7 +20,12 @@ from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from paulyops.core.security.signatures import public_key_id, sign
+from paulyops.core.security.signatures import (
+    decode_signature,
+    encode_signature,
+    public_key_id,
+    sign,
+)
 
 CHECKSUMS_NAME: Final = "CHECKSUMS"
 SIGNATURE_NAME: Final = "SIGNATURE"
@@ -80,9 +83,9 @@ class Signature:
 
 def signature_text(key: Ed25519PrivateKey, checksums: bytes) -> bytes:
     """Return the ``SIGNATURE`` file signing ``checksums`` with ``key``."""
-    value = base64.urlsafe_b64encode(sign(key, signed_message(checksums))).rstrip(b"=")
+    value = encode_signature(sign(key, signed_message(checksums)))
     return (
-        f'algorithm = "ed25519"\nkey_id = "{public_key_id(key)}"\nsignature = "{value.decode()}"\n'
+        f'algorithm = "ed25519"\nkey_id = "{public_key_id(key)}"\nsignature = "{value}"\n'
     ).encode("ascii")
 
 
@@ -101,16 +104,13 @@ def parse_signature(text: bytes) -> Signature:
     key_id, encoded = table["key_id"], table["signature"]
     if not isinstance(key_id, str) or not re.fullmatch(r"[0-9a-f]{8}", key_id):
         raise ValueError("key_id must be 8 hex characters")
-    try:
-        value = base64.urlsafe_b64decode(str(encoded) + "=" * (-len(str(encoded)) % 4))
-    except (binascii.Error, ValueError):
-        raise ValueError("signature is not base64url") from None
+    value = decode_signature(str(encoded))
     if len(value) != 64:
         raise ValueError("signature is not 64 bytes of Ed25519")
     canonical = (f'algorithm = "ed25519"\nkey_id = "{key_id}"\nsignature = "{encoded}"\n').encode(
         "ascii"
     )
-    if canonical != text or base64.urlsafe_b64encode(value).rstrip(b"=").decode() != encoded:
+    if canonical != text or encode_signature(value) != encoded:
         raise ValueError("is not in canonical form")
     return Signature(key_id=key_id, value=value)
 

@@ -17,7 +17,7 @@ def local_folder(row: StorageConfig, data_dir: Path) -> Path:
 
     Relative paths live inside the organization's own storage folder
     (``<data dir>/storage/<org id>``) and may not climb out of it; absolute paths can only
-    have been chosen by a platform administrator (see ``services.console.add_storage``).
+    have been chosen by a platform administrator (see ``services.storage.connections.add_storage``).
 
     Raises:
         ValueError: a relative path that leaves the organization's storage folder.

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, TextIO, cast
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from paulyops.core.db.models import (
-    AuditLog,
-    Organization,
-    utcnow,
-)
-from paulyops.services import audit
+from paulyops.core.db import Session
+from paulyops.core.errors import SpecValidationError
+from paulyops.core.security.signatures import instance_verifying_key
+from paulyops.services.audit.browse import AuditFilter, has_rows, list_entries
+from paulyops.services.audit.exports import export
+from paulyops.services.audit.verification import VerifyReport, verify
+from paulyops.services.commands import parse
+from paulyops.services.organizations import organization_slug
 from paulyops.web.auth import (
     DbSession,
     Principal,
@@ -28,19 +27,13 @@ from paulyops.web.auth import (
 from paulyops.web.deps import InstanceDep
 from paulyops.web.pages.console.common import (
     _back,
+    _field_errors,
     _page,
-    _parse_date,
-)
-from paulyops.web.pages.console.views import (
-    actors,
 )
 
-AUDIT_PAGE_SIZE = 50
 # Exports larger than this spill from memory to a temporary file while they stream.
 EXPORT_SPOOL_BYTES = 8 * 1024 * 1024
 router = APIRouter(include_in_schema=False)
-
-# --- audit log ------------------------------------------------------------------------------
 
 
 def _audit_page(
@@ -48,46 +41,27 @@ def _audit_page(
     session: Session,
     principal: Principal,
     *,
-    actor: str = "",
-    action: str = "",
-    date_from: str = "",
-    date_to: str = "",
-    page: str = "1",
-    report: audit.VerifyReport | None = None,
+    query: dict[str, str] | None = None,
+    report: VerifyReport | None = None,
 ) -> Response:
-    scope = principal.scope(session)
+    raw = {key: value for key, value in (query or {}).items() if value}
     errors: dict[str, str] = {}
-    start = _parse_date(date_from, "from", errors)
-    end = _parse_date(date_to, "to", errors)
     try:
-        number = max(1, int(page))
-    except ValueError:
-        number = 1
-    stmt = select(AuditLog).where(AuditLog.chain == scope.organization_id)
-    if actor.strip():
-        stmt = stmt.where(AuditLog.actor_id == actor.strip()[:40])
-    if action.strip():
-        stmt = stmt.where(AuditLog.action.startswith(action.strip()[:80], autoescape=True))
-    if start is not None:
-        stmt = stmt.where(AuditLog.created_at >= datetime.combine(start, time.min, tzinfo=UTC))
-    if end is not None:
-        stmt = stmt.where(
-            AuditLog.created_at < datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
-        )
-    total = int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
-    pages = max(1, math.ceil(total / AUDIT_PAGE_SIZE))
-    number = min(number, pages)
-    rows = session.scalars(
-        stmt.order_by(AuditLog.seq.desc())
-        .offset((number - 1) * AUDIT_PAGE_SIZE)
-        .limit(AUDIT_PAGE_SIZE)
-    ).all()
-    filters = {"actor": actor[:40], "action": action[:80], "from": date_from[:10]}
-    filters["to"] = date_to[:10]
-    query = "&".join(f"{key}={quote(value)}" for key, value in filters.items() if value)
-    last = session.scalar(
-        select(func.max(AuditLog.seq)).where(AuditLog.chain == scope.organization_id)
-    )
+        wanted = parse(AuditFilter, raw)
+    except SpecValidationError as err:
+        errors = _field_errors(err)
+        # Show the page with the filters that are fine; each bad one is named on its field.
+        wanted = parse(AuditFilter, {k: v for k, v in raw.items() if k not in errors})
+    organization_id = principal.scope(session).organization_id
+    page = list_entries(session, organization_id, wanted)
+    # The form shows what was typed (a bad date too), cut to what a filter can hold.
+    filters = {
+        "actor": wanted.actor,
+        "action": wanted.action,
+        "from": raw.get("from", "")[:10],
+        "to": raw.get("to", "")[:10],
+    }
+    links = "&".join(f"{key}={quote(value)}" for key, value in wanted.query().items())
     return _page(
         request,
         session,
@@ -95,16 +69,15 @@ def _audit_page(
         "console/audit.html",
         active="audit",
         status_code=422 if errors else 200,
-        rows=rows,
-        total=total,
-        page=number,
-        pages=pages,
+        rows=page.entries,
+        total=page.total,
+        page=page.page,
+        pages=page.pages,
         filters=filters,
-        query=query,
+        query=links,
         errors=errors,
-        who=actors(session, scope.organization_id, list(rows)),
         report=report,
-        chain_rows=last or 0,
+        chain_rows=page.chain_rows,
     )
 
 
@@ -124,11 +97,7 @@ def audit_log(
         request,
         session,
         principal,
-        actor=actor,
-        action=action,
-        date_from=date_from,
-        date_to=date_to,
-        page=page,
+        query={"actor": actor, "action": action, "from": date_from, "to": date_to, "page": page},
     )
 
 
@@ -142,8 +111,8 @@ def audit_verify(
     """Verify the organization's chain (hashes, links and signed checkpoints)."""
     scope = principal.scope(session)
     # verify() reads in its own transaction; it writes nothing, so it never waits on ours.
-    report = audit.verify(
-        instance.db, audit.verifying_key(instance.settings), chain=scope.organization_id
+    report = verify(
+        instance.db, instance_verifying_key(instance.settings), chain=scope.organization_id
     )
     return _audit_page(request, session, principal, report=report)
 
@@ -160,13 +129,9 @@ def audit_export(
     scope = principal.scope(session)
     if fmt not in ("csv", "jsonl"):
         return _back(request, "/console/audit", "error", "Choose CSV or JSONL for the export.")
-    has_rows = session.scalar(
-        select(AuditLog.id).where(AuditLog.chain == scope.organization_id).limit(1)
-    )
-    if has_rows is None:
+    if not has_rows(session, scope.organization_id):
         return _back(request, "/console/audit", "info", "Nothing to export yet.")
-    org = session.get(Organization, scope.organization_id)
-    slug = org.slug if org else "organization"
+    slug = organization_slug(session, scope.organization_id) or "organization"
     # export() signs a checkpoint in its own write transaction: end this request's (read)
     # transaction first, so a pending touch of the session row cannot hold SQLite's write
     # lock against it. Nothing below uses the request's session.
@@ -175,7 +140,7 @@ def audit_export(
         max_size=EXPORT_SPOOL_BYTES, mode="w+", encoding="utf-8", newline=""
     )
     try:
-        audit.export(
+        export(
             instance.db,
             instance.settings,
             chain=scope.organization_id,
@@ -194,7 +159,7 @@ def audit_export(
         finally:
             spool.close()
 
-    stamp = utcnow().strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
     return StreamingResponse(
         chunks(),

@@ -4,19 +4,14 @@ sessions and API tokens.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import pyotp
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
 
-from paulyops.core.db.models import (
-    ApiToken,
-    SecurityConfig,
-    User,
-    utcnow,
-)
+from paulyops.core.db import Session
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import (
     AuthenticationError,
@@ -26,10 +21,12 @@ from paulyops.core.errors import (
 from paulyops.core.instance import Instance
 from paulyops.core.security.crypto import DecryptionError, read_secret
 from paulyops.services import console as console_service
+from paulyops.services import security_settings
 from paulyops.services.auth import accounts, manage, reauth, sessions, tokens
 from paulyops.services.auth.permissions import (
     PERMISSIONS,
 )
+from paulyops.services.commands import parse
 from paulyops.web.auth import (
     DbSession,
     Principal,
@@ -49,6 +46,7 @@ from paulyops.web.pages.console.common import (
     _parse_date,
     _user,
 )
+from paulyops.web.pages.console.schema import form_fields
 from paulyops.web.pages.render import (
     session_form_token,
 )
@@ -73,13 +71,13 @@ def _security_page(
 ) -> Response:
     user = _user(principal)
     config = None
-    api_tokens: list[ApiToken] = []
+    api_tokens = []
     if principal.organization_id is not None:
         scope = OrgScope(session, principal.organization_id)
         if principal.can("security:read") or principal.can("security:update"):
-            config = scope.first(SecurityConfig)
+            config = security_settings.security_view(scope)
         if principal.can("tokens:manage"):
-            api_tokens = tokens.list_api_tokens(scope)
+            api_tokens = list(tokens.list_api_tokens(scope))
     current = principal.web_session.id if principal.web_session else None
     return _page(
         request,
@@ -89,6 +87,7 @@ def _security_page(
         active="security",
         status_code=status_code,
         config=config,
+        settings_fields=form_fields(security_settings.UpdateSecurity),
         totp_enabled=user.totp_enabled,
         totp_required_by=[
             org.name for org in console_service.second_factor_required_by(session, user.id)
@@ -138,12 +137,16 @@ def update_security(
         "require_admin_2fa": bool(require_admin_2fa),
     }
     try:
-        console_service.update_security(
-            principal.scope(session),
-            idle_minutes=idle_minutes,
-            absolute_hours=absolute_hours,
-            require_admin_2fa=bool(require_admin_2fa),
-            actor=principal.actor(address),
+        command = parse(
+            security_settings.UpdateSecurity,
+            {
+                "idle_minutes": idle_minutes,
+                "absolute_hours": absolute_hours,
+                "require_admin_2fa": bool(require_admin_2fa),
+            },
+        )
+        security_settings.update_security(
+            principal.scope(session), command, actor=principal.actor(address)
         )
     except SpecValidationError as err:
         return _security_page(
@@ -205,8 +208,9 @@ def totp_start(
     )
 
 
-def _pending_enrollment(user: User, instance: Instance) -> dict[str, str] | None:
+def _pending_enrollment(principal: Principal, instance: Instance) -> dict[str, str] | None:
     """Return the secret waiting for its first code again (after a wrong code)."""
+    user = _user(principal)
     if user.totp_enabled or user.totp_secret is None:
         return None
     try:
@@ -244,7 +248,7 @@ def totp_confirm(
             principal,
             status_code=422,
             errors=errors,
-            enrollment=_pending_enrollment(user, instance),
+            enrollment=_pending_enrollment(principal, instance),
         )
     try:
         codes = console_service.confirm_second_factor(
@@ -261,7 +265,7 @@ def totp_confirm(
             principal,
             status_code=422,
             errors=_field_errors(err),
-            enrollment=_pending_enrollment(user, instance),
+            enrollment=_pending_enrollment(principal, instance),
         )
     return _security_page(request, session, principal, recovery_codes=codes)
 
@@ -408,7 +412,7 @@ def create_token(
     form["token_expires"] = expires[:10]
     errors: dict[str, str] = {}
     day = _parse_date(expires, "token_expires", errors)
-    if day is not None and _end_of_day(day) <= utcnow():
+    if day is not None and _end_of_day(day) <= datetime.now(UTC):
         errors["token_expires"] = "expected a date in the future"  # noqa: S105  # a message
     if not errors:
         errors = _recent_password_errors(

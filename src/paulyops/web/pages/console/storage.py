@@ -6,18 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from pydantic.alias_generators import to_camel
-from sqlalchemy.orm import Session
 
-from paulyops.core.db.models import (
-    StorageConfig,
-)
-from paulyops.core.errors import (
-    ConflictError,
-    SpecValidationError,
-)
-from paulyops.core.security.crypto import DecryptionError, read_secret_json
-from paulyops.services import console as console_service
+from paulyops.core.db import Session
+from paulyops.core.errors import ConflictError, SpecValidationError
+from paulyops.services.commands import parse
+from paulyops.services.storage import connections
+from paulyops.services.storage.connections import AddStorage
 from paulyops.web.auth import (
     DbSession,
     Principal,
@@ -29,31 +23,13 @@ from paulyops.web.pages.console.common import (
     _field_errors,
     _page,
 )
+from paulyops.web.pages.console.schema import form_fields
 
-PROVIDER_LABELS = {
-    "local": "Folder on this server",
-    "s3": "Amazon S3 or S3-compatible",
-    "google-drive": "Google Drive",
-    "dropbox": "Dropbox",
-}
-# Form inputs of the storage form, by provider (secrets are password inputs).
-STORAGE_INPUTS = (
-    "name",
-    "path",
-    "bucket",
-    "region",
-    "endpoint",
-    "access_key_id",
-    "secret_access_key",
-    "client_id",
-    "client_secret",
-    "app_key",
-    "app_secret",
-)
+# Secret inputs of the storage form: never shown again, not even after an error.
 STORAGE_SECRETS = frozenset({"access_key_id", "secret_access_key", "client_secret", "app_secret"})
+# How much of a typed value the form shows again after an error.
+MAX_SHOWN = 300
 router = APIRouter(include_in_schema=False)
-
-# --- storage --------------------------------------------------------------------------------
 
 
 def _storage_page(
@@ -65,22 +41,7 @@ def _storage_page(
     errors: dict[str, str] | None = None,
     form: dict[str, str] | None = None,
 ) -> Response:
-    scope = principal.scope(session)
-    rows = []
-    for row in scope.list(StorageConfig, order_by=StorageConfig.name):
-        try:
-            stored = read_secret_json(row, "credentials") or {}
-        except DecryptionError:
-            stored = None
-        rows.append(
-            {
-                "row": row,
-                "label": PROVIDER_LABELS.get(row.provider, row.provider),
-                # Names of the stored credentials only; their values are never shown.
-                "credentials": sorted(stored) if isinstance(stored, dict) else None,
-                "settings": {k: v for k, v in row.settings.items() if v not in (None, "")},
-            }
-        )
+    fields = form_fields(AddStorage)
     return _page(
         request,
         session,
@@ -88,8 +49,12 @@ def _storage_page(
         "console/storage.html",
         active="storage",
         status_code=status_code,
-        rows=rows,
-        providers=PROVIDER_LABELS,
+        rows=connections.list_storage(principal.scope(session)),
+        providers={name: connections.PROVIDER_LABELS[name] for name in fields["provider"].choices},
+        backups=[
+            (name, connections.BACKUP_LABELS[name]) for name in fields["backup_strategy"].choices
+        ],
+        fields=fields,
         errors=errors or {},
         form=form or {},
     )
@@ -123,11 +88,12 @@ def add_storage(
     client_secret: Annotated[str, Form()] = "",
     app_key: Annotated[str, Form()] = "",
     app_secret: Annotated[str, Form()] = "",
-    backup_strategy: Annotated[str, Form()] = "local",
-    retention_days: Annotated[str, Form()] = "365",
+    backup_strategy: Annotated[str, Form()] = "",
+    retention_days: Annotated[str, Form()] = "",
 ) -> Response:
     """Add a connection; credentials are stored encrypted and never shown again."""
     values = {
+        "provider": provider,
         "name": name,
         "path": path,
         "bucket": bucket,
@@ -139,21 +105,17 @@ def add_storage(
         "client_secret": client_secret,
         "app_key": app_key,
         "app_secret": app_secret,
+        "backup_strategy": backup_strategy,
+        "retention_days": retention_days,
     }
     # What the form shows again after an error: never the secrets.
-    form = {k: v[:300] for k, v in values.items() if k not in STORAGE_SECRETS}
-    form.update(
-        provider=provider[:20],
-        backup_strategy=backup_strategy[:20],
-        retention_days=retention_days[:10],
-    )
+    form = {k: v[:MAX_SHOWN] for k, v in values.items() if k not in STORAGE_SECRETS}
     try:
-        row = console_service.add_storage(
+        # A field left empty takes the command's default.
+        command = parse(AddStorage, {k: v for k, v in values.items() if v.strip()})
+        row = connections.add_storage(
             principal.scope(session),
-            provider=provider,
-            fields={to_camel(k): v for k, v in values.items()},
-            backup_strategy=backup_strategy,
-            retention_days=retention_days,
+            command,
             actor=principal.actor(address),
             may_use_server_paths=principal.can("org:create"),
         )
@@ -183,7 +145,7 @@ def storage_test(
     principal: Annotated[Principal, require("storage:manage")],
 ) -> Response:
     """Test a connection and report the result honestly."""
-    result = console_service.check_storage(
+    result = connections.check_storage(
         principal.scope(session),
         storage_id=storage_id,
         data_dir=instance.settings.data_dir,
@@ -203,7 +165,7 @@ def storage_remove_confirm(
     principal: Annotated[Principal, require("storage:manage")],
 ) -> Response:
     """Ask to confirm removing a connection (nothing changes yet)."""
-    row = principal.scope(session).get(StorageConfig, storage_id)
+    row = connections.get_storage(principal.scope(session), storage_id)
     return _page(
         request,
         session,
@@ -211,7 +173,7 @@ def storage_remove_confirm(
         "console/storage_remove.html",
         active="storage",
         row=row,
-        label=PROVIDER_LABELS.get(row.provider, row.provider),
+        label=row.label,
     )
 
 
@@ -224,7 +186,7 @@ def storage_remove(
     principal: Annotated[Principal, require("storage:manage")],
 ) -> Response:
     """Remove a connection and its stored credentials (files in it stay where they are)."""
-    row = console_service.remove_storage(
+    row = connections.remove_storage(
         principal.scope(session), storage_id=storage_id, actor=principal.actor(address)
     )
     return _back(

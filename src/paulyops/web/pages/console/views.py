@@ -5,18 +5,13 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from paulyops.core.db.models import (
-    ApiToken,
-    AuditLog,
-    User,
-)
+from paulyops.core.db import Session
+from paulyops.services.audit.browse import ActorLabel, ActorRow, describe_actors
 
 STATUS_FILL = {
     "healthy": "#1e7d45",
@@ -124,12 +119,6 @@ DETAIL_LABELS = {
     "keyIds": "keys",
     "opensslFipsMode": "OpenSSL FIPS mode",
 }
-ACTOR_LABELS = {
-    "setup_token": "setup token",
-    "cli": "command line",
-    "system": "system",
-    "anonymous": "anonymous",
-}
 
 
 def human_bytes(value: float) -> str:
@@ -205,48 +194,10 @@ def parse_timestamp(value: Any) -> datetime | None:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class Who:
-    """Who did something in the audit log, for people: a label and the raw actor for auditors."""
-
-    label: str
-    title: str
+# What the audit service returns for an actor, under the name the pages use.
+Who = ActorLabel
 
 
-def actors(session: Session, organization_id: str, rows: list[AuditLog]) -> dict[str, Who]:
+def actors(session: Session, organization_id: str, rows: Sequence[ActorRow]) -> dict[str, Who]:
     """Return a readable actor per audit row id: a person's name, "API token <name>", ..."""
-    user_ids = {r.actor_id for r in rows if r.actor_id and r.actor_type in ("user", "anonymous")}
-    token_ids = {r.actor_id for r in rows if r.actor_id and r.actor_type == "token"}
-    users: dict[str, str] = {}
-    tokens_by_id: dict[str, str] = {}
-    if user_ids:
-        users = {
-            user_id: name
-            for user_id, name in session.execute(
-                select(User.id, User.name).where(User.id.in_(user_ids))
-            )
-        }
-    if token_ids:
-        tokens_by_id = {
-            token_id: name
-            for token_id, name in session.execute(
-                select(ApiToken.id, ApiToken.name).where(
-                    ApiToken.id.in_(token_ids), ApiToken.organization_id == organization_id
-                )
-            )
-        }
-    out: dict[str, Who] = {}
-    for row in rows:
-        kind, ident = row.actor_type, row.actor_id
-        title = f"{kind} {ident}" if ident else kind
-        if kind == "user":
-            label = users.get(ident or "") or "a removed user"
-        elif kind == "token":
-            name = tokens_by_id.get(ident or "")
-            label = f"API token {name}" if name else "an API token"
-        elif kind == "anonymous" and ident in users:
-            label = f"{users[ident]} (signing in)"
-        else:
-            label = ACTOR_LABELS.get(kind, kind.replace("_", " "))
-        out[row.id] = Who(label, title)
-    return out
+    return describe_actors(session, organization_id, rows)
