@@ -105,4 +105,4 @@ def install(
     for command in ran:
         console.print(f"[dim]ran: {escape(command)}[/dim]")
     state = "enabled and started" if start else "enabled (start it: systemctl start paulyops)"
-    console.print(f"[green]PaulyOps is {state}.[/green] Logs: journalctl -u paulyops -f")
+    console.print(f"[green]PaulyOps is {state}.[/green] Logs: journalctl --unit=paulyops --follow")
