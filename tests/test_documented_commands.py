@@ -61,6 +61,7 @@ EXCEPTIONS: dict[str, str] = {
     ),
     '/abs/path/paulyops serve "$@"': "a line of the generated start script, not a command",
     "paulyops worker": "the docs say this command does not exist yet",
+    "paulyops logs --follow": "follows the log until Ctrl+C; tests/core/test_logfiles.py",
     **{
         f"paulyops docker {action}": (
             "needs Docker Engine with the Compose plugin, which the build machines do not run; "

@@ -19,6 +19,7 @@ from paulyops.cli import (
 )
 from paulyops.cli.context import CommandGroup
 from paulyops.cli.health import health
+from paulyops.cli.logs import logs
 from paulyops.cli.serve import serve
 from paulyops.cli.setup import app as setup_app
 
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.command()(health)
+app.command()(logs)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="user")
 app.add_typer(tokens.app, name="token")
