@@ -102,9 +102,7 @@ def read_settings(
 
         log_file = logfiles.server_log_file(settings)
         if log_file is not None:
-            logfiles.remove_old_files(
-                settings.log_dir, retention_days=settings.log_retention_days
-            )
+            logfiles.remove_old_files(settings.log_dir, retention_days=settings.log_retention_days)
     configure_logging(
         level=settings.log_level if verbose else "WARNING",
         json_lines=settings.json_logs,

@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import copy
 import dataclasses
+import io
 import logging
 import logging.handlers
 import os
@@ -552,9 +553,11 @@ def _file_handler(target: LogFile, formatter: logging.Formatter) -> logging.Hand
 class _PrivateRotatingHandler(logging.handlers.RotatingFileHandler):
     """Rotating file handler whose new files are readable by the owner only."""
 
-    def _open(self) -> IO[str]:
+    def _open(self) -> io.TextIOWrapper:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=self.errors)
+        stream = os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=self.errors)
+        assert isinstance(stream, io.TextIOWrapper)  # text mode always gives one
+        return stream
 
 
 def get_logger(name: str = "paulyops") -> Any:
