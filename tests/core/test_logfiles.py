@@ -49,7 +49,7 @@ def test_server_file_gets_json_lines_while_console_shows_text(
 ):
     """The file is JSON (with the correlation id, redacted), private, whatever the console shows."""
     console = io.StringIO()
-    target = LogFile(tmp_path / "logs" / "server-1.log")
+    target = LogFile(tmp_path / "data" / "logs" / "server-1.log")
     configure_logging(stream=console, background=background, log_file=target)
     with correlation_scope("req-42"):
         get_logger("paulyops.demo").info("hello", password="hunter2-hunter2")
@@ -63,6 +63,7 @@ def test_server_file_gets_json_lines_while_console_shows_text(
     assert not console.getvalue().lstrip().startswith("{")
     assert target.path.stat().st_mode & 0o777 == 0o600
     assert target.path.parent.stat().st_mode & 0o777 == 0o700
+    assert target.path.parent.parent.stat().st_mode & 0o777 == 0o700  # created with it
 
 
 def test_file_rotates_at_its_size_and_keeps_the_backups(tmp_path, restore_logging):

@@ -18,6 +18,7 @@ from paulyops.cli import (
     validate,
 )
 from paulyops.cli.context import CommandGroup
+from paulyops.cli.doctor import doctor
 from paulyops.cli.health import health
 from paulyops.cli.logs import logs
 from paulyops.cli.serve import serve
@@ -33,6 +34,7 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.command()(health)
+app.command()(doctor)
 app.command()(logs)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="user")

@@ -36,6 +36,8 @@ from typing import IO, Any, Literal, ParamSpec, TypeVar
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from paulyops.core.files import make_private_dir
+
 REDACTED = "[REDACTED]"
 
 # Keys whose values are secrets whatever they hold. Matched case-insensitively against
@@ -540,7 +542,7 @@ def _json_formatter(foreign: list[Any]) -> logging.Formatter:
 
 def _file_handler(target: LogFile, formatter: logging.Formatter) -> logging.Handler:
     """A size-rotating handler on ``target``: directory 700, files 600, UTF-8."""
-    target.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dir(target.path.parent)  # the data dir too, when the log comes first
     fd = os.open(target.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.close(fd)
     handler = _PrivateRotatingHandler(
