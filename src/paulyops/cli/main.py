@@ -7,6 +7,7 @@ import typer
 from paulyops import __version__
 from paulyops.cli import (
     audit,
+    backups,
     compliance,
     db,
     docker,
@@ -20,6 +21,7 @@ from paulyops.cli import (
 from paulyops.cli.context import CommandGroup
 from paulyops.cli.doctor import doctor
 from paulyops.cli.health import health
+from paulyops.cli.lifecycle import reset, upgrade
 from paulyops.cli.logs import logs
 from paulyops.cli.serve import serve
 from paulyops.cli.setup import app as setup_app
@@ -35,6 +37,8 @@ app = typer.Typer(
 app.command()(serve)
 app.command()(health)
 app.command()(doctor)
+app.command()(upgrade)
+app.command()(reset)
 app.command()(logs)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="user")
@@ -44,7 +48,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(compliance.app, name="compliance")
 app.add_typer(setup_app, name="setup", invoke_without_command=True)
 app.add_typer(validate.app, name="validate")
-app.add_typer(validate.backup_app, name="backup")
+app.add_typer(backups.app, name="backup")
 app.add_typer(package.app, name="package")
 app.add_typer(service.app, name="service")
 app.add_typer(docker.app, name="docker")
