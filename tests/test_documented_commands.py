@@ -62,6 +62,10 @@ EXCEPTIONS: dict[str, str] = {
     '/abs/path/paulyops serve "$@"': "a line of the generated start script, not a command",
     "paulyops worker": "the docs say this command does not exist yet",
     "paulyops logs --follow": "follows the log until Ctrl+C; tests/core/test_logfiles.py",
+    "paulyops reset": (
+        "asks, then wipes the shared instance the later examples use; "
+        "tests/services/operations/test_lifecycle.py runs it"
+    ),
     **{
         f"paulyops docker {action}": (
             "needs Docker Engine with the Compose plugin, which the build machines do not run; "
