@@ -61,6 +61,18 @@ EXCEPTIONS: dict[str, str] = {
     ),
     '/abs/path/paulyops serve "$@"': "a line of the generated start script, not a command",
     "paulyops worker": "the docs say this command does not exist yet",
+    "paulyops logs --follow": "follows the log until Ctrl+C; tests/core/test_logfiles.py",
+    "paulyops reset": (
+        "asks, then wipes the shared instance the later examples use; "
+        "tests/services/operations/test_lifecycle.py runs it"
+    ),
+    **{
+        f"paulyops docker {action}": (
+            "needs Docker Engine with the Compose plugin, which the build machines do not run; "
+            "tests/services/deploy/test_containers.py checks the command lines"
+        )
+        for action in ("up", "down", "restart server", "logs server", "logs --follow server")
+    },
 }
 # Commands that need an instance without any organization (run in a fresh root).
 FRESH_ROOT = {

@@ -96,10 +96,19 @@ def read_settings(
                 f"[dim]Generated {', '.join(generated)} into "
                 f"{settings.root / '.env.local'} (keep a copy somewhere safe).[/]"
             )
+    log_file = None
+    if verbose:  # the server keeps its own rotating file; other commands do not
+        from paulyops.core import logfiles
+
+        log_file = logfiles.server_log_file(settings)
+        if log_file is not None:
+            logfiles.remove_old_files(settings.log_dir, retention_days=settings.log_retention_days)
     configure_logging(
         level=settings.log_level if verbose else "WARNING",
         json_lines=settings.json_logs,
         background=verbose,  # the server: never block a request on a log line
+        log_file=log_file,
+        debug=settings.debug,
     )
     return settings
 

@@ -5,9 +5,24 @@ from __future__ import annotations
 import typer
 
 from paulyops import __version__
-from paulyops.cli import audit, compliance, db, keys, package, tokens, users, validate
+from paulyops.cli import (
+    audit,
+    backups,
+    compliance,
+    db,
+    docker,
+    keys,
+    package,
+    service,
+    tokens,
+    users,
+    validate,
+)
 from paulyops.cli.context import CommandGroup
+from paulyops.cli.doctor import doctor
 from paulyops.cli.health import health
+from paulyops.cli.lifecycle import reset, upgrade
+from paulyops.cli.logs import logs
 from paulyops.cli.serve import serve
 from paulyops.cli.setup import app as setup_app
 
@@ -21,6 +36,10 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.command()(health)
+app.command()(doctor)
+app.command()(upgrade)
+app.command()(reset)
+app.command()(logs)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="user")
 app.add_typer(tokens.app, name="token")
@@ -29,8 +48,10 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(compliance.app, name="compliance")
 app.add_typer(setup_app, name="setup", invoke_without_command=True)
 app.add_typer(validate.app, name="validate")
-app.add_typer(validate.backup_app, name="backup")
+app.add_typer(backups.app, name="backup")
 app.add_typer(package.app, name="package")
+app.add_typer(service.app, name="service")
+app.add_typer(docker.app, name="docker")
 
 
 def _print_version(value: bool) -> None:

@@ -1,9 +1,8 @@
-"""``paulyops validate env|config`` and ``paulyops backup config``.
+"""``paulyops validate env|config``.
 
 ``validate env`` reads the instance settings the way the server does and names every
 variable that is malformed, missing or weak. ``validate config`` re-parses
-``configs/setup.json`` with the same rules as ``setup --config``. ``backup config`` packs
-the generated files into a timestamped archive (``.env.local`` only on request).
+``configs/setup.json`` with the same rules as ``setup --config``.
 """
 
 from __future__ import annotations
@@ -21,9 +20,6 @@ app = typer.Typer(
     cls=CommandGroup,
     help="Check the instance's settings and generated configuration.",
     no_args_is_help=True,
-)
-backup_app = typer.Typer(
-    cls=CommandGroup, help="Back up the instance's configuration.", no_args_is_help=True
 )
 
 EXIT_PROBLEMS = 4
@@ -90,33 +86,4 @@ def validate_config(
     )
 
 
-@backup_app.command("config")
-def backup_config_command(
-    directory: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
-    output: Path | None = typer.Option(
-        None, "--output", help="Folder for the archive (default: <root>/backups)."
-    ),
-    include_secrets: bool = typer.Option(
-        False,
-        "--include-secrets",
-        help="Also pack .env.local (the archive is then readable by you only).",
-    ),
-) -> None:
-    """Pack configs/*.json, start-paulyops.sh and README.md into a timestamped .tar.gz."""
-    from paulyops.services.onboarding.artifacts import backup_config
-
-    root = resolve_root(directory)
-    target = backup_config(root, output or root / "backups", include_secrets=include_secrets)
-    console.print(f"[green]✓[/] Configuration backed up to {escape(str(target))}")
-    if include_secrets:
-        console.print(
-            "[bold yellow]The archive holds the instance secrets:[/] store it like a "
-            "password (mode 0600), never in a ticket or chat."
-        )
-    else:
-        console.print(
-            "[dim]Secrets (.env.local) are not included; add --include-secrets to pack them too.[/]"
-        )
-
-
-__all__ = ["app", "backup_app"]
+__all__ = ["app"]

@@ -16,8 +16,10 @@ import contextlib
 import contextvars
 import copy
 import dataclasses
+import io
 import logging
 import logging.handlers
+import os
 import queue
 import re
 import sys
@@ -27,11 +29,14 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, ParamSpec, TypeVar
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
+
+from paulyops.core.files import make_private_dir
 
 REDACTED = "[REDACTED]"
 
@@ -327,6 +332,9 @@ def _stop_listener() -> None:
     global _listener, _queue
     if _listener is not None:
         _listener.stop()  # writes what is still queued
+        for sink in _listener.handlers:
+            if isinstance(sink, logging.FileHandler):
+                sink.close()
     _listener = None
     _queue = None
 
@@ -348,6 +356,8 @@ def configure_logging(
     json_lines: bool = False,
     stream: IO[str] | None = None,
     background: bool = False,
+    log_file: LogFile | None = None,
+    debug: str | None = None,
 ) -> None:
     """Configure structlog and the standard library's logging once for the process.
 
@@ -363,6 +373,11 @@ def configure_logging(
         background: render and write on a writer thread (servers), so that neither
             formatting nor a slow sink ever blocks a request; :func:`flush_logs` waits
             for it. Commands keep writing in line with their own output.
+        log_file: also write JSON lines to this rotating file (servers: one per process
+            in the data directory, read back by ``paulyops logs``).
+        debug: ``PAULYOPS_DEBUG``: ``1``, ``*`` or ``all`` log everything at DEBUG; else a
+            comma-separated list of logger names (``paulyops.web,sqlalchemy.engine``) to
+            log at DEBUG while the rest keeps ``level``.
     """
     global _listener, _queue
     out = stream if stream is not None else sys.stderr
@@ -408,31 +423,143 @@ def configure_logging(
     )
     writer = logging.StreamHandler(out)
     writer.setFormatter(formatter)
+    sinks: list[logging.Handler] = [writer]
+    if log_file is not None:
+        sinks.append(_file_handler(log_file, formatter if json_lines else _json_formatter(foreign)))
     handler: logging.Handler = writer
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_paulyops", False):
             root.removeHandler(old)
+            if isinstance(old, _Tee):
+                old.close()  # closes its file; the console stream is the caller's
     _stop_listener()
     if background:
         _queue = queue.Queue(_QUEUE_SIZE)
         handler = _QueueHandler(_queue)
-        _listener = logging.handlers.QueueListener(_queue, writer)
+        _listener = logging.handlers.QueueListener(_queue, *sinks)
         _listener.start()
+    elif len(sinks) > 1:
+        handler = _Tee(sinks)
     handler.addFilter(_drop_repeated_traceback)
     handler._paulyops = True  # type: ignore[attr-defined]  # marks our handler for reconfiguration
     root.addHandler(handler)
-    root.setLevel(level)
+    everything, debug_loggers = parse_debug(debug)
+    root.setLevel(logging.DEBUG if everything else level)
+    for name in list(_debug_loggers - set(debug_loggers)):
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    for name in debug_loggers:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    _debug_loggers.clear()
+    _debug_loggers.update(debug_loggers)
     # alembic logs at INFO on import ("setup plugin ...") and per migration step: library
     # chatter on every first start; its warnings still come through.
     for noisy in ("uvicorn.access", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        if not everything and noisy not in debug_loggers:
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
 
 
 atexit.register(_stop_listener)
+
+# Loggers set to DEBUG by the last configure_logging (reset by the next).
+_debug_loggers: set[str] = set()
+_DEBUG_ALL = frozenset({"1", "*", "all", "true", "yes", "on"})
+_LOGGER_NAME = re.compile(r"^[A-Za-z_][\w.-]*$")
+
+
+def parse_debug(value: str | None) -> tuple[bool, list[str]]:
+    """Read ``PAULYOPS_DEBUG``: (everything at DEBUG?, the loggers to put at DEBUG).
+
+    ``1``, ``*``, ``all`` (and the brief's ``DEBUG=*``) mean everything; ``0``, ``false``
+    or empty mean nothing; otherwise a comma-separated list of logger names, where a
+    trailing ``*`` or ``.*`` is dropped (``paulyops.*`` is the ``paulyops`` logger and
+    everything under it).
+
+    Raises:
+        ValueError: a name that is not a logger name (the settings name the variable).
+    """
+    text = (value or "").strip()
+    if not text or text.lower() in {"0", "false", "no", "off"}:
+        return False, []
+    if text.lower() in _DEBUG_ALL:
+        return True, []
+    names = []
+    for raw in text.split(","):
+        name = raw.strip().removesuffix("*").removesuffix(".").removesuffix(":")
+        if not name:
+            continue
+        if not _LOGGER_NAME.match(name):
+            raise ValueError(
+                f"expected 1, * or comma-separated logger names like paulyops.web, got {raw!r}"
+            )
+        names.append(name)
+    return False, names
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogFile:
+    """A rotating JSON-lines log file: where, how big before rotating, how many kept."""
+
+    path: Path
+    max_bytes: int = 10 * 1024 * 1024
+    backups: int = 5
+
+
+class _Tee(logging.Handler):
+    """Hand each record to several handlers (the console and the file) in line."""
+
+    def __init__(self, sinks: list[logging.Handler]) -> None:
+        super().__init__()
+        self.sinks = sinks
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for sink in self.sinks:
+            sink.handle(record)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            if isinstance(sink, logging.FileHandler):
+                sink.close()
+        super().close()
+
+
+def _json_formatter(foreign: list[Any]) -> logging.Formatter:
+    """The JSON-lines formatter, for the file when the console shows text."""
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=foreign,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _render_exception,
+            _note_dropped_lines,
+            redact,
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+
+
+def _file_handler(target: LogFile, formatter: logging.Formatter) -> logging.Handler:
+    """A size-rotating handler on ``target``: directory 700, files 600, UTF-8."""
+    make_private_dir(target.path.parent)  # the data dir too, when the log comes first
+    fd = os.open(target.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.close(fd)
+    handler = _PrivateRotatingHandler(
+        target.path, maxBytes=target.max_bytes, backupCount=target.backups, encoding="utf-8"
+    )
+    handler.setFormatter(formatter)
+    return handler
+
+
+class _PrivateRotatingHandler(logging.handlers.RotatingFileHandler):
+    """Rotating file handler whose new files are readable by the owner only."""
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        stream = os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=self.errors)
+        assert isinstance(stream, io.TextIOWrapper)  # text mode always gives one
+        return stream
 
 
 def get_logger(name: str = "paulyops") -> Any:
@@ -573,6 +700,7 @@ def webhook_alert_hook(url: str, *, timeout: float = 3.0) -> AlertHook:
 __all__ = [
     "REDACTED",
     "CapturedException",
+    "LogFile",
     "add_alert_hook",
     "audit_event",
     "business_metric",
@@ -583,6 +711,7 @@ __all__ = [
     "get_correlation_id",
     "get_logger",
     "new_correlation_id",
+    "parse_debug",
     "redact",
     "redact_text",
     "redact_value",

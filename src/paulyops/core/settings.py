@@ -35,6 +35,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from paulyops.core.atomic import write_atomic
 from paulyops.core.errors import ConfigError
+from paulyops.core.logging import parse_debug
 
 ENV_FILE_NAME = ".env.local"
 
@@ -245,6 +246,37 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = Field(
         None, validation_alias=AliasChoices("PAULYOPS_ALERT_WEBHOOK_URL", "alert_webhook_url")
     )
+    debug: str | None = Field(
+        None,
+        validation_alias=AliasChoices("PAULYOPS_DEBUG", "DEBUG", "debug"),
+        description="1 or * for everything at DEBUG, or logger names like paulyops.web",
+    )
+    log_file_enabled: bool = Field(
+        True,
+        validation_alias=AliasChoices("PAULYOPS_LOG_FILE", "log_file_enabled"),
+        description="servers also write JSON lines to <data dir>/logs (read by paulyops logs)",
+    )
+    log_file_max_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024 * 1024 * 1024,
+        validation_alias=AliasChoices("PAULYOPS_LOG_FILE_MAX_BYTES", "log_file_max_bytes"),
+        description="size at which a log file rotates",
+    )
+    log_file_backups: int = Field(
+        5,
+        ge=1,
+        le=100,
+        validation_alias=AliasChoices("PAULYOPS_LOG_FILE_BACKUPS", "log_file_backups"),
+        description="rotated files kept per process",
+    )
+    log_retention_days: int = Field(
+        14,
+        ge=1,
+        le=3650,
+        validation_alias=AliasChoices("PAULYOPS_LOG_RETENTION_DAYS", "log_retention_days"),
+        description="log files of stopped processes are removed after this many days",
+    )
 
     # --- request protection ----------------------------------------------------------------
     rate_limits: Annotated[dict[str, str], NoDecode] = Field(
@@ -398,6 +430,12 @@ class Settings(BaseSettings):
             decode_key(key.get_secret_value())
         return value
 
+    @field_validator("debug")
+    @classmethod
+    def _check_debug(cls, value: str | None) -> str | None:
+        parse_debug(value)  # raises ValueError naming what is expected
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -411,6 +449,11 @@ class Settings(BaseSettings):
     def root(self) -> Path:
         """The instance root (absolute)."""
         return self.home.expanduser().resolve()
+
+    @property
+    def log_dir(self) -> Path:
+        """Where servers write their rotating JSON-lines log files."""
+        return self.data_dir / "logs"
 
     @property
     def data_dir(self) -> Path:

@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from paulyops import __version__
 from paulyops.core.instance import Instance
+from paulyops.core.logfiles import server_log_file
 from paulyops.core.logging import configure_logging, get_logger
 from paulyops.core.settings import Settings, ensure_secrets, load_settings
 from paulyops.services.actor import SYSTEM
@@ -133,7 +134,13 @@ def create_app_from_env() -> FastAPI:
     """Uvicorn factory: read settings from the environment (used with ``--workers``)."""
     settings = load_settings()
     settings, _generated = ensure_secrets(settings)
-    configure_logging(level=settings.log_level, json_lines=settings.json_logs, background=True)
+    configure_logging(
+        level=settings.log_level,
+        json_lines=settings.json_logs,
+        background=True,
+        log_file=server_log_file(settings),
+        debug=settings.debug,
+    )
     return create_app(settings)
 
 

@@ -1,0 +1,1 @@
+"""Backups: the instance (database and configuration) and, later, organization exports."""

@@ -1,0 +1,1 @@
+"""Deployment helpers: service units and container files for an instance."""

@@ -1,0 +1,1 @@
+"""Operating an instance: the production checklist (doctor)."""
