@@ -58,11 +58,10 @@ def _check_configuration(settings: Settings) -> bool:
     path = settings.root / SETUP_JSON
     if not path.is_file():
         return False
-    from paulyops.core.security import limits_http  # MAX_JSON_DEPTH moves to jsonlimits
-    from paulyops.core.security.jsonlimits import parse_json_document
+    from paulyops.core.security.jsonlimits import MAX_JSON_DEPTH, parse_json_document
 
     raw = path.read_bytes()
-    parse_spec(parse_json_document(raw, source=str(path), max_depth=limits_http.MAX_JSON_DEPTH))
+    parse_spec(parse_json_document(raw, source=str(path), max_depth=MAX_JSON_DEPTH))
     return True
 
 
