@@ -17,6 +17,7 @@ from paulyops.services.marketplace import listing, store, trust
 from paulyops.services.marketplace.archive import Limits
 from paulyops.services.marketplace.build import assemble
 from paulyops.services.marketplace.errors import PackageError
+from paulyops.services.marketplace.validate import TrustedKey
 from tests.factories import make_org
 from tests.services.marketplace.packages import agent_files, signed_package
 
@@ -247,3 +248,32 @@ def test_search_filters_by_text_industry_capability_and_publisher(db):
         detail = listing.agent_detail(scope, "acme.hello")
         assert detail.capability_details[0].description.startswith("Raise alerts")
         assert detail.all_versions[0].key_id == public_key_id(key)
+
+
+def test_the_trust_stores_inputs_stop_staging_and_leave_nothing_on_disk(db, tmp_path):
+    """stage_package with the store's inputs refuses a revoked key's package; no folder."""
+    from paulyops.services.marketplace.validate import stage_package
+
+    key = generate_key()
+    package = tmp_path / "hello.pauly"
+    package.write_bytes(signed_package(key))
+    with db.write_session() as session:
+        _trust(session, key)
+        trusted, revoked = trust.trust_inputs(session)
+    assert stage_package(package, tmp_path / "ok", trusted=trusted, revoked=revoked).is_ok
+    with db.write_session() as session:
+        trust.revoke(session, trust.RevokeTrust(key=public_key_id(key)), actor=ADMIN)
+        trusted, revoked = trust.trust_inputs(session)
+    assert trusted == []
+    with pytest.raises(PackageError, match="which was revoked"):
+        stage_package(package, tmp_path / "staged", trusted=trusted, revoked=revoked)
+    assert not (tmp_path / "staged").exists()
+    # A revoked key stays refused even where a caller still lists it as trusted.
+    with pytest.raises(PackageError, match="which was revoked"):
+        stage_package(
+            package,
+            tmp_path / "staged",
+            trusted=[TrustedKey(key=key.public_key(), publisher="acme")],
+            revoked=revoked,
+        )
+    assert not (tmp_path / "staged").exists()
