@@ -39,6 +39,25 @@ CONSOLE_UPLOAD_PATH = "/console/marketplace/upload"
 # The body limits of the upload routes, for the app's BodyLimitMiddleware.
 BODY_LIMITS = {UPLOAD_PATH: store.max_upload_bytes(), CONSOLE_UPLOAD_PATH: store.max_upload_bytes()}
 FILE_FIELD = "file"
+# The body is read by hand (to cap and close it), so OpenAPI is told its shape here.
+UPLOAD_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": [FILE_FIELD],
+                "properties": {
+                    FILE_FIELD: {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "the .pauly package",
+                    }
+                },
+            }
+        }
+    },
+}
 
 
 class CheckOut(CamelModel):
@@ -239,6 +258,7 @@ def get_agent(
     response_model=PackageOut,
     status_code=status.HTTP_201_CREATED,
     dependencies=[ClosesForm],
+    openapi_extra={"requestBody": UPLOAD_BODY},
 )
 async def upload_package(
     request: Request,
