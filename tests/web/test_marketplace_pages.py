@@ -89,3 +89,24 @@ def test_the_unsigned_mode_is_switched_on_the_upload_page(client):
     assert _upload(client, assemble(agent_files()), _token(page)).status_code == 303
     detail = client.get("/console/marketplace/agents/acme.hello")
     assert "Unsigned (developer mode)" in detail.text
+
+
+def test_the_pages_need_nothing_the_content_security_policy_forbids(client):
+    """No inline style or script on any marketplace page (the browser test bypasses CSP)."""
+    db = client.app.state.instance.db
+    make_org(db, "acme")
+    key = generate_key()
+    trust_key(db, key)
+    _signed_in(client, "owner@acme.example.com")
+    assert _upload(client, signed_package(key), _token(client.get(UPLOAD))).status_code == 303
+    for path in (
+        "/console/marketplace",
+        "/console/marketplace?q=hello",
+        "/console/marketplace/agents/acme.hello",
+        UPLOAD,
+    ):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert "style=" not in page.text, path
+        assert not re.search(r"<script(?![^>]*\bsrc=)", page.text), path
+        assert re.search(r"\son[a-z]+=", page.text) is None, path
