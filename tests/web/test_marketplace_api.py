@@ -316,3 +316,34 @@ def test_trust_routes_are_for_platform_administrators(client, two_orgs):
             select(AuditLog.action).where(AuditLog.chain == INSTANCE_CHAIN)
         ).all()
     assert {"marketplace.key_trusted", "marketplace.key_revoked"} <= set(actions)
+
+
+def test_a_script_uploads_with_an_api_token_and_no_csrf(client, two_orgs):
+    """Bearer tokens are CSRF-exempt: a token with marketplace:manage uploads; one without, 403."""
+    from paulyops.core.db.scoped import OrgScope
+    from paulyops.services.auth import rbac, tokens
+
+    acme, _other, key = two_orgs
+    db = client.app.state.instance.db
+    with db.write_session() as session:
+        holder = rbac.grant_for(session, acme.id, acme.members["Admin"])
+        issued = {
+            name: tokens.create_api_token(
+                OrgScope(session, acme.id),
+                user_id=acme.members["Admin"],
+                name=name,
+                permissions=perms,
+                holder_permissions=holder.permissions,
+            ).secret
+            for name, perms in (
+                ("ci", ["marketplace:manage", "marketplace:read"]),
+                ("reader", ["marketplace:read"]),
+            )
+        }
+    client.cookies.clear()
+    reader = {"Authorization": f"Bearer {issued['reader']}"}
+    assert upload(client, reader, signed_package(key)).status_code == 403
+    ci = {"Authorization": f"Bearer {issued['ci']}"}
+    answer = upload(client, ci, signed_package(key))
+    assert answer.status_code == 201, answer.text
+    assert [a["id"] for a in client.get(AGENTS, headers=reader).json()] == ["acme.hello"]
