@@ -12,6 +12,7 @@ from paulyops.cli import (
     db,
     docker,
     keys,
+    marketplace,
     package,
     service,
     tokens,
@@ -52,6 +53,7 @@ app.add_typer(backups.app, name="backup")
 app.add_typer(package.app, name="package")
 app.add_typer(service.app, name="service")
 app.add_typer(docker.app, name="docker")
+app.add_typer(marketplace.app, name="marketplace")
 
 
 def _print_version(value: bool) -> None:

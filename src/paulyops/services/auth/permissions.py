@@ -40,6 +40,12 @@ PERMISSIONS: dict[str, str] = {
     "agents:configure": "Change agent settings, enable and disable agents",
     "agents:run": "Start agent runs by hand",
     "marketplace:read": "Browse the agent marketplace",
+    "marketplace:manage": (
+        "Upload and verify agent packages for the organization; set its unsigned-package policy"
+    ),
+    "marketplace:trust": (
+        "Trust and revoke publisher keys and catalog sources (platform administrators)"
+    ),
     "audit:read": "Read the audit log and verify its chain",
     "audit:export": "Export the audit log",
     "health:read": "See health details (pool numbers, errors)",
@@ -49,7 +55,9 @@ PERMISSIONS: dict[str, str] = {
 ALL = frozenset(PERMISSIONS)
 # Instance-wide powers: only platform administrators hold them, never an organization role
 # (an organization's admin must not change what applies to every other organization).
-PLATFORM_PERMISSIONS = frozenset({"org:create", "ratelimits:manage", "health:read"})
+PLATFORM_PERMISSIONS = frozenset(
+    {"org:create", "ratelimits:manage", "health:read", "marketplace:trust"}
+)
 
 
 class RbacModel(StrEnum):

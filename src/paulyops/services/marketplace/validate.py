@@ -56,6 +56,40 @@ class TrustedKey:
         """The key's id."""
         return public_key_id(self.key)
 
+    @property
+    def fingerprint(self) -> str:
+        """The sha256 (hex) of the raw public key: the key's full identity."""
+        return key_fingerprint(self.key)
+
+
+def key_fingerprint(key: Ed25519PublicKey) -> str:
+    """Return the sha256 (hex) of a raw public key (its id is the first 8 characters)."""
+    return hashlib.sha256(key.public_bytes_raw()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedKey:
+    """A publisher key that was revoked: nothing it signed validates any more."""
+
+    key: Ed25519PublicKey
+    reason: str = ""
+
+    @property
+    def key_id(self) -> str:
+        """The key's id."""
+        return public_key_id(self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class Revocations:
+    """What the trust store revoked: keys, and package versions (id, version) -> reason."""
+
+    keys: Sequence[RevokedKey] = ()
+    versions: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+
+NO_REVOCATIONS = Revocations()
+
 
 @dataclass(frozen=True, slots=True)
 class AvailableAgent:
@@ -115,6 +149,7 @@ class Report:
     manifest: Manifest | None = None
     checksums_sha256: str | None = None
     signed_by: str | None = None
+    signed_fingerprint: str | None = None
 
     @property
     def is_ok(self) -> bool:
@@ -206,6 +241,21 @@ def _check_manifest(contents: Contents, *, bundled: bool) -> Manifest:
     return manifest
 
 
+def _because(reason: str) -> str:
+    return f" ({reason})" if reason else ""
+
+
+def _check_revoked_version(manifest: Manifest | None, revoked: Revocations) -> None:
+    if manifest is None:
+        return
+    reason = revoked.versions.get((manifest.id, manifest.version))
+    if reason is not None:
+        raise _CheckFailedError(
+            f"{manifest.id} {manifest.version} was revoked by this instance{_because(reason)}",
+            f"{MANIFEST_NAME}:version",
+        )
+
+
 def _check_signature(
     contents: Contents,
     manifest: Manifest | None,
@@ -213,7 +263,9 @@ def _check_signature(
     *,
     allow_unsigned: bool,
     bundled: bool,
-) -> tuple[str | None, str]:
+    revoked: Revocations = NO_REVOCATIONS,
+) -> tuple[TrustedKey | None, str]:
+    _check_revoked_version(manifest, revoked)
     raw = contents.small.get(SIGNATURE_NAME)
     if raw is None:
         if bundled:
@@ -230,13 +282,22 @@ def _check_signature(
     except ValueError as err:
         raise _CheckFailedError(f"{SIGNATURE_NAME}: {err}", SIGNATURE_NAME) from None
     checksums = contents.small[CHECKSUMS_NAME]
+    message = signed_message(checksums)
+    # A revoked key stays refused even where another list still trusts it.
+    for gone in revoked.keys:
+        if gone.key_id == signature.key_id and verify(gone.key, signature.value, message):
+            raise _CheckFailedError(
+                f"{SIGNATURE_NAME}: signed by key {signature.key_id}, which was revoked"
+                f"{_because(gone.reason)}",
+                SIGNATURE_NAME,
+            )
     candidates = [t for t in trusted if t.key_id == signature.key_id]
     if not candidates:
         raise _CheckFailedError(
             f"{SIGNATURE_NAME}: signed by key {signature.key_id}, which is not a trusted key",
             SIGNATURE_NAME,
         )
-    valid = [t for t in candidates if verify(t.key, signature.value, signed_message(checksums))]
+    valid = [t for t in candidates if verify(t.key, signature.value, message)]
     if not valid:
         raise _CheckFailedError(
             f"{SIGNATURE_NAME}: does not verify with trusted key {signature.key_id}: "
@@ -249,7 +310,7 @@ def _check_signature(
         )
     for key in valid:
         if manifest.id.startswith(key.publisher + "."):
-            return key.key_id, f"signed by {key.key_id}, trusted for {key.publisher}.*"
+            return key, f"signed by {key.key_id}, trusted for {key.publisher}.*"
     spaces = ", ".join(sorted(f"{k.publisher}.*" for k in valid))
     raise _CheckFailedError(
         f"{SIGNATURE_NAME}: key {signature.key_id} is trusted only for {spaces}, "
@@ -366,6 +427,7 @@ def validate_package(
     limits: Limits | None = None,
     runtime: Runtime | None = None,
     available: Sequence[AvailableAgent] = (),
+    revoked: Revocations = NO_REVOCATIONS,
 ) -> Report:
     """Run every check on a package, writing nothing; return the report.
 
@@ -378,6 +440,8 @@ def validate_package(
         limits: archive limits (default :class:`Limits`).
         runtime: what the package must be compatible with (default: this process).
         available: the agent versions dependencies may resolve to.
+        revoked: revoked keys and package versions (the instance trust store's): a
+            package signed by a revoked key, or of a revoked version, is refused.
     """
     runtime = runtime or Runtime()
     report = Report()
@@ -423,13 +487,16 @@ def validate_package(
     if checksums_ok:
 
         def signature() -> str:
-            report.signed_by, message = _check_signature(
+            key, message = _check_signature(
                 contents,
                 report.manifest,
                 trusted,
                 allow_unsigned=allow_unsigned,
                 bundled=bundled,
+                revoked=revoked,
             )
+            if key is not None:
+                report.signed_by, report.signed_fingerprint = key.key_id, key.fingerprint
             return message
 
         run("signature", signature)
@@ -513,6 +580,7 @@ def stage_package(
     limits: Limits | None = None,
     runtime: Runtime | None = None,
     available: Sequence[AvailableAgent] = (),
+    revoked: Revocations = NO_REVOCATIONS,
 ) -> Report:
     """Validate a package and, only if every check passes, unpack it into ``dest``.
 
@@ -531,6 +599,7 @@ def stage_package(
         limits=limits,
         runtime=runtime,
         available=available,
+        revoked=revoked,
     )
     report.raise_for_failure()
     unpack(source, dest, expected_checksums_sha256=report.checksums_sha256, limits=limits)
@@ -539,11 +608,15 @@ def stage_package(
 
 __all__ = [
     "CHECK_NAMES",
+    "NO_REVOCATIONS",
     "AvailableAgent",
     "Check",
     "Report",
+    "Revocations",
+    "RevokedKey",
     "Runtime",
     "TrustedKey",
+    "key_fingerprint",
     "resolve_dependencies",
     "stage_package",
     "unpack",

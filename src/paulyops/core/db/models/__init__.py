@@ -12,6 +12,11 @@ from paulyops.core.db.models.auth import (
     WizardDraft,
 )
 from paulyops.core.db.models.base import Base, new_id, utcnow
+from paulyops.core.db.models.marketplace import (
+    MarketplacePolicy,
+    PackageRevocation,
+    TrustedPublisherKey,
+)
 from paulyops.core.db.models.org import (
     AgentConfig,
     Delegation,
@@ -40,14 +45,17 @@ __all__ = [
     "Invitation",
     "Job",
     "LiveProcess",
+    "MarketplacePolicy",
     "Membership",
     "OrgScoped",
     "Organization",
+    "PackageRevocation",
     "PasswordLink",
     "Role",
     "SecurityConfig",
     "SetupToken",
     "StorageConfig",
+    "TrustedPublisherKey",
     "User",
     "WebSession",
     "WizardDraft",

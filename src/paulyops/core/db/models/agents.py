@@ -8,24 +8,8 @@ from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paulyops.core.db.models.base import Base, JsonDict, TimestampMixin, id_column
+from paulyops.core.db.models.marketplace import AgentPackage
 from paulyops.core.db.models.org import OrgScoped
-
-
-class AgentPackage(TimestampMixin, Base):
-    """A validated agent package version known to the instance (global)."""
-
-    __tablename__ = "agent_packages"
-    __table_args__ = (UniqueConstraint("agent_id", "version"),)
-
-    id: Mapped[str] = id_column("pkg")
-    agent_id: Mapped[str] = mapped_column(String(120), index=True)
-    version: Mapped[str] = mapped_column(String(40))
-    name: Mapped[str] = mapped_column(String(200))
-    publisher: Mapped[str] = mapped_column(String(120))
-    manifest: Mapped[JsonDict] = mapped_column(default=dict)
-    checksum: Mapped[str] = mapped_column(String(64))
-    signature_state: Mapped[str] = mapped_column(String(20))
-    archive_path: Mapped[str | None] = mapped_column(String(500))
 
 
 class AgentInstallation(OrgScoped, TimestampMixin, Base):

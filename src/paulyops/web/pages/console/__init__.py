@@ -1,4 +1,4 @@
-"""The console after setup: sign-in, home, members and roles, security, storage, audit log.
+"""The console after setup: sign-in, home, people, security, storage, marketplace, audit.
 
 Server-rendered pages that work without JavaScript. Each route declares its access rule
 once (``require(permission)``, ``SignedIn`` for the user's own account, ``Public`` for the
@@ -23,6 +23,7 @@ from paulyops.web.pages.console import (
     auth,
     home,
     invitations,
+    marketplace,
     members,
     org,
     roles,
@@ -40,7 +41,18 @@ from paulyops.web.pages.console.views import (
 
 router = APIRouter(include_in_schema=False)
 # Registration order as before the split: static paths before parametrized ones.
-for _module in (auth, home, org, members, invitations, roles, security, storage, audit):
+for _module in (
+    auth,
+    home,
+    org,
+    members,
+    invitations,
+    roles,
+    security,
+    storage,
+    marketplace,
+    audit,
+):
     router.include_router(_module.router)
 
 __all__ = [
