@@ -262,7 +262,11 @@ def add_source(
     kind, normalized = _parse_location(location)
     if root is None:
         probe = fetcher or default_fetcher(kind, normalized)
-        root = _download_root(kind, normalized, probe)
+        try:
+            root = _download_root(kind, normalized, probe)
+        finally:
+            if fetcher is None and isinstance(probe, HttpFetcher):
+                probe.close()
         if fingerprint is None:
             raise FingerprintRequiredError(root_fingerprint(root), location)
     digest = root_fingerprint(root)
@@ -633,16 +637,19 @@ def _refreshed(
         row = _get(session, name)
         session.expunge(row)
         stored = _stored(session, row.id)
-    with _work_dir(work_parent) as work:
-        try:
-            result = _run_updater(
-                row, stored, work, fetcher or default_fetcher(row.kind, row.location)
-            )
-        except CatalogError as err:
-            _audit_refusal(db, actor, row.id, err)
-            raise
-        _store(db, actor, result)
-        yield result, work
+    used = fetcher or default_fetcher(row.kind, row.location)
+    try:
+        with _work_dir(work_parent) as work:
+            try:
+                result = _run_updater(row, stored, work, used)
+            except CatalogError as err:
+                _audit_refusal(db, actor, row.id, err)
+                raise
+            _store(db, actor, result)
+            yield result, work
+    finally:
+        if fetcher is None and isinstance(used, HttpFetcher):
+            used.close()
 
 
 def refresh_catalog(

@@ -9,28 +9,65 @@ cannot hold a refresh for ever.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import IO, BinaryIO, Final
 from urllib.parse import unquote, urlsplit
 
+import tuf
+import urllib3
 from tuf.api import exceptions
 from tuf.ngclient import FetcherInterface
-from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
 
 from paulyops import __version__
 
 CHUNK_SIZE: Final = 64 * 1024
 #: Seconds without a byte before a download fails (connect and read gaps).
-SOCKET_TIMEOUT_S: Final = 10
+SOCKET_TIMEOUT_S: Final = 10.0
 #: Seconds one file may take in total.
 DOWNLOAD_DEADLINE_S: Final = 120.0
 
 
-class DirectoryFetcher(FetcherInterface):
+class _ClosingFetcher(FetcherInterface):
+    """tuf's ``download_file``, but the chunk stream is closed the moment it stops.
+
+    tuf abandons the stream when a download passes its cap; left to the garbage
+    collector, its socket or file would stay open until some later collection.
+    """
+
+    @contextlib.contextmanager
+    def download_file(self, url: str, max_length: int) -> Iterator[IO[bytes]]:
+        """Download ``url`` into a temporary file, refusing more than ``max_length`` bytes.
+
+        Raises:
+            exceptions.DownloadLengthMismatchError: more bytes than ``max_length``.
+            exceptions.DownloadError: the download failed.
+        """
+        with tempfile.TemporaryFile() as temp_file:
+            chunks = self.fetch(url)
+            try:
+                received = 0
+                for chunk in chunks:
+                    received += len(chunk)
+                    if received > max_length:
+                        raise exceptions.DownloadLengthMismatchError(
+                            f"{url}: more than the {max_length} bytes allowed; stopped"
+                        )
+                    temp_file.write(chunk)
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+            temp_file.seek(0)
+            yield temp_file
+
+
+class DirectoryFetcher(_ClosingFetcher):
     """Read ``file://`` URLs under one folder (an air-gapped site's catalog copy).
 
     Paths outside the folder, symlinks and anything but regular files are refused; a
@@ -70,33 +107,62 @@ class DirectoryFetcher(FetcherInterface):
                 yield chunk
 
 
-class HttpFetcher(Urllib3Fetcher):
-    """tuf's urllib3 fetcher with a socket timeout and a total deadline per file."""
+class HttpFetcher(_ClosingFetcher):
+    """Read http(s) URLs with a socket timeout and a total deadline per file.
+
+    Like tuf's own urllib3 fetcher, but a body not read to its end (tuf stopped at the
+    length cap) closes its connection instead of returning it to the pool, and
+    :meth:`close` releases every socket, so an aborted download leaves nothing open.
+    """
 
     def __init__(
         self,
         *,
-        socket_timeout: int = SOCKET_TIMEOUT_S,
+        socket_timeout: float = SOCKET_TIMEOUT_S,
         deadline: float = DOWNLOAD_DEADLINE_S,
     ) -> None:
-        super().__init__(
-            socket_timeout=socket_timeout,
-            chunk_size=CHUNK_SIZE,
-            app_user_agent=f"PaulyOps/{__version__}",
-        )
+        self.socket_timeout = socket_timeout
         self.deadline = deadline
+        self._pool = urllib3.PoolManager(
+            headers={"User-Agent": f"PaulyOps/{__version__} python-tuf/{tuf.__version__}"},
+            retries=urllib3.Retry(total=2, redirect=0, raise_on_status=False),
+        )
 
     def _fetch(self, url: str) -> Iterator[bytes]:
-        chunks = super()._fetch(url)
-        return self._within(chunks, time.monotonic() + self.deadline, url)
+        try:
+            response = self._pool.request(
+                "GET", url, preload_content=False, timeout=urllib3.Timeout(self.socket_timeout)
+            )
+        except urllib3.exceptions.MaxRetryError as err:
+            if isinstance(err.reason, urllib3.exceptions.TimeoutError):
+                raise exceptions.SlowRetrievalError(f"{url}: timed out") from err
+            raise
+        if response.status >= 400:
+            response.close()
+            raise exceptions.DownloadHTTPError(
+                f"{url}: HTTP status {response.status}", response.status
+            )
+        return self._chunks(response, url, time.monotonic() + self.deadline)
 
-    def _within(self, chunks: Iterator[bytes], deadline: float, url: str) -> Iterator[bytes]:
-        for chunk in chunks:
-            if time.monotonic() > deadline:
-                raise exceptions.SlowRetrievalError(
-                    f"{url}: took longer than {self.deadline:g} s in total"
-                )
-            yield chunk
+    def _chunks(
+        self, response: urllib3.BaseHTTPResponse, url: str, deadline: float
+    ) -> Iterator[bytes]:
+        try:
+            for chunk in response.stream(CHUNK_SIZE):
+                if time.monotonic() > deadline:
+                    raise exceptions.SlowRetrievalError(
+                        f"{url}: took longer than {self.deadline:g} s in total"
+                    )
+                yield chunk
+        except urllib3.exceptions.TimeoutError as err:
+            raise exceptions.SlowRetrievalError(f"{url}: timed out") from err
+        finally:
+            response.close()
+            response.release_conn()
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._pool.clear()
 
 
 __all__ = ["DOWNLOAD_DEADLINE_S", "SOCKET_TIMEOUT_S", "DirectoryFetcher", "HttpFetcher"]
