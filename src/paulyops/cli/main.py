@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from paulyops import __version__
-from paulyops.cli import audit, compliance, db, keys, package, tokens, users, validate
+from paulyops.cli import audit, catalog, compliance, db, keys, package, tokens, users, validate
 from paulyops.cli.context import CommandGroup
 from paulyops.cli.health import health
 from paulyops.cli.serve import serve
@@ -31,6 +31,8 @@ app.add_typer(setup_app, name="setup", invoke_without_command=True)
 app.add_typer(validate.app, name="validate")
 app.add_typer(validate.backup_app, name="backup")
 app.add_typer(package.app, name="package")
+# Until the marketplace group (trust, search, show) lands: only the catalog commands.
+app.add_typer(catalog.app, name="marketplace")
 
 
 def _print_version(value: bool) -> None:
