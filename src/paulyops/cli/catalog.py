@@ -74,7 +74,7 @@ def sources_add(
         )
     console.print(
         f"Catalog {escape(view.name)} ({escape(view.location)}) pinned to root "
-        f"{view.root_sha256}. Next: `paulyops marketplace catalog refresh {view.name}`.",
+        f"{view.root_sha256}; refresh it next (catalog refresh {view.name}).",
         highlight=False,
     )
 
