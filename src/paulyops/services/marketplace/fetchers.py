@@ -148,7 +148,9 @@ class HttpFetcher(_ClosingFetcher):
         self, response: urllib3.BaseHTTPResponse, url: str, deadline: float
     ) -> Iterator[bytes]:
         try:
-            for chunk in response.stream(CHUNK_SIZE):
+            # read1 returns what has arrived (stream() would wait for a full chunk), so
+            # the deadline is checked after every arrival, however small.
+            while chunk := response.read1(CHUNK_SIZE):
                 if time.monotonic() > deadline:
                     raise exceptions.SlowRetrievalError(
                         f"{url}: took longer than {self.deadline:g} s in total"
