@@ -547,3 +547,30 @@ def test_unreachable_catalog_is_reported(db: Database, catalog: Catalog, work: P
     catalog.directory.mkdir()
     err = _refused(db, work, "unreachable")
     assert "cannot be read" in err.message
+
+
+def test_add_refuses_a_file_that_is_not_a_root(db: Database, catalog: Catalog) -> None:
+    """Other metadata or junk given as --root is refused with that reason."""
+    for data in ((catalog.meta / "1.targets.json").read_bytes(), b"not json"):
+        with pytest.raises(ConfigError, match="not TUF root metadata"):
+            catalogs.add_source(db, "main", str(catalog.directory), CLI, root=data)
+
+
+def test_delegation_wider_than_its_namespace_is_rejected(
+    db: Database, catalog: Catalog, work: Path
+) -> None:
+    """A publisher delegated more than ``<publisher>.*`` gets none of its entries listed."""
+    state = publish._load(catalog.directory)
+    delegations = state.targets.signed.delegations
+    assert delegations is not None
+    assert delegations.roles is not None
+    delegations.roles["acme"].paths = ["*"]
+    publish._Writer(catalog.directory, publish.KeyRing(catalog.keys), state, None).commit(
+        targets=True
+    )
+    _add(db, catalog)
+    result = _refresh(db, work)
+    assert result.listing.entries == []
+    assert result.listing.rejected["acme"] == (
+        "delegation 'acme': must cover exactly the paths acme.*, got ['*']"
+    )

@@ -33,6 +33,7 @@ from urllib.parse import quote
 from sqlalchemy import delete, select
 from tuf.api import exceptions
 from tuf.api.metadata import DelegatedRole, Metadata, Root, Targets
+from tuf.api.serialization import DeserializationError
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from paulyops.core.db import Session
@@ -201,7 +202,7 @@ def _check_root(data: bytes, what: str) -> Metadata[Root]:
         root.verify_delegate(Root.type, root)
     except exceptions.UnsignedMetadataError as err:
         raise ConfigError(f"{what}: not signed by its own root threshold: {err}") from None
-    except Exception as err:  # tuf raises several types for a malformed file
+    except (DeserializationError, ValueError, KeyError) as err:
         raise ConfigError(f"{what}: not TUF root metadata: {err}") from None
     if not isinstance(root.signed, Root):
         raise ConfigError(f"{what}: not TUF root metadata (it is {root.signed.type})")
