@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote
 
 from sqlalchemy import delete, select
 from tuf.api import exceptions
-from tuf.api.metadata import DelegatedRole, Metadata, Root, Targets
+from tuf.api.metadata import Metadata, Root, Targets
 from tuf.api.serialization import DeserializationError
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
@@ -48,16 +47,17 @@ from paulyops.core.errors import (
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
 from paulyops.services.marketplace.fetchers import DirectoryFetcher, HttpFetcher
-from paulyops.services.marketplace.publish import (
-    CUSTOM_FIELD,
-    REVOCATIONS_FIELD,
-    root_fingerprint,
-    target_path,
+from paulyops.services.marketplace.listing import (
+    NAME_PATTERN,
+    TOP_ROLES,
+    CatalogEntry,
+    Listing,
+    delegation_problem,
+    listing_of,
 )
+from paulyops.services.marketplace.publish import root_fingerprint, target_path
 from paulyops.services.marketplace.validate import Report, TrustedKey, validate_package
 
-NAME_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
-TOP_ROLES: Final = ("timestamp", "snapshot", "targets")
 #: Caps for metadata whose length is not signed by its parent (tuf's defaults are larger:
 #: a catalog of a few thousand packages fits well within these).
 CONFIG: Final = UpdaterConfig(
@@ -112,33 +112,6 @@ class SourceView:
     root_sha256: str
     versions: Mapping[str, int]
     last_refreshed_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class CatalogEntry:
-    """One package version a refreshed catalog lists (verified by tuf at refresh time)."""
-
-    source: str
-    agent_id: str
-    version: str
-    name: str
-    description: str
-    publisher: str
-    target: str
-    length: int
-    sha256: str
-    yanked: bool = False
-    yanked_reason: str = ""
-    revoked: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Listing:
-    """What a catalog's verified metadata lists, and what was rejected and why."""
-
-    entries: list[CatalogEntry] = field(default_factory=list)
-    rejected: dict[str, str] = field(default_factory=dict)
-    revoked_keys: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,89 +387,6 @@ def _refusal(name: str, err: Exception) -> CatalogError:
     return CatalogError(name, "invalid", f"refused invalid metadata ({err})")
 
 
-def _delegation_problem(role: DelegatedRole) -> str | None:
-    if not NAME_PATTERN.fullmatch(role.name) or role.name in (*TOP_ROLES, "root"):
-        return f"delegation {role.name!r}: not a publisher namespace"
-    if role.paths != [f"{role.name}.*"]:
-        return (
-            f"delegation {role.name!r}: must cover exactly the paths {role.name}.*, "
-            f"got {role.paths or role.path_hash_prefixes}"
-        )
-    return None
-
-
-def _custom(info: Any) -> dict[str, Any] | None:
-    custom = info.custom if isinstance(info.custom, dict) else {}
-    value = custom.get(CUSTOM_FIELD)
-    return value if isinstance(value, dict) else None
-
-
-def listing_of(source: str, roles: Mapping[str, bytes]) -> Listing:
-    """Return the entries of a catalog's verified metadata, rejecting those out of place.
-
-    Args:
-        source: the catalog's name (for the entries).
-        roles: role name -> metadata bytes, as a refresh stored them.
-    """
-    if "targets" not in roles:
-        return Listing()
-    top = Metadata[Targets].from_bytes(roles["targets"]).signed
-    revocations = top.unrecognized_fields.get(REVOCATIONS_FIELD) or {}
-    revoked_keys = frozenset(str(k) for k in revocations.get("keys", []))
-    revoked_versions = {
-        (str(v.get("id")), str(v.get("version"))) for v in revocations.get("versions", [])
-    }
-    rejected = {
-        path: f"{path}: listed by the catalog's top-level targets, outside every publisher's "
-        "delegation"
-        for path in top.targets
-    }
-    entries = []
-    delegated = top.delegations.roles if top.delegations and top.delegations.roles else {}
-    for role_name, role in delegated.items():
-        problem = _delegation_problem(role)
-        if problem is not None or role_name not in roles:
-            if problem is not None:
-                rejected[role_name] = problem
-            continue
-        for path, info in Metadata[Targets].from_bytes(roles[role_name]).signed.targets.items():
-            custom = _custom(info)
-            agent_id = str(custom.get("id", "")) if custom else ""
-            version = str(custom.get("version", "")) if custom else ""
-            if not role.is_delegated_path(path) or not agent_id.startswith(f"{role_name}."):
-                rejected[path] = (
-                    f"{path}: listed by publisher {role_name!r} outside its namespace {role_name}.*"
-                )
-                continue
-            if custom is None or path != target_path(agent_id, version):
-                rejected[path] = (
-                    f"{path}: its signed description does not name this file "
-                    f"(expected {target_path(agent_id, version)})"
-                )
-                continue
-            revoked = None
-            if (agent_id, version) in revoked_versions:
-                revoked = f"{agent_id} {version} is revoked by the catalog"
-            entries.append(
-                CatalogEntry(
-                    source=source,
-                    agent_id=agent_id,
-                    version=version,
-                    name=str(custom.get("name", agent_id)),
-                    description=str(custom.get("description", "")),
-                    publisher=role_name,
-                    target=path,
-                    length=info.length,
-                    sha256=str(info.hashes.get("sha256", "")),
-                    yanked=bool(custom.get("yanked", False)),
-                    yanked_reason=str(custom.get("yankedReason", "")),
-                    revoked=revoked,
-                )
-            )
-    entries.sort(key=lambda e: (e.agent_id, e.version))
-    return Listing(entries, rejected, revoked_keys)
-
-
 @dataclass
 class _Refreshed:
     source_id: str
@@ -565,7 +455,7 @@ def _run_updater(
         delegated = top.delegations.roles if top.delegations and top.delegations.roles else {}
         loaded = []
         for role in delegated.values():
-            if _delegation_problem(role) is None:
+            if delegation_problem(role) is None:
                 # get_targetinfo loads and verifies the role's metadata on the way (tuf's
                 # public path to delegated metadata); the probe name itself is never listed.
                 updater.get_targetinfo(f"{role.name}.-")
