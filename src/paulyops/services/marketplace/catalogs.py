@@ -19,6 +19,7 @@ writes an audit row.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -658,7 +659,8 @@ def fetch_package(
             _audit_refusal(db, actor, result.source_id, refusal)
             raise refusal from err
         data = Path(path).read_bytes()
-        report = validate_package(Path(path), trusted=trusted, allow_unsigned=allow_unsigned)
+        # Validate the very bytes returned, not the file they came from.
+        report = validate_package(io.BytesIO(data), trusted=trusted, allow_unsigned=allow_unsigned)
         report.raise_for_failure()
         if report.signed_by in result.listing.revoked_keys:
             raise CatalogError(
