@@ -8,6 +8,7 @@ from paulyops import __version__
 from paulyops.cli import (
     audit,
     backups,
+    catalog,
     compliance,
     db,
     docker,
@@ -53,6 +54,7 @@ app.add_typer(backups.app, name="backup")
 app.add_typer(package.app, name="package")
 app.add_typer(service.app, name="service")
 app.add_typer(docker.app, name="docker")
+catalog.register(marketplace.app)  # sources, catalog, publish beside trust/search/show
 app.add_typer(marketplace.app, name="marketplace")
 
 

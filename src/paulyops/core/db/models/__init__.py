@@ -12,6 +12,7 @@ from paulyops.core.db.models.auth import (
     WizardDraft,
 )
 from paulyops.core.db.models.base import Base, new_id, utcnow
+from paulyops.core.db.models.catalogs import CatalogMetadata, CatalogSource
 from paulyops.core.db.models.marketplace import (
     MarketplacePolicy,
     PackageRevocation,
@@ -41,6 +42,8 @@ __all__ = [
     "AuditLog",
     "AuthState",
     "Base",
+    "CatalogMetadata",
+    "CatalogSource",
     "Delegation",
     "Invitation",
     "Job",
