@@ -31,12 +31,8 @@ from paulyops.core.errors import (
     SpecValidationError,
 )
 from paulyops.core.logging import security_event
-from paulyops.core.security.crypto import (
-    DecryptionError,
-    KeyRing,
-    read_secret_json,
-    write_secret_json,
-)
+from paulyops.core.security.crypto import DecryptionError, KeyRing
+from paulyops.core.security.fields import read_secret_json, write_secret_json
 from paulyops.core.security.passwords import PasswordHashing
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor

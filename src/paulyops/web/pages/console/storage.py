@@ -16,7 +16,8 @@ from paulyops.core.errors import (
     ConflictError,
     SpecValidationError,
 )
-from paulyops.core.security.crypto import DecryptionError, read_secret_json
+from paulyops.core.security.crypto import DecryptionError
+from paulyops.core.security.fields import read_secret_json
 from paulyops.services import console as console_service
 from paulyops.web.auth import (
     DbSession,
