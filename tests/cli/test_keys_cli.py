@@ -348,3 +348,15 @@ def test_status_lists_running_processes_and_flags_old_keys(instance_root, db):
     assert f"worker-b.example pid 4242 (server) writes with key {old_id} (older key)" in (
         result.output
     )
+
+
+@pytest.mark.parametrize("size", ["0", "10001"])
+def test_reencrypt_batch_size_bounds_come_from_the_command(instance_root, db, size):
+    """An out-of-range --batch-size is a usage error (exit 2) with the command model's bound,
+    and nothing is re-encrypted or audited."""
+    result = run("keys", "reencrypt", "--batch-size", size)
+    assert result.exit_code == 2, result.output
+    assert "--batch-size" in result.output
+    assert ("expected at least 1" if size == "0" else "expected at most 10000") in result.output
+    with db.session() as session:
+        assert not session.scalars(select(AuditLog).where(AuditLog.action.like("keys.%"))).all()

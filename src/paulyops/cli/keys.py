@@ -126,17 +126,20 @@ def rotate() -> None:
 
 @app.command()
 def reencrypt(
-    batch_size: int = typer.Option(
-        200, "--batch-size", min=1, max=10_000, help="rows per transaction"
-    ),
+    batch_size: int = typer.Option(200, "--batch-size", help="rows per transaction"),
 ) -> None:
     """Move every stored secret to the active key (safe to stop and run again)."""
     from paulyops.core.security.crypto import DecryptionError
     from paulyops.services import keys
     from paulyops.services.actor import CLI
-    from paulyops.services.commands import parse
+    from paulyops.services.commands import CommandError, parse
 
-    command = parse(keys.Reencrypt, {"batchSize": batch_size})
+    try:
+        # The bounds are the command's (services/keys.py); a bad value is a usage error.
+        command = parse(keys.Reencrypt, {"batchSize": batch_size})
+    except CommandError as err:
+        message = err.errors[0].message if err.errors else err.message
+        raise typer.BadParameter(message, param_hint="--batch-size") from None
 
     def on_start(active: str) -> None:
         console.print(f"Re-encrypting stored secrets to key {active}…", highlight=False)
