@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,8 @@ from typer.testing import CliRunner
 from paulyops.cli.main import app
 from paulyops.core.db.engine import Database
 from paulyops.core.db.models import AuditLog, User
-from paulyops.core.security.crypto import KeyRing, read_secret, set_default_keyring
+from paulyops.core.security.crypto import KeyRing
+from paulyops.core.security.fields import read_secret
 from paulyops.core.settings import (
     decode_key,
     key_id,
@@ -28,15 +28,14 @@ from tests.factories import make_org
 
 
 @pytest.fixture
-def instance_root(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def instance_root(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An instance root whose secrets live in .env.local (rotation rewrites that file)."""
     monkeypatch.setenv("PAULYOPS_HOME", str(tmp_path))
     monkeypatch.setenv("PAULYOPS_ENV", "test")
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("COLUMNS", "200")
     write_env_values(tmp_path / ".env.local", fresh_secrets())
-    yield tmp_path
-    set_default_keyring(None)  # the CLI installs its ring process-wide
+    return tmp_path
 
 
 def run(*args: str):
@@ -193,10 +192,7 @@ def test_rotate_without_a_key_in_env_local_explains_why(tmp_path, db_url, monkey
     monkeypatch.setenv("PAULYOPS_ENV", "test")
     monkeypatch.setenv("DATABASE_URL", db_url)
     write_env_values(tmp_path / ".env.local", {"PAULYOPS_ENV": "test"})
-    try:
-        result = run("keys", "rotate")
-    finally:
-        set_default_keyring(None)
+    result = run("keys", "rotate")
     assert result.exit_code == 4
     assert "ENCRYPTION_KEY" in result.output
     assert secrets["ENCRYPTION_KEY"] not in result.output
@@ -352,3 +348,15 @@ def test_status_lists_running_processes_and_flags_old_keys(instance_root, db):
     assert f"worker-b.example pid 4242 (server) writes with key {old_id} (older key)" in (
         result.output
     )
+
+
+@pytest.mark.parametrize("size", ["0", "10001"])
+def test_reencrypt_batch_size_bounds_come_from_the_command(instance_root, db, size):
+    """An out-of-range --batch-size is a usage error (exit 2) with the command model's bound,
+    and nothing is re-encrypted or audited."""
+    result = run("keys", "reencrypt", "--batch-size", size)
+    assert result.exit_code == 2, result.output
+    assert "--batch-size" in result.output
+    assert ("expected at least 1" if size == "0" else "expected at most 10000") in result.output
+    with db.session() as session:
+        assert not session.scalars(select(AuditLog).where(AuditLog.action.like("keys.%"))).all()

@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 from paulyops.cli.main import app
 from paulyops.core.db.engine import Database
 from paulyops.core.db.models import AuditLog, Organization
-from paulyops.core.security.crypto import set_default_keyring
 from paulyops.core.settings import read_env_file
 from paulyops.services.onboarding.spec import parse_spec
 
@@ -30,11 +29,9 @@ FINANCE = {
 
 
 @pytest.fixture(autouse=True)
-def _cli_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAULYOPS_ENV", "test")
     monkeypatch.setenv("COLUMNS", "200")
-    yield
-    set_default_keyring(None)  # the CLI installs its ring process-wide
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,6 @@ from paulyops.cli.main import app
 from paulyops.core.db.engine import Database
 from paulyops.core.db.models import Membership, Organization, User
 from paulyops.core.db.scoped import OrgScope
-from paulyops.core.security.crypto import set_default_keyring
 from paulyops.services.actor import SYSTEM
 from paulyops.services.auth import accounts
 from paulyops.services.onboarding.provision import ProvisionContext, provision
@@ -50,15 +48,14 @@ app()
 
 
 @pytest.fixture
-def root(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def root(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty instance root on the test database."""
     monkeypatch.setenv("PAULYOPS_ENV", "test")
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("DATABASE_URL", db_url)
     path = tmp_path / "instance"
     path.mkdir()
-    yield path
-    set_default_keyring(None)
+    return path
 
 
 def temps(root: Path) -> list[str]:

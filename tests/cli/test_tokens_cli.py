@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ from typer.testing import CliRunner
 
 from paulyops.cli.main import app
 from paulyops.core.db.models import ApiToken, AuditLog
-from paulyops.core.security.crypto import set_default_keyring
 from paulyops.core.settings import write_env_values
 from paulyops.services.auth.tokens import resolve_api_token
 from tests.conftest import fresh_secrets
@@ -19,15 +17,14 @@ from tests.factories import make_org
 
 
 @pytest.fixture
-def instance_root(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def instance_root(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An instance root in tmp_path with test secrets in .env.local, on the test database."""
     monkeypatch.setenv("PAULYOPS_HOME", str(tmp_path))
     monkeypatch.setenv("PAULYOPS_ENV", "test")
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("COLUMNS", "200")
     write_env_values(tmp_path / ".env.local", fresh_secrets())
-    yield tmp_path
-    set_default_keyring(None)  # the CLI installs its ring process-wide
+    return tmp_path
 
 
 def run(*args: str):

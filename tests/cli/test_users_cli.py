@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from paulyops.cli.main import app
 from paulyops.core.db.engine import Database
 from paulyops.core.db.models import AuditLog, WebSession
 from paulyops.core.errors import AuthenticationError
-from paulyops.core.security.crypto import set_default_keyring
 from paulyops.core.settings import write_env_values
 from paulyops.services.auth import accounts, rbac, sessions
 from tests.conftest import fresh_secrets
@@ -24,15 +22,14 @@ GOOD = "plenty-of-words-for-a-passphrase-7"
 
 
 @pytest.fixture
-def instance_root(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def instance_root(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An instance root in tmp_path with test secrets in .env.local, on the test database."""
     monkeypatch.setenv("PAULYOPS_HOME", str(tmp_path))
     monkeypatch.setenv("PAULYOPS_ENV", "test")
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("COLUMNS", "200")  # wide tables: no e-mail split across lines
     write_env_values(tmp_path / ".env.local", fresh_secrets())
-    yield tmp_path
-    set_default_keyring(None)  # the CLI installs its ring process-wide
+    return tmp_path
 
 
 def run(*args: str, stdin: str | None = None):

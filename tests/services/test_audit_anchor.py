@@ -8,7 +8,6 @@ purge switch, on SQLite by dropping the trigger) right after a real setup.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from typer.testing import CliRunner
 from paulyops.cli.main import app as cli
 from paulyops.core.db.engine import Database
 from paulyops.core.db.models import INSTANCE_CHAIN, AuditCheckpoint, AuditLog, Organization
-from paulyops.core.security.crypto import set_default_keyring
 from paulyops.core.settings import load_settings
 from paulyops.services import audit
 from paulyops.services.audit_anchor import AuditAnchor
@@ -150,7 +148,7 @@ def test_server_signs_new_rows_at_shutdown(tmp_path, db_url):
 
 
 @pytest.fixture
-def set_up(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def set_up(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An instance root after `paulyops setup --quick` on the test database."""
     monkeypatch.setenv("PAULYOPS_ENV", "test")
     monkeypatch.setenv("COLUMNS", "200")
@@ -174,8 +172,7 @@ def set_up(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     )
     assert result.exit_code == 0, result.output
     monkeypatch.setenv("PAULYOPS_HOME", str(root))
-    yield root
-    set_default_keyring(None)
+    return root
 
 
 def test_setup_leaves_nothing_unanchored(set_up):

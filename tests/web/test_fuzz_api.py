@@ -29,7 +29,6 @@ from schemathesis.specs.openapi.checks import (
 
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.instance import Instance
-from paulyops.core.security.crypto import set_default_keyring
 from paulyops.services.auth import tokens
 from paulyops.services.auth.permissions import ALL
 from paulyops.web.app import create_app
@@ -54,7 +53,6 @@ OWNER_PERMISSIONS = ALL - {"org:create"}
 _ROOT = Path(tempfile.mkdtemp(prefix="paulyops-fuzz-"))
 _SETTINGS = make_settings(_ROOT, PAULYOPS_RATE_LIMITS=RATE_LIMITS)
 _INSTANCE = Instance(_SETTINGS)
-set_default_keyring(None)  # Instance() installs its ring process-wide; the fixture does
 APP = create_app(_SETTINGS, instance=_INSTANCE)
 schema = schemathesis.openapi.from_asgi("/api/openapi.json", APP)
 
@@ -62,14 +60,12 @@ schema = schemathesis.openapi.from_asgi("/api/openapi.json", APP)
 @pytest.fixture(scope="module")
 def owner_token() -> Iterator[str]:
     """Start the app's instance (SQLite) for the module; yield an Owner's API token."""
-    set_default_keyring(_INSTANCE.keyring)
     _INSTANCE.start(background=False)
     assert _INSTANCE.ready.wait(20), "instance did not become ready"
     try:
         yield _owner_token(_INSTANCE)
     finally:
         _INSTANCE.close()
-        set_default_keyring(None)
         shutil.rmtree(_ROOT, ignore_errors=True)
 
 

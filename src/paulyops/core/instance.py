@@ -37,13 +37,10 @@ from paulyops.core.health import (
 from paulyops.core.kv import KeyValueStore, KVUnavailableError, RedisKV, create_kv
 from paulyops.core.logging import add_alert_hook, get_logger, redact_text, webhook_alert_hook
 from paulyops.core.processes import ProcessMonitor
-from paulyops.core.security.crypto import (
-    KeyRing,
-    active_key_since,
-    openssl_fips_enabled,
-    set_default_keyring,
-)
+from paulyops.core.security.crypto import KeyRing, openssl_fips_enabled
 from paulyops.core.security.csrf import CsrfTokens
+from paulyops.core.security.fields import bind_keyring
+from paulyops.core.security.keyfile import active_key_since
 from paulyops.core.security.keywatch import KeyRingWatcher
 from paulyops.core.security.passwords import PasswordHashing
 from paulyops.core.security.ratelimit import DEFAULT_LIMITS, STRICT_LIMITS, RateLimiter
@@ -86,8 +83,10 @@ class Instance:
             health_interval=settings.health_interval,
             socket_timeout=settings.redis_socket_timeout,
         )
+        # This instance's ring, and no one else's: its database's sessions carry it to
+        # the encrypted fields, and the watcher reloads it in place after a rotation.
         self.keyring = KeyRing.from_settings(settings)
-        set_default_keyring(self.keyring)
+        bind_keyring(self.db, self.keyring)
         fips = settings.encryption_level == "fips"
         self.hashing = (
             PasswordHashing.for_tests(fips=fips)

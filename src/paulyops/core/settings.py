@@ -33,7 +33,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from paulyops.core.atomic import write_atomic
+from paulyops.core.envfile import read_env_file, update_env_file
 from paulyops.core.errors import ConfigError
 from paulyops.core.logging import parse_debug
 
@@ -56,7 +56,7 @@ PLACEHOLDER_SECRETS = frozenset(
 # 32 characters of base64url carry 192 bits: enough for an HMAC key, short enough to paste.
 MIN_SECRET_LENGTH = 32
 
-# Key-rotation variables the key ring reads itself (core/security/crypto.py).
+# Key-rotation variables the key ring reads itself (core/security/keyfile.py).
 ROTATION_VARS = frozenset({"PAULYOPS_ENCRYPTION_KEYS_ROTATED_AT", "PAULYOPS_ENCRYPTION_GRACE_DAYS"})
 
 SECRET_FIELDS = ("jwt_secret", "session_secret", "encryption_key", "instance_key")
@@ -646,7 +646,7 @@ def load_settings(
     if ROTATION_VARS & lowered.keys():
         # Read by the key ring, not by this class; checked here so a malformed value stops
         # every command before anything (a generated secret) is written.
-        from paulyops.core.security.crypto import check_rotation_values
+        from paulyops.core.security.keyfile import check_rotation_values
 
         check_rotation_values({k: v for k, v in lowered.items() if k in ROTATION_VARS})
     return settings
@@ -659,30 +659,6 @@ def _known_env_names() -> set[str]:
         if isinstance(alias, AliasChoices):
             names.update(str(choice).upper() for choice in alias.choices)
     return names
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a ``KEY=value`` file; ``#`` comments, blank lines and quotes are allowed.
-
-    Raises:
-        ConfigError: a line is not ``KEY=value``; the message names file and line.
-    """
-    values: dict[str, str] = {}
-    for number, raw_line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        line = raw_line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line.removeprefix("export ").strip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not key.replace("_", "").isalnum():
-            raise ConfigError(f"{path}:{number}: expected KEY=value")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        values[key] = value
-    return values
 
 
 def ensure_secrets(settings: Settings) -> tuple[Settings, list[str]]:
@@ -714,20 +690,15 @@ def ensure_secrets(settings: Settings) -> tuple[Settings, list[str]]:
         extra = {}
         if "ENCRYPTION_KEY" in generated:
             extra["PAULYOPS_ENCRYPTION_KEY_CREATED_AT"] = datetime.now(UTC).isoformat()
-        write_env_values(env_file, {**generated, **extra})
+        update_env_file(env_file, {**generated, **extra})
     merged = {**existing, **generated}
     update = {SECRET_VAR_FIELDS[var]: SecretStr(merged[var]) for var in weak if merged.get(var)}
     return settings.model_copy(update=update), sorted(generated)
 
 
-def write_env_values(path: Path, values: dict[str, str]) -> None:
-    """Append ``values`` to an env file atomically, creating it with mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    old = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if old and not old.endswith("\n"):
-        old += "\n"
-    lines = "".join(f"{key}={value}\n" for key, value in values.items())
-    write_atomic(path, old + lines, mode=0o600)
+# Kept under its old name for callers that append settings (tests, fixtures): the one
+# writer sets a variable where the file already defines it and appends the others.
+write_env_values = update_env_file
 
 
 __all__ = [
@@ -775,19 +746,5 @@ def rotate_signing_secrets(env_path: Path) -> dict[str, str]:
         older = [item for item in _csv(values.get(previous_name, "")) if item != old]
         changed[name] = new_secret()
         changed[previous_name] = ",".join([old, *older][:3])
-    _rewrite_env_values(env_path, changed)
+    update_env_file(env_path, changed)
     return changed
-
-
-def _rewrite_env_values(path: Path, values: dict[str, str]) -> None:
-    """Replace or append ``values`` in an env file atomically, keeping every other line."""
-    remaining = dict(values)
-    lines = []
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        key = raw.split("=", 1)[0].strip().removeprefix("export ").strip()
-        if key in remaining and "=" in raw and not raw.lstrip().startswith("#"):
-            lines.append(f"{key}={remaining.pop(key)}")
-        else:
-            lines.append(raw)
-    lines.extend(f"{key}={value}" for key, value in remaining.items())
-    write_atomic(path, "\n".join(lines) + "\n", mode=0o600)

@@ -20,9 +20,7 @@ from paulyops.core.errors import (
     SpecValidationError,
 )
 from paulyops.core.logging import security_event
-from paulyops.core.security.crypto import (
-    KeyRing,
-)
+from paulyops.core.security.crypto import KeyRing
 from paulyops.core.security.passwords import PasswordHashing
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor

@@ -1,4 +1,4 @@
-"""The encryption key ring, encrypted model fields and key rotation services."""
+"""The encryption key ring and the rotation of its keys in `.env.local`."""
 
 from __future__ import annotations
 
@@ -12,27 +12,16 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select, update
 
-from paulyops.core.db.models import AgentInstallation, Organization, StorageConfig, User
-from paulyops.core.errors import ConfigError, ConflictError, NotFoundError
+from paulyops.core.errors import ConfigError
 from paulyops.core.security.crypto import (
     Aad,
     DecryptionError,
     KeyRing,
     PreviousKey,
     RetiredKeyError,
-    default_keyring,
-    keys_in_use,
     openssl_fips_enabled,
-    read_secret,
-    read_secret_json,
-    reencrypt_all,
-    retire_key,
     rotate_env_file,
-    set_default_keyring,
-    write_secret,
-    write_secret_json,
 )
 from paulyops.core.settings import (
     ENV_FILE_NAME,
@@ -300,210 +289,3 @@ def test_rotate_refuses_without_a_key_in_the_file(tmp_path):
     with pytest.raises(ConfigError, match="ENCRYPTION_KEY"):
         rotate_env_file(env, environ={})
     assert env.read_text() == "JWT_SECRET=abc\n"
-
-
-# --- encrypted model fields ------------------------------------------------------------------
-
-
-@pytest.fixture
-def default_ring():
-    """Install RING as the process default for one test."""
-    set_default_keyring(RING)
-    yield RING
-    set_default_keyring(None)
-
-
-def new_org(n: int = 0) -> Organization:
-    return Organization(
-        slug=f"org-{n}",
-        name=f"Org {n}",
-        industry="general",
-        compliance_level="basic",
-        size="small",
-        rbac_model="simple",
-        spec_hash="0" * 64,
-    )
-
-
-def new_storage(org: Organization, n: int) -> StorageConfig:
-    return StorageConfig(
-        organization_id=org.id,
-        name=f"store-{n}",
-        provider="s3",
-        backup_strategy="local",
-        retention_days=30,
-    )
-
-
-def test_default_keyring_must_be_installed():
-    """Using the helpers before set_default_keyring is a ConfigError, not a crash."""
-    set_default_keyring(None)
-    with pytest.raises(ConfigError, match="set_default_keyring"):
-        default_keyring()
-    with pytest.raises(ConfigError):
-        write_secret(User(email="a@example.com", name="A"), "totp_secret", b"x")
-
-
-def test_write_secret_assigns_the_id_and_binds_the_row(db, default_ring):
-    """A secret written before the row has an id gets one, is stored encrypted and reads back."""
-    with db.session() as session:
-        org = new_org()
-        session.add(org)
-        session.flush()
-        store = new_storage(org, 1)
-        assert store.id is None
-        write_secret_json(store, "credentials", {"access_key": "AKIA", "secret": "shh"})
-        assert store.id.startswith("stor_")
-        session.add(store)
-        store_id = store.id
-    with db.session() as session:
-        raw = session.scalar(select(StorageConfig.credentials).where(StorageConfig.id == store_id))
-        assert b"shh" not in raw
-        assert RING.key_id_of(raw) == RING.active_key_id
-        loaded = session.get(StorageConfig, store_id)
-        assert read_secret_json(loaded, "credentials") == {"access_key": "AKIA", "secret": "shh"}
-
-
-def test_secret_copied_to_another_row_does_not_decrypt(db, default_ring):
-    """Copying a stored ciphertext into another row's column makes it unreadable there."""
-    with db.session() as session:
-        org = new_org()
-        session.add(org)
-        session.flush()
-        first, second = new_storage(org, 1), new_storage(org, 2)
-        write_secret(first, "credentials", b"first-secret")
-        write_secret(second, "credentials", b"second-secret")
-        session.add_all([first, second])
-        session.flush()
-        second.credentials = first.credentials
-        with pytest.raises(DecryptionError, match=second.id):
-            read_secret(second, "credentials")
-
-
-def test_write_secret_none_clears_and_unregistered_fields_are_refused(default_ring):
-    """None clears a secret; an attribute that is not registered is a ValueError."""
-    user = User(email="a@example.com", name="A")
-    write_secret(user, "totp_secret", b"JBSWY3DPEHPK3PXP")
-    assert read_secret(user, "totp_secret") == b"JBSWY3DPEHPK3PXP"
-    write_secret(user, "totp_secret", None)
-    assert read_secret(user, "totp_secret") is None
-    with pytest.raises(ValueError, match="not a registered encrypted field"):
-        write_secret(user, "email", b"x")
-
-
-# --- reencrypt, keys in use, retire ----------------------------------------------------------
-
-
-def seed_secrets(db, ring: KeyRing, count: int = 3) -> dict[str, bytes]:
-    """Store `count` secrets in each built-in encrypted field; return plaintext by row id."""
-    plain: dict[str, bytes] = {}
-    with db.session() as session:
-        org = new_org()
-        session.add(org)
-        session.flush()
-        for n in range(count):
-            user = User(email=f"u{n}@example.com", name=f"User {n}")
-            store = new_storage(org, n)
-            inst = AgentInstallation(
-                organization_id=org.id, agent_id=f"paulyops.agent{n}", version="1.0.0"
-            )
-            for obj, attr in ((user, "totp_secret"), (store, "credentials"), (inst, "config")):
-                value = f"{attr}-{n}".encode()
-                write_secret(obj, attr, value, ring=ring)
-                plain[obj.id] = value
-                session.add(obj)
-    return plain
-
-
-def read_all(db, ring: KeyRing) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    with db.session() as session:
-        for model, attr in (
-            (User, "totp_secret"),
-            (StorageConfig, "credentials"),
-            (AgentInstallation, "config"),
-        ):
-            for obj in session.scalars(select(model)):
-                out[obj.id] = read_secret(obj, attr, ring=ring)
-    return out
-
-
-def test_reencrypt_moves_everything_to_the_new_key_and_resumes(db):
-    """Stopped after some batches, a second run finishes; every value then uses the new key."""
-    old_ring = KeyRing(KEY_A)
-    plain = seed_secrets(db, old_ring)
-    new_ring = KeyRing(KEY_B, [KEY_A])
-    assert keys_in_use(db, new_ring) == {key_id(KEY_B): 0, key_id(KEY_A): 9}
-
-    partial = reencrypt_all(db, new_ring, batch_size=1, max_batches=4)
-    assert not partial.complete
-    assert partial.reencrypted == 4
-    assert keys_in_use(db, new_ring) == {key_id(KEY_B): 4, key_id(KEY_A): 5}
-
-    rest = reencrypt_all(db, new_ring, batch_size=1)
-    assert rest.complete
-    assert rest.reencrypted == 5
-    assert sum(c.skipped for c in rest.fields.values()) == 4
-    assert keys_in_use(db, new_ring) == {key_id(KEY_B): 9, key_id(KEY_A): 0}
-    assert read_all(db, KeyRing(KEY_B)) == plain
-
-    again = reencrypt_all(db, new_ring, batch_size=2)
-    assert again.complete
-    assert again.reencrypted == 0
-
-
-def test_reencrypt_stops_on_a_value_that_does_not_decrypt(db):
-    """A value bound to another row stops the run with DecryptionError; earlier batches stay."""
-    ring = KeyRing(KEY_A)
-    seed_secrets(db, ring, count=2)
-    with db.session() as session:
-        first, second = session.scalars(select(User).order_by(User.id)).all()
-        session.execute(
-            update(User).where(User.id == second.id).values(totp_secret=first.totp_secret)
-        )
-    with pytest.raises(DecryptionError, match=r"users\.totp_secret"):
-        reencrypt_all(db, KeyRing(KEY_B, [KEY_A]), batch_size=1)
-    assert keys_in_use(db, KeyRing(KEY_B, [KEY_A]))[key_id(KEY_B)] == 1
-
-
-def test_keys_in_use_counts_malformed_values(db):
-    """Values that are not ring ciphertext are counted under 'malformed'."""
-    with db.session() as session:
-        session.add(User(email="raw@example.com", name="Raw", totp_secret=b"plain"))
-    assert keys_in_use(db, RING) == {RING.active_key_id: 0, "malformed": 1}
-
-
-def test_retire_refuses_while_in_use_then_removes_the_key(db, tmp_path):
-    """Retiring a key still in use is a conflict; after reencryption it leaves the file."""
-    env = tmp_path / ENV_FILE_NAME
-    write_env(env, f"JWT_SECRET=keep\nENCRYPTION_KEY={b64(KEY_A)}\n")
-    seed_secrets(db, KeyRing(KEY_A), count=1)
-    rotate_env_file(env, environ={})
-    ring = KeyRing.from_settings(load_settings(root=tmp_path, environ={}), environ={})
-
-    with pytest.raises(ConflictError, match=rf"{key_id(KEY_A)} still encrypts 3"):
-        retire_key(env, db, ring, key_id(KEY_A))
-    assert b64(KEY_A) in read_env_file(env)["ENCRYPTION_KEYS_PREVIOUS"]
-
-    reencrypt_all(db, ring)
-    result = retire_key(env, db, ring, key_id(KEY_A))
-    values = read_env_file(env)
-    assert result.previous_key_ids == ()
-    assert values["ENCRYPTION_KEYS_PREVIOUS"] == ""
-    assert values["PAULYOPS_ENCRYPTION_KEYS_ROTATED_AT"] == ""
-    assert values["JWT_SECRET"] == "keep"
-    assert stat.S_IMODE(env.stat().st_mode) == 0o600
-    assert b64(KEY_A) not in repr(result)
-    remaining = KeyRing.from_settings(load_settings(root=tmp_path, environ={}), environ={})
-    assert read_all(db, remaining)
-
-
-def test_retire_refuses_the_active_key_and_unknown_ids(db, tmp_path):
-    """The active key cannot be retired; an id not in the file is not found."""
-    env = tmp_path / ENV_FILE_NAME
-    write_env(env, f"ENCRYPTION_KEY={b64(KEY_A)}\n")
-    ring = KeyRing(KEY_A)
-    with pytest.raises(ConflictError, match="active"):
-        retire_key(env, db, ring, key_id(KEY_A))
-    with pytest.raises(NotFoundError, match="deadbeef"):
-        retire_key(env, db, ring, "deadbeef")

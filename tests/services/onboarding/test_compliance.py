@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from paulyops.cli import compliance as compliance_cli
 from paulyops.core.db.engine import Database
 from paulyops.core.db.models import AuditLog, SecurityConfig, StorageConfig
 from paulyops.core.errors import NotFoundError
-from paulyops.core.security.crypto import set_default_keyring
 from paulyops.core.settings import load_settings, write_env_values
 from paulyops.services import audit
 from paulyops.services.actor import SYSTEM, record
@@ -232,14 +230,13 @@ def test_unknown_organization_is_not_found(db):
 
 
 @pytest.fixture
-def instance_root(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def instance_root(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An instance root with test secrets in .env.local, on the test database."""
     monkeypatch.setenv("PAULYOPS_HOME", str(tmp_path))
     monkeypatch.setenv("PAULYOPS_ENV", "test")
     monkeypatch.setenv("DATABASE_URL", db_url)
     write_env_values(tmp_path / ".env.local", fresh_secrets())
-    yield tmp_path
-    set_default_keyring(None)
+    return tmp_path
 
 
 def cli() -> typer.Typer:

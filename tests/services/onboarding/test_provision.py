@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,8 @@ from paulyops.core.db.models import (
 )
 from paulyops.core.errors import ConflictError, PermissionDeniedError
 from paulyops.core.logging import correlation_scope
-from paulyops.core.security.crypto import KeyRing, set_default_keyring
+from paulyops.core.security.crypto import KeyRing
+from paulyops.core.security.fields import bind_keyring
 from paulyops.core.security.passwords import PasswordHashing
 from paulyops.core.settings import decode_key, new_encryption_key
 from paulyops.services import audit
@@ -95,12 +95,11 @@ def counts(db: Database) -> dict[str, int]:
 
 
 @pytest.fixture
-def keyring() -> Iterator[KeyRing]:
-    """Install an encryption key ring, as the app and CLI do at start."""
+def keyring(db: Database) -> KeyRing:
+    """Give the database's sessions an encryption key ring, as the app and CLI do at start."""
     ring = KeyRing(decode_key(new_encryption_key()))
-    set_default_keyring(ring)
-    yield ring
-    set_default_keyring(None)
+    bind_keyring(db, ring)
+    return ring
 
 
 def _fail_on_second_call(monkeypatch: pytest.MonkeyPatch) -> list[int]:

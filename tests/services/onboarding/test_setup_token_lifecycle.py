@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 from paulyops.cli.main import app as cli
 from paulyops.core.db.models import Organization, SetupToken, utcnow
-from paulyops.core.security.crypto import set_default_keyring
 from paulyops.services.actor import SYSTEM
 from paulyops.services.auth import tokens
 from paulyops.services.onboarding.firstrun import ensure_setup_token
@@ -35,7 +34,7 @@ def server_token(client) -> str:
 
 
 @pytest.fixture
-def cli_setup(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def cli_setup(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run ``paulyops setup --quick`` from the terminal against the server's database."""
     monkeypatch.setenv("PAULYOPS_ENV", "test")
     monkeypatch.setenv("DATABASE_URL", db_url)
@@ -57,8 +56,6 @@ def cli_setup(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
         ],
     )
     assert result.exit_code == 0, result.output
-    yield
-    set_default_keyring(None)  # the CLI installs its ring process-wide
 
 
 def _csrf(page: str) -> str:

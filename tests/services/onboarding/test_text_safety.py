@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 from paulyops.cli.main import app
 from paulyops.core.db.models import Organization
 from paulyops.core.errors import SpecValidationError
-from paulyops.core.security.crypto import set_default_keyring
 from paulyops.services.actor import SYSTEM
 from paulyops.services.onboarding.firstrun import ensure_setup_token
 from paulyops.services.onboarding.spec import BIDI_CONTROLS, parse_spec, validate_partial
@@ -173,8 +172,7 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("COLUMNS", "200")
     path = tmp_path / "instance"
     path.mkdir()
-    yield path
-    set_default_keyring(None)
+    return path
 
 
 def _leftovers(root: Path) -> list[str]:

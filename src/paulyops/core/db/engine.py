@@ -301,7 +301,9 @@ class Database:
             return
         conn = self.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
         try:
-            with Session(bind=conn, expire_on_commit=False) as session, session.begin():
+            # Through the sessionmaker, so this session carries its configured info (the
+            # key ring, core/security/fields.py) like every other.
+            with self.sessions(bind=conn) as session, session.begin():
                 yield session
         finally:
             conn.close()

@@ -47,7 +47,7 @@ from paulyops.core.logging import (
     security_event,
     timed,
 )
-from paulyops.core.security.crypto import write_secret_json
+from paulyops.core.security.fields import write_secret_json
 from paulyops.services import actor as actors
 from paulyops.services import audit
 from paulyops.services.actor import Actor

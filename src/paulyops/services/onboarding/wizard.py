@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from paulyops.core.db.models import WebSession, WizardDraft, utcnow
 from paulyops.core.errors import NotFoundError, PermissionDeniedError
-from paulyops.core.security.crypto import read_secret_json, write_secret_json
+from paulyops.core.security.fields import read_secret_json, write_secret_json
 from paulyops.services.auth import sessions
 from paulyops.services.onboarding.firstrun import check_setup_token
 

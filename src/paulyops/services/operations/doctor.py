@@ -165,7 +165,7 @@ def secrets_and_files(settings: Settings) -> list[Check]:
 
 
 def _key_since(settings: Settings) -> datetime | None:
-    from paulyops.core.security.crypto import active_key_since
+    from paulyops.core.security.keyfile import active_key_since
 
     return active_key_since(settings)
 

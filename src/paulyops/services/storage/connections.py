@@ -19,7 +19,8 @@ from pydantic.alias_generators import to_camel
 from paulyops.core.db.models import StorageConfig, utcnow
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import ConflictError, FieldError
-from paulyops.core.security.crypto import DecryptionError, read_secret_json, write_secret_json
+from paulyops.core.security.crypto import DecryptionError
+from paulyops.core.security.fields import read_secret_json, write_secret_json
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
 from paulyops.services.commands import Command, invalid

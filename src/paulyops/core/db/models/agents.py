@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from paulyops.core.db.models.base import Base, JsonDict, TimestampMixin, id_column
+from paulyops.core.db.models.base import (
+    Base,
+    JsonDict,
+    TimestampMixin,
+    encrypted_column,
+    id_column,
+)
 from paulyops.core.db.models.marketplace import AgentPackage
 from paulyops.core.db.models.org import OrgScoped
 
@@ -26,7 +32,7 @@ class AgentInstallation(OrgScoped, TimestampMixin, Base):
     version: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(20), default="enabled")
     granted_permissions: Mapped[list[str]] = mapped_column(default=list)
-    config: Mapped[bytes | None] = mapped_column(LargeBinary)
+    config: Mapped[bytes | None] = encrypted_column()
     failure_count: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
 

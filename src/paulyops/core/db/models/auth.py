@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from paulyops.core.db.models.base import Base, TimestampMixin, id_column
+from paulyops.core.db.models.base import Base, TimestampMixin, encrypted_column, id_column
 from paulyops.core.db.models.org import OrgScoped
 
 
@@ -78,7 +78,7 @@ class WizardDraft(TimestampMixin, Base):
         ForeignKey("web_sessions.id", ondelete="CASCADE"), unique=True
     )
     setup_token_id: Mapped[str | None] = mapped_column(String(40))
-    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    data: Mapped[bytes | None] = encrypted_column()
     expires_at: Mapped[datetime]
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator
+from sqlalchemy import JSON, DateTime, LargeBinary, MetaData, String, TypeDecorator
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, mapped_column
 from ulid import ULID
 
 # Stable constraint names, so Alembic migrations are identical on SQLite and PostgreSQL.
@@ -84,4 +84,35 @@ def id_column(prefix: str) -> Mapped[str]:
     return mapped_column(String(40), primary_key=True, default=lambda: new_id(prefix))
 
 
-__all__ = ["Base", "JsonDict", "TimestampMixin", "UTCDateTime", "id_column", "new_id", "utcnow"]
+# Column ``info`` key that marks key-ring ciphertext; its value is the field name bound
+# into the associated data (``None``: the attribute's name).
+ENCRYPTED_FIELD = "paulyops.encrypted_field"
+
+
+def encrypted_column(*, field: str | None = None) -> MappedColumn[bytes | None]:
+    """Return a nullable ``LargeBinary`` column holding key-ring ciphertext bound to its row.
+
+    The encrypted-field registry (:mod:`paulyops.core.security.fields`) finds every such
+    column in the mapped models, so ``keys reencrypt`` and ``keys status`` cover a new
+    encrypted column without being told. Read and write it only through
+    :func:`~paulyops.core.security.fields.read_secret` and
+    :func:`~paulyops.core.security.fields.write_secret`; assigning to it stores raw bytes.
+
+    Args:
+        field: the name bound into the associated data (default: the attribute's name).
+            Never change it once values are stored: they would no longer decrypt.
+    """
+    return mapped_column(LargeBinary, info={ENCRYPTED_FIELD: field})
+
+
+__all__ = [
+    "ENCRYPTED_FIELD",
+    "Base",
+    "JsonDict",
+    "TimestampMixin",
+    "UTCDateTime",
+    "encrypted_column",
+    "id_column",
+    "new_id",
+    "utcnow",
+]

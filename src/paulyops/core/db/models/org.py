@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from paulyops.core.db.models.base import Base, JsonDict, TimestampMixin, id_column
+from paulyops.core.db.models.base import Base, JsonDict, TimestampMixin, encrypted_column, id_column
 
 
 class OrgScoped:
@@ -50,7 +50,7 @@ class User(TimestampMixin, Base):
     password_changed_at: Mapped[datetime | None]
     is_platform_admin: Mapped[bool] = mapped_column(default=False)
     is_active: Mapped[bool] = mapped_column(default=True)
-    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_secret: Mapped[bytes | None] = encrypted_column()
     totp_enabled: Mapped[bool] = mapped_column(default=False)
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     recovery_codes: Mapped[list[str]] = mapped_column(default=list)
@@ -106,7 +106,7 @@ class StorageConfig(OrgScoped, TimestampMixin, Base):
     name: Mapped[str] = mapped_column(String(80))
     provider: Mapped[str] = mapped_column(String(20))
     settings: Mapped[JsonDict] = mapped_column(default=dict)
-    credentials: Mapped[bytes | None] = mapped_column(LargeBinary)
+    credentials: Mapped[bytes | None] = encrypted_column()
     backup_strategy: Mapped[str] = mapped_column(String(20))
     retention_days: Mapped[int]
     status: Mapped[str] = mapped_column(String(20), default="pending")

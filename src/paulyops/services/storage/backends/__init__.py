@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from paulyops.core.db.models import StorageConfig
-from paulyops.core.security.crypto import read_secret_json
+from paulyops.core.security.fields import read_secret_json
 from paulyops.services.storage.backends.base import PROBE_PREFIX, ConnectionCheck, StorageBackend
 from paulyops.services.storage.backends.local import LocalBackend, local_folder
 from paulyops.services.storage.backends.s3 import S3Backend

@@ -19,7 +19,8 @@ from paulyops.core.errors import (
     SpecValidationError,
 )
 from paulyops.core.instance import Instance
-from paulyops.core.security.crypto import DecryptionError, read_secret
+from paulyops.core.security.crypto import DecryptionError
+from paulyops.core.security.fields import read_secret
 from paulyops.services import console as console_service
 from paulyops.services import security_settings
 from paulyops.services.auth import accounts, manage, reauth, sessions, tokens
