@@ -20,7 +20,6 @@ from paulyops.cli.catalog import register
 from paulyops.cli.context import CommandGroup
 from paulyops.core.db.engine import Database
 from paulyops.core.db.models import AuditLog
-from paulyops.core.security.crypto import set_default_keyring
 from paulyops.core.security.signatures import generate_key, save_private_key, save_public_key
 from paulyops.core.settings import write_env_values
 from paulyops.services.marketplace.build import assemble
@@ -47,8 +46,7 @@ def instance_root(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.chdir(tmp_path)
     write_env_values(tmp_path / ".env.local", fresh_secrets())
-    yield tmp_path
-    set_default_keyring(None)
+    return tmp_path
 
 
 def run(*args: str) -> Result:

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from paulyops.cli.main import app
 from paulyops.core.db.models import INSTANCE_CHAIN, AuditLog
 from paulyops.core.db.scoped import OrgScope
-from paulyops.core.security.crypto import set_default_keyring
 from paulyops.core.security.signatures import generate_key, public_key_id, save_public_key
 from paulyops.core.settings import write_env_values
 from paulyops.services.actor import SYSTEM
@@ -33,8 +32,7 @@ def instance_root(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("COLUMNS", "200")
     write_env_values(tmp_path / ".env.local", fresh_secrets())
-    yield tmp_path
-    set_default_keyring(None)
+    return tmp_path
 
 
 def run(*args: str):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,8 @@ from paulyops.core.db.engine import Database
 from paulyops.core.db.models import AuditLog, StorageConfig
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import ConflictError
-from paulyops.core.security.crypto import KeyRing, read_secret_json, set_default_keyring
+from paulyops.core.security.crypto import KeyRing
+from paulyops.core.security.fields import bind_keyring, read_secret_json
 from paulyops.core.settings import decode_key, new_encryption_key
 from paulyops.services.actor import Actor
 from paulyops.services.commands import CommandError, parse
@@ -25,12 +25,11 @@ OWNER = Actor("user", "usr_test", "127.0.0.1")
 
 
 @pytest.fixture
-def keyring() -> Iterator[KeyRing]:
-    """Install an encryption key ring, as the app and CLI do at start."""
+def keyring(db: Database) -> KeyRing:
+    """Give the database's sessions an encryption key ring, as the app and CLI do at start."""
     ring = KeyRing(decode_key(new_encryption_key()))
-    set_default_keyring(ring)
-    yield ring
-    set_default_keyring(None)
+    bind_keyring(db, ring)
+    return ring
 
 
 def _errors(data: dict[str, object]) -> dict[str, str]:
