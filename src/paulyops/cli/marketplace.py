@@ -18,7 +18,6 @@ from rich.table import Table
 
 from paulyops.cli.context import CommandGroup, console, open_instance, read_settings
 from paulyops.core.errors import ConfigError
-from paulyops.core.security.signatures import PUBLISHER_COMMENT
 
 app = typer.Typer(
     cls=CommandGroup,
@@ -51,6 +50,8 @@ def _read_key_file(path: Path) -> str:
 
 
 def _publisher_comment(text: str) -> str | None:
+    from paulyops.core.security.signatures import PUBLISHER_COMMENT  # keeps --version light
+
     for line in text.splitlines():
         if line.startswith(PUBLISHER_COMMENT):
             return line[len(PUBLISHER_COMMENT) :].strip() or None
