@@ -19,6 +19,7 @@ from paulyops.web.auth import (
     DbSession,
     PrincipalDep,
     SignedIn,
+    WriteSession,
     session_cookie_name,
     set_session_cookie,
 )
@@ -157,13 +158,12 @@ def sign_in(
     body: SignInIn,
     request: Request,
     response: Response,
-    session: DbSession,
+    session: WriteSession,
     instance: InstanceDep,
     address: ClientAddress,
     principal: PrincipalDep,
 ) -> SignInOut:
     """Sign in with e-mail and password; a second factor may still be needed."""
-    request.state.keep_writes_on_auth_failure = True
     result = manage.sign_in(
         session,
         hashing=instance.hashing,
@@ -190,12 +190,11 @@ def second_factor(
     body: SecondFactorIn,
     request: Request,
     response: Response,
-    session: DbSession,
+    session: WriteSession,
     instance: InstanceDep,
     address: ClientAddress,
 ) -> SignInOut:
     """Finish signing in with a TOTP or recovery code."""
-    request.state.keep_writes_on_auth_failure = True
     cookie = request.cookies.get(session_cookie_name(request), "")
     pending = sessions.resolve_session(session, cookie)
     if pending is None:
