@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -49,6 +49,11 @@ PRINCIPAL_CACHE_SECONDS = 30.0
 PRINCIPAL_CACHE_SIZE = 4096
 
 CredentialKind = Literal["token", "cookie"]
+
+# The rows a principal carries. Interfaces pass them back to use cases as they are
+# (``user=principal.user``) and name their type through these aliases, never the models.
+UserRow: TypeAlias = User
+SessionRow: TypeAlias = WebSession
 
 
 @dataclass
@@ -375,6 +380,8 @@ __all__ = [
     "Lookup",
     "Principal",
     "PrincipalCache",
+    "SessionRow",
+    "UserRow",
     "apply_second_factor_rule",
     "authenticate",
 ]

@@ -5,18 +5,14 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from paulyops.core.db.models import (
-    ApiToken,
-    AuditLog,
-    User,
-)
+from paulyops.core.db import Session
+from paulyops.core.db.scoped import OrgScope
+from paulyops.services.auth import directory
 
 STATUS_FILL = {
     "healthy": "#1e7d45",
@@ -213,28 +209,26 @@ class Who:
     title: str
 
 
-def actors(session: Session, organization_id: str, rows: list[AuditLog]) -> dict[str, Who]:
+class AuditRow(Protocol):
+    """What :func:`actors` reads of an audit row (a row or a view of one)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def actor_type(self) -> str: ...
+
+    @property
+    def actor_id(self) -> str | None: ...
+
+
+def actors(session: Session, organization_id: str, rows: Sequence[AuditRow]) -> dict[str, Who]:
     """Return a readable actor per audit row id: a person's name, "API token <name>", ..."""
+    scope = OrgScope(session, organization_id)
     user_ids = {r.actor_id for r in rows if r.actor_id and r.actor_type in ("user", "anonymous")}
     token_ids = {r.actor_id for r in rows if r.actor_id and r.actor_type == "token"}
-    users: dict[str, str] = {}
-    tokens_by_id: dict[str, str] = {}
-    if user_ids:
-        users = {
-            user_id: name
-            for user_id, name in session.execute(
-                select(User.id, User.name).where(User.id.in_(user_ids))
-            )
-        }
-    if token_ids:
-        tokens_by_id = {
-            token_id: name
-            for token_id, name in session.execute(
-                select(ApiToken.id, ApiToken.name).where(
-                    ApiToken.id.in_(token_ids), ApiToken.organization_id == organization_id
-                )
-            )
-        }
+    users = directory.user_names(scope, user_ids)
+    tokens_by_id = directory.token_names(scope, token_ids)
     out: dict[str, Who] = {}
     for row in rows:
         kind, ident = row.actor_type, row.actor_id
