@@ -32,6 +32,7 @@ from paulyops.services.commands import Command
 
 MAX_EMAIL = 320
 MAX_PASSWORD = 1024
+MAX_CODE = 40  # a recovery code with dashes and spaces, in any script's digits
 NO_PENDING_SIGN_IN = "there is no sign-in waiting for a code; sign in again"
 
 
@@ -46,7 +47,7 @@ class SignInCommand(Command):
 class SecondFactorCommand(Command):
     """A TOTP or recovery code."""
 
-    code: OneTimeCode = Field(max_length=40, repr=False)
+    code: OneTimeCode = Field(max_length=MAX_CODE, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +322,7 @@ def switch_organization(
 
 
 __all__ = [
+    "MAX_CODE",
     "MAX_EMAIL",
     "MAX_PASSWORD",
     "NO_PENDING_SIGN_IN",

@@ -23,7 +23,13 @@ from paulyops.web.auth import (
     set_session_cookie,
 )
 from paulyops.web.deps import ClientAddress, InstanceDep, Public
-from paulyops.web.pages.console.common import _back, _safe_next, form_errors, parse_form
+from paulyops.web.pages.console.common import (
+    _back,
+    _safe_next,
+    form_bounds,
+    form_errors,
+    parse_form,
+)
 from paulyops.web.pages.render import (
     check_pre_session,
     flash,
@@ -47,7 +53,14 @@ def sign_in_page(
     """The sign-in form (a pre-session CSRF token guards it)."""
     if principal.kind == "session":
         return redirect(_safe_next(next_url))
-    return render(request, "sign_in.html", pre_session=True, next=_safe_next(next_url), email="")
+    return render(
+        request,
+        "sign_in.html",
+        pre_session=True,
+        next=_safe_next(next_url),
+        email="",
+        bounds=form_bounds(SignInCommand),
+    )
 
 
 def _signed_in(request: Request, result: signin.SignIn, target: str) -> Response:
@@ -107,6 +120,7 @@ def sign_in_submit(
             next=target,
             email=email[: signin.MAX_EMAIL],
             error=err.message,
+            bounds=form_bounds(SignInCommand),
         )
     if result.needs_second_factor:
         response = redirect("/sign-in/code?next=" + quote(target))
@@ -128,7 +142,13 @@ def second_factor_page(
     """Ask for the TOTP or a recovery code after the password was right."""
     if signin.pending_sign_in(session, _cookie(request)) is None:
         return _back(request, "/sign-in", "error", "Sign in again: that sign-in expired.")
-    return render(request, "sign_in_code.html", pre_session=True, next=_safe_next(next_url))
+    return render(
+        request,
+        "sign_in_code.html",
+        pre_session=True,
+        next=_safe_next(next_url),
+        bounds=form_bounds(SecondFactorCommand),
+    )
 
 
 @router.post("/sign-in/code", dependencies=[Public])
@@ -149,7 +169,7 @@ def second_factor_submit(
     try:
         result = signin.complete_second_factor(
             session,
-            parse_form(SecondFactorCommand, {"code": code[:40]}),
+            parse_form(SecondFactorCommand, {"code": code[: signin.MAX_CODE]}),
             cookie=_cookie(request),
             keyring=instance.keyring,
             limiter=instance.limiter,
@@ -166,6 +186,7 @@ def second_factor_submit(
             pre_session=True,
             next=target,
             error="; ".join(e.message for e in problems) or err.message,
+            bounds=form_bounds(SecondFactorCommand),
         )
     return _signed_in(request, result, target)
 
@@ -197,7 +218,13 @@ def set_password_page(
     """The one-time link's page: choose a password."""
     email = passwords.password_link_email(session, token)
     return render(
-        request, "set_password.html", pre_session=True, token=token, email=email, errors={}
+        request,
+        "set_password.html",
+        pre_session=True,
+        token=token,
+        email=email,
+        errors={},
+        bounds=form_bounds(SetPasswordForm),
     )
 
 
@@ -230,5 +257,6 @@ def set_password_submit(
             token=token,
             email=email,
             errors=form_errors(err),
+            bounds=form_bounds(SetPasswordForm),
         )
     return _back(request, "/sign-in", "success", "Your password is set. Sign in with it now.")

@@ -54,6 +54,18 @@ def parse_form(model: type[M], data: Mapping[str, object]) -> M:
     return parse(model, data)
 
 
+def form_bounds(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    """Return each field's JSON Schema by wire name, for the bounds a form shows.
+
+    Templates read ``bounds.email.maxLength`` instead of repeating a literal, so the form
+    and the command refuse the same input.
+    """
+    properties: dict[str, dict[str, Any]] = model.model_json_schema(by_alias=True).get(
+        "properties", {}
+    )
+    return properties
+
+
 def form_errors(err: SpecValidationError) -> dict[str, str]:
     """Map a service's field errors to form input names (``roleId`` -> ``role_id``)."""
     out: dict[str, str] = {}
