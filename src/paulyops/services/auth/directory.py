@@ -7,12 +7,30 @@ interface renders them without touching the database layer.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from paulyops.core.db.models import ApiToken, Membership, Organization, User
 from paulyops.core.db.scoped import OrgScope
+from paulyops.services.auth import rbac
 from paulyops.services.auth.permissions import RbacModel
+
+
+@dataclass(frozen=True, slots=True)
+class OrganizationChoice:
+    """An organization a user may switch to, as the console's switcher lists it."""
+
+    id: str
+    name: str
+
+
+def organization_choices(session: Session, user_id: str) -> list[OrganizationChoice]:
+    """Return the organizations ``user_id`` belongs to, for the organization switcher."""
+    return [
+        OrganizationChoice(org.id, org.name) for org, _role in rbac.memberships_of(session, user_id)
+    ]
 
 
 def rbac_model(scope: OrgScope) -> RbacModel:
@@ -51,4 +69,11 @@ def token_names(scope: OrgScope, token_ids: Collection[str]) -> dict[str, str]:
     return {token_id: name for token_id, name in rows}
 
 
-__all__ = ["member_names", "rbac_model", "token_names", "user_names"]
+__all__ = [
+    "OrganizationChoice",
+    "member_names",
+    "organization_choices",
+    "rbac_model",
+    "token_names",
+    "user_names",
+]

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from paulyops.core.db import Session
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import SpecValidationError
-from paulyops.services.auth import directory, passwords, rbac, second_factor
+from paulyops.services.auth import directory, passwords, second_factor, signin
 from paulyops.services.auth.permissions import PERMISSIONS, RbacModel
 from paulyops.services.auth.principals import UserRow
 from paulyops.services.commands import parse
@@ -111,16 +111,16 @@ def _page(
     The nav offers an organization switcher when the user belongs to more than one.
     """
     token = session_form_token(request, principal.web_session) if principal.web_session else ""
-    organizations = []
+    organizations: list[directory.OrganizationChoice] = []
     if principal.user is not None and principal.web_session is not None:
-        organizations = [org for org, _role in rbac.memberships_of(session, principal.user.id)]
+        organizations = directory.organization_choices(session, principal.user.id)
     return render(
         request,
         template,
         status_code=status_code,
         csrf_token=token,
         principal=principal,
-        me=principal.user,
+        me=signin.user_view(principal.user) if principal.user is not None else None,
         can={name: principal.can(name) for name in PERMISSIONS},
         active=active,
         must_enroll=bool(principal.extra.get("must_enroll_second_factor")),
