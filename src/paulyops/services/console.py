@@ -1,9 +1,10 @@
 """Audited changes the web console makes where no other service owns them.
 
 Each function performs one state change and writes exactly one audit row for it, in the
-caller's transaction: setting a password from a one-time link, turning
-the second factor on and off, changing session timeouts, adding, testing and removing a
-storage connection.
+caller's transaction: changing session timeouts, adding, testing and removing a storage
+connection. Setting a password from a one-time link and turning the second factor on and
+off moved to :mod:`paulyops.services.auth.passwords` and
+:mod:`paulyops.services.auth.second_factor`; their old names here delegate to them.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Each function here performs one state change through :mod:`accounts`, :mod:`sessions`,
 :mod:`tokens` or :mod:`rbac` and writes exactly one audit row for it, in the same
 transaction, so the change and its record commit or vanish together.
+
+Sign-in, sessions, passwords and user creation live in :mod:`.signin`, :mod:`.passwords`
+and :mod:`.users`; the names kept here delegate to them.
 """
 
 from __future__ import annotations
