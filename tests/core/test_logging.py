@@ -361,21 +361,20 @@ def _holders(tmp_path):
     """One of each object that carries a secret, each holding values of CRASH_SECRETS."""
     from paulyops.services.auth.accounts import TotpEnrollment
     from paulyops.services.auth.invitations import CreatedInvitation
-    from paulyops.services.auth.manage import SignIn
+    from paulyops.services.auth.passwords import (
+        ChangePasswordCommand,
+        SetPasswordCommand,
+        SetPasswordForm,
+    )
+    from paulyops.services.auth.second_factor import ConfirmTotpCommand, DisableTotpCommand
     from paulyops.services.auth.sessions import NewSession
+    from paulyops.services.auth.signin import SecondFactorCommand, SignIn, SignInCommand
     from paulyops.services.auth.tokens import IssuedToken
     from paulyops.services.onboarding.provision import ProvisionResult
     from paulyops.services.onboarding.wizard import Draft
     from paulyops.web.api.admin import NewTokenOut
-    from paulyops.web.api.auth import (
-        PasswordIn,
-        RecoveryCodesOut,
-        SecondFactorIn,
-        SignInIn,
-        SignInOut,
-        TotpStartOut,
-    )
-    from paulyops.web.api.onboarding import SetPasswordIn, SetupOut
+    from paulyops.web.api.auth import RecoveryCodesOut, SignInOut, TotpStartOut
+    from paulyops.web.api.onboarding import SetupOut
     from paulyops.web.pages.setup import SetupVisit
     from tests.conftest import make_settings
 
@@ -399,14 +398,17 @@ def _holders(tmp_path):
         "ProvisionResult": ProvisionResult(True, "org_1", "ok", [], True, "u", link),
         "Draft": Draft(None, {"secretAccessKey": bearer}, {"passwordHash": seed}),
         "SetupVisit": SetupVisit(None, None, None, csrf),
-        "SignInIn": SignInIn(email="a@b.example", password=seed),
-        "SecondFactorIn": SecondFactorIn.model_construct(code=seed),
-        "PasswordIn": PasswordIn(current_password=seed, new_password=cookie),
+        "SignInCommand": SignInCommand(email="a@b.example", password=seed),
+        "SecondFactorCommand": SecondFactorCommand.model_construct(code=seed),
+        "ChangePasswordCommand": ChangePasswordCommand(current_password=seed, new_password=cookie),
+        "ConfirmTotpCommand": ConfirmTotpCommand.model_construct(code=seed, password=cookie),
+        "DisableTotpCommand": DisableTotpCommand(password=seed),
         "TotpStartOut": TotpStartOut(secret=seed, uri=f"otpauth://totp/x?secret={seed}"),
         "RecoveryCodesOut": RecoveryCodesOut(recovery_codes=[seed]),
         "SignInOut": SignInOut.model_construct(csrf_token=csrf),
         "NewTokenOut": NewTokenOut.model_construct(token=bearer),
-        "SetPasswordIn": SetPasswordIn(token=bearer, password=seed),
+        "SetPasswordCommand": SetPasswordCommand(token=bearer, password=seed),
+        "SetPasswordForm": SetPasswordForm(token=bearer, password=seed, confirm=seed),
         "SetupOut": SetupOut.model_construct(owner_password_link=link),
     }
 

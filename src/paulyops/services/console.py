@@ -1,9 +1,11 @@
 """Audited changes the web console makes where no other service owns them.
 
 Each function performs one state change and writes exactly one audit row for it, in the
-caller's transaction: setting a password from a one-time link, turning the second factor
-on and off. Storage connections moved to :mod:`paulyops.services.storage.connections`,
-security settings to :mod:`paulyops.services.security_settings`.
+caller's transaction. Storage connections moved to
+:mod:`paulyops.services.storage.connections`, security settings to
+:mod:`paulyops.services.security_settings`; setting a password from a one-time link and
+turning the second factor on and off to :mod:`paulyops.services.auth.passwords` and
+:mod:`paulyops.services.auth.second_factor`. The old names left here delegate to them.
 """
 
 from __future__ import annotations
@@ -14,118 +16,51 @@ from paulyops.core.db.models import (
     Organization,
     User,
 )
-from paulyops.core.errors import (
-    FieldError,
-    PermissionDeniedError,
-    SpecValidationError,
+from paulyops.core.security.crypto import (
+    KeyRing,
 )
-from paulyops.core.logging import security_event
-from paulyops.core.security.crypto import KeyRing
 from paulyops.core.security.passwords import PasswordHashing
-from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
-from paulyops.services.auth import accounts, links, second_factor, sessions
-from paulyops.services.storage.backends import local_folder
+from paulyops.services.auth import passwords, second_factor
+from paulyops.services.commands import parse
+
+# Bounds for the organization's session timeouts.
+IDLE_MINUTES = (5, 24 * 60)
+ABSOLUTE_HOURS = (1, 30 * 24)
+BACKUP_STRATEGIES = ("local", "cloud", "hybrid")
+RETENTION_DAYS = (1, 36500)
+
 
 # --- accounts -------------------------------------------------------------------------------
+
+
+# The account use cases live in ``services/auth/passwords.py`` and
+# ``services/auth/second_factor.py``; these names stay for the pages not switched yet.
 
 
 def set_password_from_link(
     session: Session, *, hashing: PasswordHashing, token: str, password: str, address: str | None
 ) -> User:
-    """Set a first password through a one-time link (which stops working with it).
-
-    Raises:
-        PermissionDeniedError: the link is unknown, expired or already used.
-        SpecValidationError: the password breaks the policy (field ``password``).
-    """
-    user = links.consume_password_token(
-        session,
-        token,
-        set_password=lambda user: accounts.set_password(session, hashing, user, password),
-    )
-    actor = Actor("user", user.id, address)
-    sessions.revoke_user_sessions(session, user.id)
-    actors.record(
-        session,
-        actor,
-        "user.password_set",
-        organization_id=None,
-        target_type="user",
-        target_id=user.id,
-    )
-    return user
+    """Set a first password through a one-time link: see :mod:`.auth.passwords`."""
+    command = parse(passwords.SetPasswordCommand, {"token": token, "password": password})
+    return passwords.set_password_from_link(session, command, hashing=hashing, address=address)
 
 
 def confirm_second_factor(
     session: Session, *, keyring: KeyRing, user: User, code: str, actor: Actor
 ) -> list[str]:
-    """Turn on TOTP after a first valid code; return the recovery codes (shown once).
-
-    Raises:
-        SpecValidationError: the code is wrong (field ``code``).
-    """
-    codes = accounts.confirm_totp(user, keyring, code)
-    actors.record(
-        session,
-        actor,
-        "auth.totp_enabled",
-        organization_id=None,
-        target_type="user",
-        target_id=user.id,
-    )
-    return codes
+    """Turn on TOTP after a first valid code: see :func:`.second_factor.enable_totp`."""
+    return second_factor.enable_totp(session, keyring=keyring, user=user, code=code, actor=actor)
 
 
 def second_factor_required_by(session: Session, user_id: str) -> list[Organization]:
-    """Return the organizations that require this user's second factor.
-
-    An organization requires it when its security settings say so and the user holds an
-    admin permission there (by role or delegation; see ``services/auth/second_factor.py``).
-    """
+    """Return the organizations that require this user's second factor."""
     return second_factor.organizations_requiring_second_factor(session, user_id)
 
 
 def disable_second_factor(
     session: Session, *, hashing: PasswordHashing, user: User, password: str, actor: Actor
 ) -> None:
-    """Turn the user's second factor off after re-checking their password.
-
-    The TOTP secret and the recovery codes are forgotten; setting it up again starts over.
-
-    Raises:
-        SpecValidationError: the password is wrong (field ``password``).
-        PermissionDeniedError: an organization where the user holds admin permissions
-            requires a second factor for them (the message names it).
-    """
-    if user.password_hash is None or not hashing.verify(user.password_hash, password):
-        security_event("auth.totp_disable_failed", user_id=user.id)
-        raise SpecValidationError(
-            "wrong password", [FieldError("password", "the password is not correct")]
-        )
-    required = second_factor_required_by(session, user.id)
-    if required:
-        names = " and ".join(org.name for org in required)
-        verb = "requires" if len(required) == 1 else "require"
-        raise PermissionDeniedError(
-            f"{names} {verb} a second factor for members with admin permissions, so yours "
-            "stays on while you hold such permissions there"
-        )
-    accounts.disable_totp(user)
-    actors.record(
-        session,
-        actor,
-        "auth.totp_disabled",
-        organization_id=None,
-        target_type="user",
-        target_id=user.id,
-    )
-
-
-__all__ = [
-    "confirm_second_factor",
-    "disable_second_factor",
-    "local_folder",
-    "second_factor_required_by",
-    "set_password_from_link",
-]
+    """Turn the second factor off: see :func:`.second_factor.disable_second_factor`."""
+    command = parse(second_factor.DisableTotpCommand, {"password": password})
+    second_factor.disable_second_factor(session, command, hashing=hashing, user=user, actor=actor)

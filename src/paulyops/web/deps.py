@@ -1,4 +1,5 @@
-"""Dependencies shared by every route: the instance, the client address, access markers.
+"""Dependencies shared by every route: the instance, the database session, the client
+address, access markers.
 
 Every route declares exactly one access rule through a dependency from this module:
 :func:`public` now, and ``require("permission")`` / ``setup_token`` from the security
@@ -8,13 +9,18 @@ layer. ``tests/web/test_routes.py`` fails on a route that declares none.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute, iter_route_contexts
 
+from paulyops.core.db import Session
+from paulyops.core.db.opened import opened
+from paulyops.core.errors import AuthenticationError
 from paulyops.core.instance import Instance
+from paulyops.core.security.csrf import is_unsafe_method
 
 ACCESS_ATTR = "__paulyops_access__"
 
@@ -32,6 +38,75 @@ async def _instance_dependency(request: Request) -> Instance:
 # The dependencies below are ``async`` on purpose: they do no I/O, and a sync dependency
 # costs a thread-pool hop on every request.
 InstanceDep = Annotated[Instance, Depends(_instance_dependency)]
+
+
+# --- the request's database session ---------------------------------------------------------
+
+_KEEPS_REFUSALS = "db_keeps_refusals"
+
+
+@asynccontextmanager
+async def _request_session(request: Request, *, write: bool) -> AsyncIterator[Session]:
+    """Open the request's one transaction (or join it), committed when the route succeeds.
+
+    Every session dependency of a request shares one transaction: the first to run opens
+    it, the others join it.
+
+    Args:
+        write: take the database's write lock at BEGIN whatever the method, and commit
+            what the use case recorded when it refuses the caller with an
+            :class:`~paulyops.core.errors.AuthenticationError` (a refused sign-in keeps
+            its audit row) before answering 401.
+    """
+    if write:
+        setattr(request.state, _KEEPS_REFUSALS, True)
+    cached: Session | None = getattr(request.state, "db", None)
+    if cached is not None:
+        yield cached
+        return
+    instance = get_instance(request)
+    instance.require_ready()
+    # State-changing requests take SQLite's write lock at BEGIN (see Database.write_session),
+    # so their read-then-write transactions (audit appends) serialize instead of failing.
+    # That may wait, so they are entered off the loop; a read session begins lazily.
+    locks = write or is_unsafe_method(request.method)
+    opener = instance.db.write_session if locks else instance.db.session
+    refused: AuthenticationError | None = None
+    async with opened(opener(), enter_on_loop=not locks) as session:
+        request.state.db = session
+        try:
+            yield session
+        except AuthenticationError as err:
+            if not getattr(request.state, _KEEPS_REFUSALS, False):
+                raise
+            refused = err
+        finally:
+            request.state.db = None
+    if refused is not None:
+        raise refused
+
+
+async def db_session(request: Request) -> AsyncIterator[Session]:
+    """Yield the request's transaction: begun lazily by reads; unsafe methods lock at BEGIN."""
+    async with _request_session(request, write=False) as session:
+        yield session
+
+
+async def write_session(request: Request) -> AsyncIterator[Session]:
+    """Yield the request's transaction for a use case that writes even when it refuses."""
+    async with _request_session(request, write=True) as session:
+        yield session
+
+
+# scope="function": commit before the response leaves, so the client's next request (a
+# redirect after a form post) always sees what this one wrote.
+DbSession = Annotated[Session, Depends(db_session, scope="function")]
+"""The request's transaction, for reads (and, until each writing route declares
+:data:`WriteSession`, the writes of unsafe methods)."""
+
+WriteSession = Annotated[Session, Depends(write_session, scope="function")]
+"""The write variant, declared per route: the write lock at BEGIN, and a refusal's audit
+row kept (sign-in, the second-factor step)."""
 
 
 def _mark(func: Callable[..., Any], access: str) -> Callable[..., Any]:
@@ -112,14 +187,18 @@ def access_rules(route: APIRoute) -> list[str]:
 __all__ = [
     "ACCESS_ATTR",
     "ClientAddress",
+    "DbSession",
     "InstanceDep",
     "Public",
     "PublicUnmetered",
+    "WriteSession",
     "access_rules",
     "api_routes",
     "client_address",
+    "db_session",
     "get_instance",
     "is_loopback",
     "public",
     "public_unmetered",
+    "write_session",
 ]

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -37,6 +38,7 @@ from paulyops.core.errors import (
 from paulyops.core.logging import correlation_scope, get_logger
 from paulyops.core.security.ratelimit import LimitExceededError
 from paulyops.core.security.ratelimit import headers as ratelimit_headers
+from paulyops.services.onboarding.errors import field_errors
 from paulyops.web.middleware import CORRELATION_SCOPE_KEY
 
 log = get_logger("paulyops.http")
@@ -85,6 +87,38 @@ def _status_of(err: PaulyOpsError) -> int:
         if isinstance(err, cls):
             return code
     return 500
+
+
+def _body_model(request: Request) -> type[BaseModel] | None:
+    """Return the pydantic model the route takes as its body, if it takes one."""
+    route = request.scope.get("route")
+    body = getattr(route, "body_field", None) if isinstance(route, APIRoute) else None
+    annotation = getattr(getattr(body, "field_info", None), "annotation", None)
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def request_errors(request: Request, err: RequestValidationError) -> list[dict[str, Any]]:
+    """Translate FastAPI's validation errors into the one error shape.
+
+    Errors in a body that is a pydantic model (a use case's command) go through the one
+    translation of pydantic errors (:func:`paulyops.services.onboarding.errors.field_errors`),
+    so the API names fields and bounds exactly as the console and the CLI do.
+    """
+    model = _body_model(request)
+    out: list[dict[str, Any]] = []
+    body: list[Any] = []
+    for item in err.errors():
+        loc = tuple(item.get("loc", ()))
+        if model is not None and loc[:1] == ("body",) and item.get("type") != "json_invalid":
+            body.append({**item, "loc": loc[1:]})
+        else:
+            out.append(_validation_item(item))
+    if body and model is not None:
+        out.extend(error.as_dict() for error in field_errors(body, model))
+    return out
 
 
 def _camel_path(loc: tuple[Any, ...]) -> str:
@@ -215,5 +249,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, err: RequestValidationError) -> JSONResponse:
-        errors = [_validation_item(item) for item in err.errors()]
+        errors = request_errors(request, err)
         return JSONResponse(error_body("the request is invalid", errors), status_code=422)

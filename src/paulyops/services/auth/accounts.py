@@ -14,8 +14,11 @@ import secrets
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Annotated
 
 import pyotp
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -271,6 +274,18 @@ def normalize_code(code: str) -> str:
     return clean
 
 
+def _one_time_code(value: str) -> str:
+    try:
+        return normalize_code(value)
+    except SpecValidationError as err:
+        raise PydanticCustomError("code_format", err.errors[0].message) from None
+
+
+# A command field holding a TOTP or recovery code: normalized (any script's digits,
+# spaces, dashes) or refused with an error naming the field.
+OneTimeCode = Annotated[str, AfterValidator(_one_time_code)]
+
+
 @dataclass(frozen=True, slots=True)
 class TotpEnrollment:
     """A TOTP secret waiting for its first code, and its provisioning URI for an app."""
@@ -347,6 +362,7 @@ def disable_totp(user: User) -> None:
 __all__ = [
     "SIGN_IN_FAILED",
     "CheckedCredentials",
+    "OneTimeCode",
     "TotpEnrollment",
     "check_credentials",
     "check_email",

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from paulyops.core.db.models import SecurityConfig, User, WebSession, utcnow
 from paulyops.core.errors import NotFoundError
@@ -216,6 +217,42 @@ def revoke_user_sessions(session: Session, user_id: str, *, keep: str | None = N
     return count
 
 
+def holds_csrf_hash(row: WebSession, token_hash: str) -> bool:
+    """Whether the session row's stored CSRF hash is ``token_hash``.
+
+    A row from the principal cache is a snapshot: another request may have stored a new
+    hash since (the CSRF hash does not move the auth generation). Before concluding the
+    token must be replaced, which writes, read the stored hash once.
+    """
+    if row.csrf_token_hash == token_hash:
+        return True
+    session = object_session(row)
+    if session is None:
+        return False
+    stored = session.scalar(select(WebSession.csrf_token_hash).where(WebSession.id == row.id))
+    if stored != token_hash:
+        return False
+    set_committed_value(row, "csrf_token_hash", stored)  # not a change: nothing to write
+    return True
+
+
+def store_csrf_hash(row: WebSession, token_hash: str, *, writer: Session | None = None) -> None:
+    """Store the hash of the session's form token on its row.
+
+    Args:
+        writer: a short write transaction of its own to store it in (a safe request on
+            SQLite, whose own transaction must stay read-only); ``None`` stores it in the
+            row's own transaction.
+    """
+    if writer is None:
+        row.csrf_token_hash = token_hash
+        return
+    writer.execute(
+        update(WebSession).where(WebSession.id == row.id).values(csrf_token_hash=token_hash)
+    )
+    set_committed_value(row, "csrf_token_hash", token_hash)
+
+
 def list_sessions(session: Session, user_id: str) -> list[WebSession]:
     """Return the user's live sessions, newest first."""
     now = utcnow()
@@ -237,6 +274,7 @@ __all__ = [
     "NewSession",
     "create_session",
     "hash_token",
+    "holds_csrf_hash",
     "idle_limit",
     "is_active_at",
     "list_sessions",
@@ -246,4 +284,5 @@ __all__ = [
     "revoke_user_sessions",
     "rotate_session",
     "security_config",
+    "store_csrf_hash",
 ]

@@ -158,7 +158,7 @@ def custom_error(
 
 
 def field_errors(
-    err: ValidationError,
+    err: ValidationError | Sequence[ErrorDetails],
     model: type[BaseModel],
     *,
     prefix: Loc = (),
@@ -167,13 +167,15 @@ def field_errors(
     """Translate a pydantic error raised by ``model`` into field errors with wire paths.
 
     Args:
-        err: the error from ``model.model_validate``.
+        err: the error from ``model.model_validate``, or its details (as FastAPI's
+            ``RequestValidationError.errors()`` gives them, the ``body`` prefix removed).
         model: the model that was validated (walked to name fields and choices).
         prefix: the wire path of ``model`` inside the whole spec, e.g. ``("storage",)``.
         skip: error types to leave out (the caller reports them another way).
     """
     out: list[FieldError] = []
-    for detail in err.errors(include_url=False):
+    details = err.errors(include_url=False) if isinstance(err, ValidationError) else err
+    for detail in details:
         if detail["type"] in skip:
             continue
         ctx = detail.get("ctx") or {}
@@ -195,6 +197,8 @@ class _Resolved:
         self.parts: list[str | int] = []
         self.parent: type[BaseModel] | None = None
         self.annotation: object = None
+        # A field declared ``repr=False`` (a password, a one-time code) is never echoed.
+        self.hidden = False
 
 
 def _one_error(detail: ErrorDetails, model: type[BaseModel], prefix: Loc) -> FieldError:
@@ -238,7 +242,7 @@ def _one_error(detail: ErrorDetails, model: type[BaseModel], prefix: Loc) -> Fie
         else:
             allowed = _choices_of(where.annotation)
         hint = ctx.get(CTX_SUGGESTION)
-        if not ctx.get(CTX_COMPLETE) and not _is_secret(where.annotation):
+        if not ctx.get(CTX_COMPLETE) and not where.hidden and not _is_secret(where.annotation):
             message += f", got {show(received)}"
     return FieldError(
         field=".".join(str(part) for part in parts),
@@ -322,6 +326,7 @@ def _resolve(model: type[BaseModel], loc: Loc) -> _Resolved:
             if info is not None:
                 name, field = info
                 where.parts.append(field.alias or name)
+                where.hidden = where.hidden or field.repr is False
                 annotation = field.annotation
                 continue
         where.parts.append(item)

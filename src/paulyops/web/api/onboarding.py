@@ -14,10 +14,10 @@ from paulyops.core.errors import (
     PermissionDeniedError,
     SpecValidationError,
 )
-from paulyops.services import console
 from paulyops.services.actor import Actor
 from paulyops.services.audit import checkpoint_key
-from paulyops.services.auth import tokens
+from paulyops.services.auth import passwords, tokens
+from paulyops.services.auth.passwords import SetPasswordCommand
 from paulyops.services.onboarding import provision as provisioning
 from paulyops.services.onboarding.firstrun import check_setup_token
 from paulyops.services.onboarding.spec import parse_spec, schema_bundle, validate_partial
@@ -131,13 +131,6 @@ class ValidateOut(CamelModel):
     errors: list[dict[str, Any]]
 
 
-class SetPasswordIn(CamelModel):
-    """A one-time link's token and the new password."""
-
-    token: str = Field(max_length=500, repr=False)
-    password: str = Field(max_length=1024, repr=False)
-
-
 @router.get("/schema", dependencies=[Public])
 def schema() -> dict[str, Any]:
     """Return the SetupSpec JSON Schema with the templates, presets and agent catalog."""
@@ -215,15 +208,12 @@ def setup(
 def set_password(
     request: Request,
     response: Response,
-    body: SetPasswordIn,
+    body: SetPasswordCommand,
     session: DbSession,
     instance: InstanceDep,
     address: ClientAddress,
 ) -> OkOut:
     """Set a first password through a new owner's one-time link."""
     limit_request(request, response, user_id=None, name="signin")
-    # Whoever held the account before the link (a compromised session) is signed out.
-    console.set_password_from_link(
-        session, hashing=instance.hashing, token=body.token, password=body.password, address=address
-    )
+    passwords.set_password_from_link(session, body, hashing=instance.hashing, address=address)
     return OkOut(message="password set; you can sign in now")

@@ -19,15 +19,13 @@ from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import select, update
-from sqlalchemy.orm import object_session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from paulyops import __version__
-from paulyops.core.db.models import WebSession
 from paulyops.core.kv import KVUnavailableError
 from paulyops.core.security import csrf
 from paulyops.core.security.csrf import hash_token
+from paulyops.services.auth import sessions
+from paulyops.services.auth.principals import SessionRow
 from paulyops.web.deps import get_instance
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -78,26 +76,7 @@ def _read_flashes(request: Request) -> list[dict[str, str]]:
     return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
 
 
-def _row_holds(row: WebSession, token_hash: str) -> bool:
-    """Whether the session row's stored CSRF hash is ``token_hash``.
-
-    A row from the principal cache is a snapshot: another request may have stored a new
-    hash since (the CSRF hash does not move the auth generation). Before concluding the
-    token must be replaced, which writes, read the stored hash once.
-    """
-    if row.csrf_token_hash == token_hash:
-        return True
-    session = object_session(row)
-    if session is None:
-        return False
-    stored = session.scalar(select(WebSession.csrf_token_hash).where(WebSession.id == row.id))
-    if stored != token_hash:
-        return False
-    set_committed_value(row, "csrf_token_hash", stored)  # not a change: nothing to write
-    return True
-
-
-def session_form_token(request: Request, row: WebSession) -> str:
+def session_form_token(request: Request, row: SessionRow) -> str:
     """Return the CSRF token forms of this session carry (stable across pages).
 
     On SQLite, a page view (a safe request, whose transaction only reads) that must store
@@ -109,7 +88,7 @@ def session_form_token(request: Request, row: WebSession) -> str:
     instance = get_instance(request)
     key = _PAGE_TOKEN_KEY + row.id
     existing = _stored_page_token(request, key)
-    if existing and _row_holds(row, hash_token(existing)):
+    if existing and sessions.holds_csrf_hash(row, hash_token(existing)):
         return existing
     # SQLite refuses a read transaction's late write when another writer committed since
     # it read; PostgreSQL and unsafe requests (begun IMMEDIATE) write in the request's own
@@ -124,14 +103,9 @@ def session_form_token(request: Request, row: WebSession) -> str:
         token_hash = hash_token(token)
         if own_transaction:
             with instance.db.write_session() as writer:
-                writer.execute(
-                    update(WebSession)
-                    .where(WebSession.id == row.id)
-                    .values(csrf_token_hash=token_hash)
-                )
-            set_committed_value(row, "csrf_token_hash", token_hash)
+                sessions.store_csrf_hash(row, token_hash, writer=writer)
         else:
-            row.csrf_token_hash = token_hash
+            sessions.store_csrf_hash(row, token_hash)
     # Without the store, forms still work: validation falls back to the session row's hash.
     with contextlib.suppress(KVUnavailableError):
         instance.kv.set(key, token, ttl=_PAGE_TOKEN_TTL)

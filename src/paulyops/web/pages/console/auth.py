@@ -7,32 +7,28 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
 
-from paulyops.core.db.models import (
-    WebSession,
-)
-from paulyops.core.errors import (
-    AuthenticationError,
-    SpecValidationError,
-)
-from paulyops.services import console as console_service
+from paulyops.core.errors import AuthenticationError, SpecValidationError
 from paulyops.services.actor import Actor
-from paulyops.services.auth import accounts, links, manage, sessions
+from paulyops.services.auth import accounts, passwords, signin
+from paulyops.services.auth.passwords import SetPasswordForm
+from paulyops.services.auth.signin import SecondFactorCommand, SignInCommand
+from paulyops.services.commands import CommandError
 from paulyops.web.auth import (
     DbSession,
     PrincipalDep,
     SignedIn,
+    WriteSession,
     session_cookie_name,
     set_session_cookie,
 )
 from paulyops.web.deps import ClientAddress, InstanceDep, Public
 from paulyops.web.pages.console.common import (
-    MAX_PASSWORD,
     _back,
-    _field_errors,
-    _needs_enrollment,
     _safe_next,
+    form_bounds,
+    form_errors,
+    parse_form,
 )
 from paulyops.web.pages.render import (
     check_pre_session,
@@ -57,13 +53,20 @@ def sign_in_page(
     """The sign-in form (a pre-session CSRF token guards it)."""
     if principal.kind == "session":
         return redirect(_safe_next(next_url))
-    return render(request, "sign_in.html", pre_session=True, next=_safe_next(next_url), email="")
+    return render(
+        request,
+        "sign_in.html",
+        pre_session=True,
+        next=_safe_next(next_url),
+        email="",
+        bounds=form_bounds(SignInCommand),
+    )
 
 
-def _signed_in(request: Request, session: Session, result: manage.SignIn, target: str) -> Response:
+def _signed_in(request: Request, result: signin.SignIn, target: str) -> Response:
     """Finish a sign-in: prime the session's form token, set the cookie and move on."""
     session_form_token(request, result.session)
-    if _needs_enrollment(session, result.user, result.session.organization_id):
+    if result.must_enrol_second_factor:
         response = redirect("/console/security")
         flash(
             response,
@@ -80,7 +83,7 @@ def _signed_in(request: Request, session: Session, result: manage.SignIn, target
 @router.post("/sign-in", dependencies=[Public])
 def sign_in_submit(
     request: Request,
-    session: DbSession,
+    session: WriteSession,
     instance: InstanceDep,
     address: ClientAddress,
     principal: PrincipalDep,
@@ -93,15 +96,17 @@ def sign_in_submit(
     check_pre_session(request, csrf_token)
     target = _safe_next(next_url)
     try:
-        if len(password) > MAX_PASSWORD or len(email) > 320:
-            raise AuthenticationError(accounts.SIGN_IN_FAILED)
-        result = manage.sign_in(
+        try:
+            command = parse_form(SignInCommand, {"email": email, "password": password})
+        except CommandError:
+            # Too long to be anyone's: the same answer as a wrong password.
+            raise AuthenticationError(accounts.SIGN_IN_FAILED) from None
+        result = signin.sign_in(
             session,
+            command,
             hashing=instance.hashing,
             limiter=instance.limiter,
             csrf=instance.csrf,
-            email=email,
-            password=password,
             actor=Actor("anonymous", None, address),
             previous=principal.web_session,
             user_agent=request.headers.get("user-agent"),
@@ -113,19 +118,19 @@ def sign_in_submit(
             status_code=401,
             pre_session=True,
             next=target,
-            email=email[:320],
+            email=email[: signin.MAX_EMAIL],
             error=err.message,
+            bounds=form_bounds(SignInCommand),
         )
     if result.needs_second_factor:
         response = redirect("/sign-in/code?next=" + quote(target))
         set_session_cookie(request, response, result.cookie)
         return response
-    return _signed_in(request, session, result, target)
+    return _signed_in(request, result, target)
 
 
-def _pending(request: Request, session: Session) -> WebSession | None:
-    row = sessions.resolve_session(session, request.cookies.get(session_cookie_name(request), ""))
-    return row if row is not None and row.kind == "pending_2fa" else None
+def _cookie(request: Request) -> str:
+    return request.cookies.get(session_cookie_name(request), "")
 
 
 @router.get("/sign-in/code", dependencies=[Public])
@@ -135,15 +140,21 @@ def second_factor_page(
     next_url: Annotated[str, Query(alias="next")] = "",
 ) -> Response:
     """Ask for the TOTP or a recovery code after the password was right."""
-    if _pending(request, session) is None:
+    if signin.pending_sign_in(session, _cookie(request)) is None:
         return _back(request, "/sign-in", "error", "Sign in again: that sign-in expired.")
-    return render(request, "sign_in_code.html", pre_session=True, next=_safe_next(next_url))
+    return render(
+        request,
+        "sign_in_code.html",
+        pre_session=True,
+        next=_safe_next(next_url),
+        bounds=form_bounds(SecondFactorCommand),
+    )
 
 
 @router.post("/sign-in/code", dependencies=[Public])
 def second_factor_submit(
     request: Request,
-    session: DbSession,
+    session: WriteSession,
     instance: InstanceDep,
     address: ClientAddress,
     code: Annotated[str, Form()] = "",
@@ -153,18 +164,17 @@ def second_factor_submit(
     """Finish signing in with the code."""
     check_pre_session(request, csrf_token)
     target = _safe_next(next_url)
-    pending = _pending(request, session)
-    if pending is None:
+    if signin.pending_sign_in(session, _cookie(request)) is None:
         return _back(request, "/sign-in", "error", "Sign in again: that sign-in expired.")
     try:
-        result = manage.complete_second_factor(
+        result = signin.complete_second_factor(
             session,
+            parse_form(SecondFactorCommand, {"code": code[: signin.MAX_CODE]}),
+            cookie=_cookie(request),
             keyring=instance.keyring,
             limiter=instance.limiter,
             csrf=instance.csrf,
-            pending=pending,
-            code=code[:40],
-            actor=Actor("anonymous", pending.user_id, address),
+            address=address,
         )
     except (AuthenticationError, SpecValidationError) as err:
         # A malformed code (field "code") is 422; a wrong one is 401.
@@ -176,8 +186,9 @@ def second_factor_submit(
             pre_session=True,
             next=target,
             error="; ".join(e.message for e in problems) or err.message,
+            bounds=form_bounds(SecondFactorCommand),
         )
-    return _signed_in(request, session, result, target)
+    return _signed_in(request, result, target)
 
 
 @router.post("/sign-out")
@@ -190,7 +201,7 @@ def sign_out(
 ) -> Response:
     """End this browser's session."""
     if principal.web_session is not None:
-        manage.sign_out(
+        signin.sign_out(
             session, csrf=instance.csrf, row=principal.web_session, actor=principal.actor(address)
         )
     response = _back(request, "/sign-in", "success", "You are signed out.")
@@ -202,13 +213,18 @@ def sign_out(
 def set_password_page(
     request: Request,
     session: DbSession,
-    instance: InstanceDep,
     token: str = "",
 ) -> Response:
     """The one-time link's page: choose a password."""
-    user = links.user_for_password_token(session, token)
+    email = passwords.password_link_email(session, token)
     return render(
-        request, "set_password.html", pre_session=True, token=token, email=user.email, errors={}
+        request,
+        "set_password.html",
+        pre_session=True,
+        token=token,
+        email=email,
+        errors={},
+        bounds=form_bounds(SetPasswordForm),
     )
 
 
@@ -226,27 +242,21 @@ def set_password_submit(
     """Set the password; the link stops working with it."""
     check_pre_session(request, csrf_token)
     limit_request(request, None, user_id=None, name="signin")
-    user = links.user_for_password_token(session, token)
-    errors: dict[str, str] = {}
-    if len(password) > MAX_PASSWORD:
-        errors["password"] = f"expected at most {MAX_PASSWORD} characters"
-    elif password != confirm:
-        errors["confirm"] = "the two passwords are not the same"
-    else:
-        try:
-            console_service.set_password_from_link(
-                session, hashing=instance.hashing, token=token, password=password, address=address
-            )
-        except SpecValidationError as err:
-            errors = _field_errors(err)
-    if errors:
+    email = passwords.password_link_email(session, token)
+    try:
+        form = parse_form(
+            SetPasswordForm, {"token": token, "password": password, "confirm": confirm}
+        )
+        passwords.set_password_from_link(session, form, hashing=instance.hashing, address=address)
+    except SpecValidationError as err:
         return render(
             request,
             "set_password.html",
             status_code=422,
             pre_session=True,
             token=token,
-            email=user.email,
-            errors=errors,
+            email=email,
+            errors=form_errors(err),
+            bounds=form_bounds(SetPasswordForm),
         )
     return _back(request, "/sign-in", "success", "Your password is set. Sign in with it now.")
