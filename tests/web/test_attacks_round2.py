@@ -679,9 +679,9 @@ def test_an_invitation_made_with_a_lent_permission_ends_with_the_delegation(clie
         made = invitations.create_invitation(
             OrgScope(session, org.id),
             grant=None,
-            email="operator-made@outside.example.com",
-            name="Op",
-            role_id=org.roles["Admin"],
+            command=invitations.Invite(
+                email="operator-made@outside.example.com", name="Op", role_id=org.roles["Admin"]
+            ),
             public_url="http://127.0.0.1",
             actor=SYSTEM,
         )

@@ -101,6 +101,16 @@ def list_members(scope: OrgScope) -> list[MemberView]:
     ]
 
 
+def get_member(scope: OrgScope, membership_id: str) -> MemberView:
+    """Return one member of the organization.
+
+    Raises:
+        NotFoundError: no such member here (another organization's ids are not found).
+    """
+    scope.get(Membership, membership_id)
+    return next(view for view in list_members(scope) if view.id == membership_id)
+
+
 def member_grant(session: Session, organization_id: str, email: str) -> rbac.Grant:
     """Return what the member with ``email`` may do in the organization (operator's view).
 
@@ -327,6 +337,7 @@ __all__ = [
     "change_member_role",
     "check_new_user",
     "create_user",
+    "get_member",
     "list_members",
     "list_users",
     "member_grant",

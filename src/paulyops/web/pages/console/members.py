@@ -145,9 +145,12 @@ def change_role(
     role_id: Annotated[str, Form()] = "",
 ) -> Response:
     """Give a member another role (their sessions end)."""
+    scope = principal.scope(session)
+    # Another organization's member is not found (404), whatever the form holds.
+    members.get_member(scope, membership_id)
     try:
         members.change_member_role(
-            principal.scope(session),
+            scope,
             grant=principal.acting_grant(),
             membership_id=membership_id,
             command=parse(members.ChangeMemberRole, {"role_id": role_id}),
