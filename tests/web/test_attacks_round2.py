@@ -178,9 +178,9 @@ def test_two_uses_of_a_new_address_link_create_one_account(client, monkeypatch):
             invitations.accept_as_new_account(
                 session,
                 hashing=HASHING,
-                token=token,
-                name="First",
-                password=NEW_PASSWORD,
+                command=invitations.AcceptAsNewAccount(
+                    token=token, name="First", password=NEW_PASSWORD
+                ),
                 address=None,
             )
 

@@ -8,9 +8,8 @@ audit row.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from pydantic import AwareDatetime, Field, field_validator
@@ -21,11 +20,10 @@ from paulyops.core.db.scoped import OrgScope
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
 from paulyops.services.auth import rbac
+from paulyops.services.auth.expiry import read_expiry
 from paulyops.services.auth.permissions import MAX_DELEGATION_DAYS, PermissionNames
 from paulyops.services.commands import Command
 from paulyops.services.onboarding.errors import custom_error
-
-DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class Delegate(Command):
@@ -48,14 +46,12 @@ class Delegate(Command):
     @field_validator("expires_at", mode="before")
     @classmethod
     def _day_is_its_end(cls, value: object) -> object:
-        if isinstance(value, str) and DAY.fullmatch(value.strip()):
-            try:
-                value = date.fromisoformat(value.strip())
-            except ValueError:
-                return value  # not a real day: the datetime check names the field
-        if isinstance(value, date) and not isinstance(value, datetime):
-            return end_of_day(value)
-        return value
+        found = read_expiry(value)
+        if isinstance(found, datetime) and found is not value:
+            # A last day past the limit ends the delegation at the limit (a date picker
+            # cannot say "30 days from now, to the second"); an instant is taken as sent.
+            return min(found, utcnow() + timedelta(days=MAX_DELEGATION_DAYS))
+        return found
 
     @field_validator("expires_at")
     @classmethod
@@ -68,16 +64,6 @@ class Delegate(Command):
                 f"got {value.isoformat()}",
             )
         return value
-
-
-def end_of_day(day: date) -> datetime:
-    """Return the last second of ``day`` in UTC, capped at the longest delegation.
-
-    The console asks for a last day rather than an instant; a day past the limit ends
-    the delegation at the limit, and one in the past stays in the past (and is refused).
-    """
-    last = datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
-    return min(last, utcnow() + timedelta(days=MAX_DELEGATION_DAYS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +179,6 @@ __all__ = [
     "Delegate",
     "DelegationView",
     "delegate",
-    "end_of_day",
     "list_delegations",
     "member_names",
     "revoke_delegation",

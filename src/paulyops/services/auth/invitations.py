@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -61,6 +61,19 @@ class Invite(Command):
     email: EmailAddress
     name: PersonName
     role_id: str = Field(max_length=40, title="Role")
+
+
+class InvitationToken(Command):
+    """An invitation link's token (the ``token`` query parameter of the link)."""
+
+    token: str = Field(max_length=200, repr=False)
+
+
+class AcceptAsNewAccount(InvitationToken):
+    """The new account's name and password, chosen through the invitation link."""
+
+    name: str = Field("", max_length=200, description="default: the name the inviter gave")
+    password: SecretStr = Field(max_length=1024)
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,9 +445,7 @@ def accept_as_new_account(
     session: Session,
     *,
     hashing: PasswordHashing,
-    token: str,
-    name: str,
-    password: str,
+    command: AcceptAsNewAccount,
     address: str | None,
 ) -> tuple[User, Membership]:
     """Create the invited address's account with a password and join this organization only.
@@ -450,10 +461,11 @@ def accept_as_new_account(
             the link was used meanwhile.
         SpecValidationError: a bad name or a password that breaks the policy.
     """
-    row = _require_backed(session, _by_token(session, token))
+    row = _require_backed(session, _by_token(session, command.token))
     if accounts.find_user(session, row.email) is not None:
         raise ConflictError("this address has an account: sign in with it to accept")
-    chosen = name or row.name
+    chosen = command.name or row.name
+    password = command.password.get_secret_value()
     accounts.check_new_password(password, email=row.email, name=chosen)
     _claim(session, row, accepted_at=utcnow())
     user = accounts.create_user(session, hashing, email=row.email, name=chosen, password=password)
@@ -526,7 +538,9 @@ def decline_invitation(
 __all__ = [
     "INVITATION_PATH",
     "INVITATION_TTL",
+    "AcceptAsNewAccount",
     "CreatedInvitation",
+    "InvitationToken",
     "InvitationView",
     "Invite",
     "PendingInvitation",

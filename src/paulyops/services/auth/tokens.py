@@ -30,6 +30,7 @@ from paulyops.core.files import make_private_dir
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
 from paulyops.services.auth import rbac
+from paulyops.services.auth.expiry import read_expiry
 from paulyops.services.auth.permissions import PermissionNames
 from paulyops.services.auth.sessions import hash_token
 from paulyops.services.commands import Command
@@ -55,8 +56,16 @@ class CreateToken(Command):
     ]
     permissions: Annotated[PermissionNames, Field(min_length=1)]
     expires_at: AwareDatetime | None = Field(
-        None, description="When the token stops working; never when left out."
+        None,
+        title="Expires after",
+        description="When the token stops working (a day alone: the end of that day, UTC); "
+        "never when left out.",
     )
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _day_is_its_end(cls, value: object) -> object:
+        return read_expiry(value)
 
     @field_validator("expires_at")
     @classmethod

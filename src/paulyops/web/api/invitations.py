@@ -56,19 +56,6 @@ class MyInvitationOut(CamelModel):
     expires_at: datetime
 
 
-class TokenIn(CamelModel):
-    """An invitation link's token (the ``token`` query parameter of the link)."""
-
-    token: str = Field(max_length=200, repr=False)
-
-
-class AcceptNewIn(TokenIn):
-    """The new account's name and password, chosen through the invitation link."""
-
-    name: str = Field("", max_length=200)
-    password: str = Field(max_length=1024, repr=False)
-
-
 # --- the organization's side -------------------------------------------------------------
 
 
@@ -126,7 +113,7 @@ def revoke_invitation(
 def accept_as_new_account(
     request: Request,
     response: Response,
-    body: AcceptNewIn,
+    body: invitations.AcceptAsNewAccount,
     session: DbSession,
     instance: InstanceDep,
     address: ClientAddress,
@@ -140,9 +127,7 @@ def accept_as_new_account(
     invitations.accept_as_new_account(
         session,
         hashing=instance.hashing,
-        token=body.token,
-        name=body.name,
-        password=body.password,
+        command=body,
         address=address,
     )
     return OkOut(message="account created and invitation accepted; you can sign in now")
@@ -169,7 +154,10 @@ def my_invitations(session: DbSession, principal: SignedIn) -> list[MyInvitation
 
 @router.post("/auth/invitations/accept", response_model=OkOut)
 def accept_by_link(
-    body: TokenIn, session: DbSession, address: ClientAddress, principal: SignedIn
+    body: invitations.InvitationToken,
+    session: DbSession,
+    address: ClientAddress,
+    principal: SignedIn,
 ) -> OkOut:
     """Accept an invitation link addressed to the signed-in account's address."""
     assert principal.user is not None  # SignedIn guarantees a user
@@ -181,7 +169,10 @@ def accept_by_link(
 
 @router.post("/auth/invitations/decline", response_model=OkOut)
 def decline_by_link(
-    body: TokenIn, session: DbSession, address: ClientAddress, principal: SignedIn
+    body: invitations.InvitationToken,
+    session: DbSession,
+    address: ClientAddress,
+    principal: SignedIn,
 ) -> OkOut:
     """Decline an invitation link addressed to the signed-in account's address."""
     assert principal.user is not None  # SignedIn guarantees a user
