@@ -93,3 +93,21 @@ def test_invite_and_new_user_share_the_account_rules():
         errors.append([(item.field, item.message) for item in caught.value.errors])
     assert errors[0] == errors[1]
     assert errors[0][0][0] == "email"
+
+
+def test_a_form_day_is_the_end_of_that_day_and_blank_is_never():
+    """A token form's date means its last second (UTC); an empty date means no expiry."""
+    soon = date.today() + timedelta(days=3)
+    dated = parse(
+        tokens.CreateToken,
+        {"name": "t", "permissions": ["org:read"], "expiresAt": soon.isoformat()},
+    )
+    assert dated.expires_at == datetime(soon.year, soon.month, soon.day, 23, 59, 59, tzinfo=UTC)
+    never = parse(tokens.CreateToken, {"name": "t", "permissions": ["org:read"], "expiresAt": ""})
+    assert never.expires_at is None
+    with pytest.raises(CommandError) as caught:
+        parse(
+            tokens.CreateToken,
+            {"name": "t", "permissions": ["org:read"], "expiresAt": "2026-13-45"},
+        )
+    assert _fields(caught.value) == ["expiresAt"]
