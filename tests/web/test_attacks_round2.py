@@ -178,9 +178,9 @@ def test_two_uses_of_a_new_address_link_create_one_account(client, monkeypatch):
             invitations.accept_as_new_account(
                 session,
                 hashing=HASHING,
-                token=token,
-                name="First",
-                password=NEW_PASSWORD,
+                command=invitations.AcceptAsNewAccount(
+                    token=token, name="First", password=NEW_PASSWORD
+                ),
                 address=None,
             )
 
@@ -679,9 +679,9 @@ def test_an_invitation_made_with_a_lent_permission_ends_with_the_delegation(clie
         made = invitations.create_invitation(
             OrgScope(session, org.id),
             grant=None,
-            email="operator-made@outside.example.com",
-            name="Op",
-            role_id=org.roles["Admin"],
+            command=invitations.Invite(
+                email="operator-made@outside.example.com", name="Op", role_id=org.roles["Admin"]
+            ),
             public_url="http://127.0.0.1",
             actor=SYSTEM,
         )

@@ -69,9 +69,11 @@ def _ids(db, org):
         invited = invitations.create_invitation(
             scope,
             grant=owner,
-            email=f"invited-{len(invitations.list_pending(scope))}@outside.example.com",
-            name="Invited",
-            role_id=org.roles["Viewer"],
+            command=invitations.Invite(
+                email=f"invited-{len(invitations.list_pending(scope))}@outside.example.com",
+                name="Invited",
+                role_id=org.roles["Viewer"],
+            ),
             public_url="http://paulyops.test",
             actor=SYSTEM,
         )

@@ -8,7 +8,8 @@ keeps only its hash.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import typer
 from rich import box
@@ -17,7 +18,10 @@ from rich.table import Table
 
 from paulyops.cli.context import CommandGroup, console, err_console, open_instance, read_settings
 from paulyops.cli.users import find_organization
-from paulyops.core.errors import NotFoundError, PermissionDeniedError
+from paulyops.core.errors import PermissionDeniedError
+
+if TYPE_CHECKING:
+    from paulyops.core.db import Session
 
 app = typer.Typer(
     cls=CommandGroup, help="API tokens for scripts and integrations.", no_args_is_help=True
@@ -27,6 +31,13 @@ ORG_HELP = "the organization (id or slug)"
 MAX_EXPIRES_DAYS = 3650
 # Below this terminal width `token list` prints one block per token instead of a table.
 WIDE_TABLE = 120
+
+
+def holder_email(session: Session, email: str) -> str:
+    """Return the normalized address of the member a token is for."""
+    from paulyops.services.auth import members
+
+    return members.user_identity(session, email)[0]
 
 
 @app.command()
@@ -50,49 +61,40 @@ def create(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the secret"),
 ) -> None:
     """Create an API token; its secret is shown this one time only."""
-    from paulyops.core.db.models import utcnow
     from paulyops.core.db.scoped import OrgScope
     from paulyops.services.actor import CLI
-    from paulyops.services.auth import accounts, manage, rbac
+    from paulyops.services.auth import members, tokens
+    from paulyops.services.commands import parse
 
-    expires_at = utcnow() + timedelta(days=expires_days) if expires_days else None
+    expires_at = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+    command = parse(
+        tokens.CreateToken, {"name": name, "permissions": permission, "expires_at": expires_at}
+    )
     settings = read_settings(generate_secrets=False)
     with open_instance(settings) as instance, instance.db.write_session() as session:
         organization = find_organization(session, org)
-        holder = accounts.find_user(session, user)
-        if holder is None:
-            raise NotFoundError(f"--user: no account has the e-mail address {user.strip()!r}")
-        grant = rbac.grant_for(session, organization.id, holder.id)
-        if grant is None:
-            raise NotFoundError(
-                f"--user: {holder.email} is not a member of {organization.slug} ({organization.id})"
-            )
+        grant = members.member_grant(session, organization.id, user)
+        holder = holder_email(session, user)
         try:
-            issued = manage.create_token(
-                OrgScope(session, organization.id),
-                grant=grant,
-                name=name,
-                permissions=permission,
-                expires_at=expires_at,
-                actor=CLI,
+            issued = tokens.create_token(
+                OrgScope(session, organization.id), grant=grant, command=command, actor=CLI
             )
         except PermissionDeniedError as err:
             # The service speaks to a signed-in holder ("you lack"); here the
             # operator creates the token for someone else, so name that person.
-            lacking = ", ".join(sorted(set(permission) - grant.grantable))
+            lacking = ", ".join(sorted(set(command.permissions) - grant.grantable))
             raise PermissionDeniedError(
-                f"--permission: {holder.email} is {grant.role_name} of "
+                f"--permission: {holder} is {grant.role_name} of "
                 f"{organization.slug} and does not hold {lacking} through that role; a "
                 "token can only hold permissions its holder's role gives (never "
                 "delegated ones)"
             ) from err
-        row = issued.row
-        token_id, perms, org_slug = row.id, list(row.permissions), organization.slug
-        holder_email = holder.email
+        view = tokens.token_view(issued.row)
+        token_id, perms, org_slug = view.id, view.permissions, organization.slug
     if not quiet:
         expiry = f"expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "never expires"
         err_console.print(
-            f"Created API token {token_id} for {escape(holder_email)} in {escape(org_slug)} "
+            f"Created API token {token_id} for {escape(holder)} in {escape(org_slug)} "
             f"with {', '.join(perms)}; it {expiry}.",
             highlight=False,
         )
@@ -110,13 +112,12 @@ def create(
 def list_(org: str = typer.Option(..., "--org", help=ORG_HELP)) -> None:
     """List the organization's live API tokens (never their secrets)."""
     from paulyops.core.db.scoped import OrgScope
-    from paulyops.services.auth import accounts, tokens
+    from paulyops.services.auth import tokens
 
     settings = read_settings(generate_secrets=False)
     with open_instance(settings) as instance, instance.db.session() as session:
         organization = find_organization(session, org)
-        rows = tokens.list_api_tokens(OrgScope(session, organization.id))
-        emails = {u.id: u.email for u in accounts.list_users(session)} if rows else {}
+        rows = tokens.list_tokens(OrgScope(session, organization.id))
         org_slug = organization.slug
     if not rows:
         console.print(f"{escape(org_slug)} has no API tokens.")
@@ -125,7 +126,7 @@ def list_(org: str = typer.Option(..., "--org", help=ORG_HELP)) -> None:
         {
             "id": row.id,
             "name": escape(row.name),
-            "holder": escape(emails.get(row.user_id, row.user_id)),
+            "holder": escape(row.holder_email),
             "prefix": f"{row.prefix}…",
             "permissions": ", ".join(row.permissions),
             "expires": f"{row.expires_at:%Y-%m-%d}" if row.expires_at else "never",
@@ -157,13 +158,13 @@ def revoke(
     """Revoke an API token: it stops working at once."""
     from paulyops.core.db.scoped import OrgScope
     from paulyops.services.actor import CLI
-    from paulyops.services.auth import manage
+    from paulyops.services.auth import tokens
 
     settings = read_settings(generate_secrets=False)
     with open_instance(settings) as instance, instance.db.write_session() as session:
         organization = find_organization(session, org)
         # The local operator may revoke any token of the organization.
-        manage.revoke_token(
+        tokens.revoke_token(
             OrgScope(session, organization.id),
             grant=None,
             token_id=token_id.strip(),

@@ -17,18 +17,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from paulyops.cli.context import CommandGroup, console, err_console, open_instance, read_settings
-from paulyops.core.errors import (
-    ConflictError,
-    FieldError,
-    NotFoundError,
-    SpecValidationError,
-)
+from paulyops.core.errors import FieldError, SpecValidationError
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-    from paulyops.core.db.models import Organization, Role, User
-    from paulyops.core.db.scoped import OrgScope
+    from paulyops.core.db import Session
+    from paulyops.services.auth.organizations import OrganizationView
 
 app = typer.Typer(
     cls=CommandGroup,
@@ -36,7 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-DEFAULT_ROLE = "User"
+DEFAULT_ROLE = "User"  # the same as services.auth.members.DEFAULT_ROLE (help texts)
 # A mistyped password at the prompt is asked again; after this many policy failures the
 # command stops, so a script stuck on a prompt does not loop forever.
 PROMPT_ATTEMPTS = 3
@@ -44,53 +37,15 @@ PROMPT_ATTEMPTS = 3
 STDIN_HELP = "read the password from standard input (for scripts) instead of a prompt"
 
 
-def find_organization(session: Session, ref: str) -> Organization:
+def find_organization(session: Session, ref: str) -> OrganizationView:
     """Return the organization with id or slug ``ref``.
 
     Raises:
         NotFoundError: no organization has that id or slug.
     """
-    from sqlalchemy import select
+    from paulyops.services.auth.organizations import find_organization as find
 
-    from paulyops.core.db.models import Organization
-
-    clean = ref.strip()
-    org = session.get(Organization, clean)
-    if org is None:
-        org = session.scalars(
-            select(Organization).where(Organization.slug == clean.lower())
-        ).first()
-    if org is None:
-        raise NotFoundError(f"--org: expected an organization id (org_...) or slug, got {ref!r}")
-    return org
-
-
-def _find_role(scope: OrgScope, name: str) -> Role:
-    from paulyops.core.db.models import Role
-
-    roles = scope.list(Role, order_by=Role.rank.desc())
-    for role in roles:
-        if role.name.lower() == name.strip().lower():
-            return role
-    raise SpecValidationError(
-        "unknown role",
-        [
-            FieldError(
-                "role",
-                f"expected one of {', '.join(r.name for r in roles)}, got {name!r}",
-                allowed=[r.name for r in roles],
-            )
-        ],
-    )
-
-
-def _require_user(session: Session, email: str) -> User:
-    from paulyops.services.auth import accounts
-
-    user = accounts.find_user(session, email)
-    if user is None:
-        raise NotFoundError(f"no account has the e-mail address {email.strip()!r}")
-    return user
+    return find(session, ref)
 
 
 def read_new_password(*, from_stdin: bool, email: str, name: str) -> str:
@@ -144,55 +99,39 @@ def create(
     ),
 ) -> None:
     """Create a user who signs in with an e-mail address and password."""
-    from paulyops.core.db.scoped import OrgScope
-    from paulyops.services import actor as actors
     from paulyops.services.actor import CLI
-    from paulyops.services.auth import accounts, manage, rbac
+    from paulyops.services.auth import members
+    from paulyops.services.commands import parse
 
     if role is not None and org is None:
         raise typer.BadParameter(
             "needs --org, the organization the role is in", param_hint="--role"
         )
+    command = parse(
+        members.NewUser,
+        {
+            "email": email,
+            "name": name,
+            "is_platform_admin": platform_admin,
+            "organization": org,
+            "role": role,
+        },
+    )
     settings = read_settings(generate_secrets=False)
     with open_instance(settings) as instance:
         # Check what can fail before asking for a password, so nobody types one twice
         # only to learn the address is taken or the role is misspelled.
         with instance.db.session() as session:
-            if accounts.find_user(session, email) is not None:
-                raise ConflictError(
-                    f"an account for {accounts.normalize_email(email)} already exists"
-                )
-            if org is not None:
-                org_id = find_organization(session, org).id
-                _find_role(OrgScope(session, org_id), role or DEFAULT_ROLE)
+            members.check_new_user(session, command)
         password = read_new_password(from_stdin=password_stdin, email=email, name=name)
         with instance.db.write_session() as session:
-            user = manage.create_user(
-                session,
-                hashing=instance.hashing,
-                email=email,
-                name=name,
-                password=password,
-                is_platform_admin=platform_admin,
-                actor=CLI,
+            created = members.create_user(
+                session, hashing=instance.hashing, command=command, password=password, actor=CLI
             )
-            where = None
-            if org is not None:
-                organization = find_organization(session, org)
-                scope = OrgScope(session, organization.id)
-                role_row = _find_role(scope, role or DEFAULT_ROLE)
-                membership = rbac.add_member(scope, user.id, role_row.id)
-                actors.record(
-                    session,
-                    CLI,
-                    "member.added",
-                    organization_id=organization.id,
-                    target_type="membership",
-                    target_id=membership.id,
-                    changes={"user_id": user.id, "role_id": role_row.id},
-                )
-                where = f"{role_row.name} of {organization.name} ({organization.id})"
-            user_id, user_email = user.id, user.email
+    user_id, user_email = created.user_id, created.email
+    where = None
+    if created.organization_id is not None:
+        where = f"{created.role_name} of {created.organization_name} ({created.organization_id})"
     console.print(f"Created {escape(user_email)} ({user_id}).", highlight=False)
     if platform_admin:
         console.print("Platform administrator: may manage every organization.")
@@ -204,16 +143,11 @@ def create(
 @app.command("list")
 def list_() -> None:
     """List every user of the instance (no passwords or secrets are shown)."""
-    from paulyops.services.auth import accounts, rbac
+    from paulyops.services.auth import members
 
     settings = read_settings(generate_secrets=False)
     with open_instance(settings) as instance, instance.db.session() as session:
-        rows = []
-        for user in accounts.list_users(session):
-            orgs = ", ".join(
-                f"{org.slug} ({role.name})" for org, role in rbac.memberships_of(session, user.id)
-            )
-            rows.append((user, orgs))
+        rows = members.list_users(session)
     if not rows:
         console.print("No users yet. Create one with `paulyops user create`.")
         return
@@ -224,7 +158,8 @@ def list_() -> None:
     table.add_column("2FA")
     table.add_column("last sign-in (UTC)")
     table.add_column("organizations")
-    for user, orgs in rows:
+    for user in rows:
+        orgs = ", ".join(f"{slug} ({role_name})" for slug, role_name in user.memberships)
         name = escape(user.name) + ("" if user.is_active else " [dim](disabled)[/]")
         table.add_row(
             escape(user.email),
@@ -244,19 +179,18 @@ def reset_password(
 ) -> None:
     """Set a new password for EMAIL, sign them out everywhere and revoke their API tokens."""
     from paulyops.services.actor import CLI
-    from paulyops.services.auth import manage
+    from paulyops.services.auth import manage, members
 
     settings = read_settings(generate_secrets=False)
     with open_instance(settings) as instance:
         with instance.db.session() as session:
-            found = _require_user(session, email)
-            user_email, user_name = found.email, found.name
+            user_email, user_name = members.user_identity(session, email)
         password = read_new_password(from_stdin=password_stdin, email=user_email, name=user_name)
         with instance.db.write_session() as session:
             revoked = manage.reset_password(
                 session,
                 hashing=instance.hashing,
-                user=_require_user(session, user_email),
+                user=members.require_account(session, user_email),
                 password=password,
                 actor=CLI,
             )
@@ -288,19 +222,20 @@ def invite(
     """
     from paulyops.core.db.scoped import OrgScope
     from paulyops.services.actor import CLI
-    from paulyops.services.auth import invitations
+    from paulyops.services.auth import invitations, roles
+    from paulyops.services.commands import parse
 
     settings = read_settings(generate_secrets=False)
     with open_instance(settings) as instance, instance.db.write_session() as session:
         organization = find_organization(session, org)
         scope = OrgScope(session, organization.id)
-        role_row = _find_role(scope, role)
+        role_row = roles.find_role(scope, role)
         created = invitations.create_invitation(
             scope,
             grant=None,
-            email=email,
-            name=name,
-            role_id=role_row.id,
+            command=parse(
+                invitations.Invite, {"email": email, "name": name, "role_id": role_row.id}
+            ),
             public_url=settings.effective_public_url,
             actor=CLI,
         )
@@ -319,16 +254,14 @@ def invitations(
     org: str = typer.Option(..., "--org", help="the organization (id or slug)"),
 ) -> None:
     """List the organization's pending invitations (never their links)."""
-    from paulyops.core.db.models import Role
     from paulyops.core.db.scoped import OrgScope
     from paulyops.services.auth import invitations as service
 
     settings = read_settings(generate_secrets=False)
     with open_instance(settings) as instance, instance.db.session() as session:
         scope = OrgScope(session, find_organization(session, org).id)
-        roles = {row.id: row.name for row in scope.list(Role)}
         rows = [
-            (row.id, row.email, roles.get(row.role_id, "?"), row.expires_at)
+            (row.id, row.email, row.role_name, row.expires_at)
             for row in service.list_pending(scope)
         ]
     if not rows:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from pydantic import Field, SecretStr
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -42,6 +43,8 @@ from paulyops.core.security.passwords import PasswordHashing
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
 from paulyops.services.auth import accounts, links, rbac
+from paulyops.services.auth.members import EmailAddress, PersonName
+from paulyops.services.commands import Command
 
 INVITATION_TTL = timedelta(days=7)
 INVITATION_PATH = "/invitation"
@@ -52,11 +55,47 @@ INVITER_GONE = (
 )
 
 
+class Invite(Command):
+    """Whom to invite, and into which role."""
+
+    email: EmailAddress
+    name: PersonName
+    role_id: str = Field(max_length=40, title="Role")
+
+
+class InvitationToken(Command):
+    """An invitation link's token (the ``token`` query parameter of the link)."""
+
+    token: str = Field(max_length=200, repr=False)
+
+
+class AcceptAsNewAccount(InvitationToken):
+    """The new account's name and password, chosen through the invitation link."""
+
+    name: str = Field("", max_length=200, description="default: the name the inviter gave")
+    password: SecretStr = Field(max_length=1024)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingInvitation:
+    """A pending invitation of the organization, for display (never its link)."""
+
+    id: str
+    email: str
+    name: str
+    role_id: str
+    role_name: str
+    role_rank: int
+    invited_by_user_id: str | None
+    created_at: datetime
+    expires_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class CreatedInvitation:
     """A new invitation and its link (shown once: only the token's hash is kept)."""
 
-    invitation: Invitation
+    invitation: PendingInvitation
     link: str = field(repr=False)
 
 
@@ -151,9 +190,7 @@ def create_invitation(
     scope: OrgScope,
     *,
     grant: rbac.Grant | None,
-    email: str,
-    name: str,
-    role_id: str,
+    command: Invite,
     public_url: str,
     actor: Actor,
 ) -> CreatedInvitation:
@@ -168,24 +205,14 @@ def create_invitation(
             access to the instance), who may invite into any role.
 
     Raises:
-        SpecValidationError: a bad e-mail address, name or role (naming the field).
+        SpecValidationError: not one of the organization's roles (field ``roleId``).
         PermissionDeniedError: the role ranks above the inviter's own, or holds permissions
             the inviter lacks.
         ConflictError: the person is already a member of this organization.
     """
-    errors: list[FieldError] = []
-    clean_email = clean_name = ""
-    try:
-        clean_email = accounts.check_email(email)
-    except SpecValidationError as err:
-        errors.extend(err.errors)
-    try:
-        clean_name = accounts.clean_name(name)
-    except SpecValidationError as err:
-        errors.extend(err.errors)
-    if errors:
-        raise SpecValidationError("the invitation has problems", errors)
-    role = _check_role(scope, grant, role_id)
+    # The command has checked and normalized the address and the name.
+    clean_email, clean_name = command.email, command.name
+    role = _check_role(scope, grant, command.role_id)
     user = accounts.find_user(scope.session, clean_email)
     if user is not None and scope.first(Membership, Membership.user_id == user.id) is not None:
         # Membership of this organization is visible to its admins on the member list anyway.
@@ -224,14 +251,29 @@ def create_invitation(
             "replaces": [old.id for old in superseded],
         },
     )
-    return CreatedInvitation(row, links.link(public_url, INVITATION_PATH, token))
+    return CreatedInvitation(_pending(row, role), links.link(public_url, INVITATION_PATH, token))
 
 
-def list_pending(scope: OrgScope) -> list[Invitation]:
+def _pending(row: Invitation, role: Role | None) -> PendingInvitation:
+    return PendingInvitation(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        role_id=row.role_id,
+        role_name=role.name if role is not None else "?",
+        role_rank=role.rank if role is not None else 0,
+        invited_by_user_id=row.invited_by_user_id,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+    )
+
+
+def list_pending(scope: OrgScope) -> list[PendingInvitation]:
     """Return the organization's invitations that can still be accepted, newest first."""
     now = utcnow()
+    roles = {role.id: role for role in scope.list(Role)}
     rows = scope.list(Invitation, order_by=Invitation.created_at.desc())
-    return [row for row in rows if is_pending(row, now=now)]
+    return [_pending(row, roles.get(row.role_id)) for row in rows if is_pending(row, now=now)]
 
 
 def revoke_invitation(
@@ -403,9 +445,7 @@ def accept_as_new_account(
     session: Session,
     *,
     hashing: PasswordHashing,
-    token: str,
-    name: str,
-    password: str,
+    command: AcceptAsNewAccount,
     address: str | None,
 ) -> tuple[User, Membership]:
     """Create the invited address's account with a password and join this organization only.
@@ -421,10 +461,11 @@ def accept_as_new_account(
             the link was used meanwhile.
         SpecValidationError: a bad name or a password that breaks the policy.
     """
-    row = _require_backed(session, _by_token(session, token))
+    row = _require_backed(session, _by_token(session, command.token))
     if accounts.find_user(session, row.email) is not None:
         raise ConflictError("this address has an account: sign in with it to accept")
-    chosen = name or row.name
+    chosen = command.name or row.name
+    password = command.password.get_secret_value()
     accounts.check_new_password(password, email=row.email, name=chosen)
     _claim(session, row, accepted_at=utcnow())
     user = accounts.create_user(session, hashing, email=row.email, name=chosen, password=password)
@@ -497,8 +538,12 @@ def decline_invitation(
 __all__ = [
     "INVITATION_PATH",
     "INVITATION_TTL",
+    "AcceptAsNewAccount",
     "CreatedInvitation",
+    "InvitationToken",
     "InvitationView",
+    "Invite",
+    "PendingInvitation",
     "accept_as_new_account",
     "accept_invitation",
     "create_invitation",

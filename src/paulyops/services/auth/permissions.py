@@ -18,6 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+from paulyops.services.onboarding.errors import custom_error
 
 PERMISSIONS: dict[str, str] = {
     "org:read": "See the organization's profile and settings summary",
@@ -148,6 +153,26 @@ def unknown_permissions(permissions: set[str] | frozenset[str] | list[str]) -> l
     return sorted(set(permissions) - ALL)
 
 
+def _known(permissions: list[str]) -> list[str]:
+    unknown = unknown_permissions(permissions)
+    if unknown:
+        raise custom_error(
+            "unknown_permission",
+            f"unknown permission(s) {', '.join(unknown)}; see `roles:read`",
+            allowed=sorted(ALL),
+        )
+    return sorted(set(permissions))
+
+
+# The one rule for every permission list of a command (roles, tokens, delegations): names
+# from the vocabulary, each once, sorted; at most the whole vocabulary.
+PermissionNames = Annotated[
+    list[str],
+    Field(max_length=len(PERMISSIONS), description="permission names, e.g. storage:read"),
+    AfterValidator(_known),
+]
+
+
 __all__ = [
     "ADMIN",
     "ALL",
@@ -160,6 +185,7 @@ __all__ = [
     "SECOND_FACTOR_PERMISSIONS",
     "USER",
     "VIEWER",
+    "PermissionNames",
     "RbacModel",
     "RoleTemplate",
     "allows_custom_roles",

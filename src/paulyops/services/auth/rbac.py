@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,7 +29,6 @@ from paulyops.core.errors import (
     SpecValidationError,
 )
 from paulyops.services.auth.permissions import (
-    MAX_DELEGATION_DAYS,
     OWNER,
     PLATFORM_PERMISSIONS,
     RbacModel,
@@ -37,6 +36,13 @@ from paulyops.services.auth.permissions import (
     is_hierarchical,
     role_templates,
     unknown_permissions,
+)
+
+# The one text of the one rule both a demotion and a removal check (DESIGN.md: the last
+# Owner cannot be removed or demoted).
+NEEDS_AN_OWNER = (
+    "the organization needs an Owner: make someone else Owner before demoting or removing "
+    "the last one"
 )
 
 
@@ -197,15 +203,10 @@ def memberships_of(session: Session, user_id: str) -> list[tuple[Organization, R
 # --- changing roles and members ---------------------------------------------------------
 
 
-def _check_permissions(permissions: Iterable[str], field: str) -> list[str]:
-    perms = sorted(set(permissions))
-    unknown = unknown_permissions(perms)
-    if unknown:
-        raise SpecValidationError(
-            "unknown permission",
-            [FieldError(field, f"unknown permission(s) {', '.join(unknown)}; see `roles:read`")],
-        )
-    return perms
+def org_model(scope: OrgScope) -> RbacModel:
+    """Return the RBAC model of the scope's organization."""
+    org = scope.session.get(Organization, scope.organization_id)
+    return RbacModel(org.rbac_model if org is not None else RbacModel.SIMPLE.value)
 
 
 def _check_grantable(
@@ -265,21 +266,21 @@ def create_custom_role(
 ) -> Role:
     """Create a custom role (granular and enterprise models).
 
+    The name, description and permission vocabulary are the command's rules
+    (:class:`paulyops.services.auth.roles.CreateRole`); this checks what depends on the
+    organization and the actor.
+
     Raises:
         ConflictError: the simple model allows no custom roles, or the name is taken.
         PermissionDeniedError: a permission the actor lacks, or a platform permission.
-        SpecValidationError: a bad name or an unknown permission.
+        SpecValidationError: a parent outside the enterprise model, or beyond its parent.
     """
     if not allows_custom_roles(model):
         raise ConflictError(
             "the simple RBAC model has no custom roles; switch to granular or enterprise"
         )
     clean = name.strip()
-    if not 1 <= len(clean) <= 80:
-        raise SpecValidationError(
-            "bad role name", [FieldError("name", "expected 1 to 80 characters")]
-        )
-    perms = _check_permissions(permissions, "permissions")
+    perms = sorted(set(permissions))
     if scope.first(Role, Role.name == clean) is not None:
         raise ConflictError(f"a role named {clean!r} already exists")
     if parent_id is not None and not is_hierarchical(model):
@@ -328,7 +329,7 @@ def update_role_permissions(
         )
     if role.rank > actor.role_rank:
         raise PermissionDeniedError("you cannot change a role ranked above your own")
-    perms = _check_permissions(permissions, "permissions")
+    perms = sorted(set(permissions))
     role.rank = _check_grantable(scope, model, actor, perms, role.parent_id)
     role.permissions = perms
     return role
@@ -370,9 +371,10 @@ def _owner_count(scope: OrgScope) -> int:
     return len(rows)
 
 
-def _org_model(scope: OrgScope) -> str:
-    org = scope.session.get(Organization, scope.organization_id)
-    return org.rbac_model if org is not None else RbacModel.SIMPLE.value
+def _refuse_last_owner(scope: OrgScope, role: Role) -> None:
+    """Refuse to take ``role`` from its holder when it is the Owner role held only once."""
+    if role.name == OWNER and role.is_builtin and _owner_count(scope) <= 1:
+        raise PermissionDeniedError(NEEDS_AN_OWNER)
 
 
 def add_member(scope: OrgScope, user_id: str, role_id: str) -> Membership:
@@ -401,18 +403,15 @@ def change_member_role(
     old_role = scope.get(Role, membership.role_id)
     if new_role.rank > actor.role_rank or old_role.rank > actor.role_rank:
         raise PermissionDeniedError("you cannot assign or change a role above your own")
-    model = _org_model(scope)
+    model = org_model(scope)
     beyond = sorted(role_permissions(scope, new_role, model) - actor.grantable)
     if beyond:
         raise PermissionDeniedError(
             "you cannot assign a role with permissions you do not hold through your own "
             f"role ({', '.join(beyond)})"
         )
-    is_owner = old_role.name == OWNER and old_role.is_builtin
-    if is_owner and new_role.id != old_role.id and _owner_count(scope) <= 1:
-        raise PermissionDeniedError(
-            "the last Owner cannot be demoted; make someone else Owner first"
-        )
+    if new_role.id != old_role.id:
+        _refuse_last_owner(scope, old_role)
     membership.role_id = new_role.id
     return membership
 
@@ -427,8 +426,7 @@ def remove_member(scope: OrgScope, actor: Grant, membership_id: str) -> str:
     role = scope.get(Role, membership.role_id)
     if role.rank > actor.role_rank:
         raise PermissionDeniedError("you cannot remove someone ranked above you")
-    if role.name == OWNER and role.is_builtin and _owner_count(scope) <= 1:
-        raise PermissionDeniedError("the last Owner cannot be removed")
+    _refuse_last_owner(scope, role)
     user_id = membership.user_id
     for delegation in scope.list(Delegation, Delegation.to_user_id == user_id):
         delegation.revoked_at = utcnow()
@@ -450,29 +448,22 @@ def delegate(
     Only permissions held through the giver's own role can be delegated: a delegated
     permission is not passed on (it would not count anyway, see :func:`grant_for`).
 
+    The expiry bounds and the permission vocabulary are the command's rules
+    (:class:`paulyops.services.auth.delegations.Delegate`).
+
     Raises:
-        PermissionDeniedError: not the enterprise model, or a permission the giver does
-            not hold through their own role.
-        SpecValidationError: expiry in the past or beyond :data:`MAX_DELEGATION_DAYS`.
+        ConflictError: not the enterprise model.
+        PermissionDeniedError: a permission the giver does not hold through their own role.
+        SpecValidationError: a delegation to oneself.
     """
     if not is_hierarchical(model):
         raise ConflictError("delegation needs the enterprise RBAC model")
-    perms = _check_permissions(permissions, "permissions")
+    perms = sorted(set(permissions))
     lacking = sorted(set(perms) - giver.grantable)
     if lacking:
         raise PermissionDeniedError(
             "you can only delegate permissions you hold through your own role "
             f"(not {', '.join(lacking)})"
-        )
-    now = utcnow()
-    if not now < expires_at <= now + timedelta(days=MAX_DELEGATION_DAYS):
-        raise SpecValidationError(
-            "bad expiry",
-            [
-                FieldError(
-                    "expiresAt", f"expected a time within the next {MAX_DELEGATION_DAYS} days"
-                )
-            ],
         )
     if to_user_id == giver.user_id:
         raise SpecValidationError(
@@ -515,6 +506,7 @@ def revoke_delegation(scope: OrgScope, delegation_id: str, *, actor: Grant) -> D
 
 
 __all__ = [
+    "NEEDS_AN_OWNER",
     "Grant",
     "add_member",
     "change_member_role",
@@ -524,6 +516,7 @@ __all__ = [
     "grant_for",
     "member_rank",
     "memberships_of",
+    "org_model",
     "refuse_ungrantable",
     "remove_member",
     "revoke_delegation",

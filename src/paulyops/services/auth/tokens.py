@@ -3,6 +3,10 @@
 Both are random strings shown once and stored only as sha256. API tokens start with
 ``pot_`` and setup tokens with ``pos_``, so a leaked token is recognisable (log redaction
 and secret scanners match these prefixes).
+
+The use cases every front door calls are :func:`create_token` (with its command
+:class:`CreateToken`, which holds every rule of a token's input), :func:`revoke_token` and
+:func:`list_tokens`; each change writes its own audit row.
 """
 
 from __future__ import annotations
@@ -12,22 +16,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
+from pydantic import AwareDatetime, Field, StringConstraints, field_validator
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from paulyops.core.atomic import write_atomic
-from paulyops.core.db.models import ApiToken, SetupToken, utcnow
+from paulyops.core.db.models import ApiToken, SetupToken, User, utcnow
 from paulyops.core.db.scoped import OrgScope
-from paulyops.core.errors import (
-    FieldError,
-    PermissionDeniedError,
-    SpecValidationError,
-)
+from paulyops.core.errors import PermissionDeniedError
 from paulyops.core.files import make_private_dir
-from paulyops.services.auth.permissions import unknown_permissions
+from paulyops.services import actor as actors
+from paulyops.services.actor import Actor
+from paulyops.services.auth import rbac
+from paulyops.services.auth.expiry import read_expiry
+from paulyops.services.auth.permissions import PermissionNames
 from paulyops.services.auth.sessions import hash_token
+from paulyops.services.commands import Command
+from paulyops.services.onboarding.errors import custom_error
 
 if TYPE_CHECKING:
     from paulyops.core.db.activity import ActivityRecorder
@@ -36,6 +43,36 @@ API_TOKEN_PREFIX = "pot_"  # noqa: S105  # a public prefix, not a secret
 SETUP_TOKEN_PREFIX = "pos_"  # noqa: S105  # a public prefix, not a secret
 SETUP_TOKEN_TTL = timedelta(hours=24)
 SETUP_TOKEN_FILE = "setup-token"  # noqa: S105  # a file name, not a secret
+TOKEN_NAME_MAX = 120
+
+
+class CreateToken(Command):
+    """A new API token: what it is for, what it may do, and until when."""
+
+    name: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=TOKEN_NAME_MAX),
+        Field(title="Token name", description="What uses it, e.g. 'backup script'."),
+    ]
+    permissions: Annotated[PermissionNames, Field(min_length=1)]
+    expires_at: AwareDatetime | None = Field(
+        None,
+        title="Expires after",
+        description="When the token stops working (a day alone: the end of that day, UTC); "
+        "never when left out.",
+    )
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _day_is_its_end(cls, value: object) -> object:
+        return read_expiry(value)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value <= utcnow():
+            raise custom_error("expired", f"expected a time in the future, got {value.isoformat()}")
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,25 +94,13 @@ def create_api_token(
 ) -> IssuedToken:
     """Create an API token acting for ``user_id`` with at most the holder's permissions.
 
+    The input's rules are :class:`CreateToken`'s; front doors call :func:`create_token`.
+
     Raises:
-        SpecValidationError: a bad name or an unknown permission.
         PermissionDeniedError: a permission the creating user does not hold.
     """
     clean = name.strip()
-    if not 1 <= len(clean) <= 120:
-        raise SpecValidationError(
-            "bad token name", [FieldError("name", "expected 1 to 120 characters")]
-        )
     perms = sorted(set(permissions))
-    if not perms:
-        raise SpecValidationError(
-            "no permissions", [FieldError("permissions", "choose at least one")]
-        )
-    unknown = unknown_permissions(perms)
-    if unknown:
-        raise SpecValidationError(
-            "unknown permission", [FieldError("permissions", f"unknown: {', '.join(unknown)}")]
-        )
     lacking = sorted(set(perms) - holder_permissions)
     if lacking:
         raise PermissionDeniedError(
@@ -119,6 +144,115 @@ def resolve_api_token(
     if activity is not None:
         activity.note_token(row.id, row.last_used_at, now)
     return row
+
+
+def create_token(
+    scope: OrgScope, *, grant: rbac.Grant, command: CreateToken, actor: Actor
+) -> IssuedToken:
+    """Create an API token for the grant's user in its organization.
+
+    The token may hold only permissions the user holds through their own role: a
+    delegated permission would outlive its delegation inside the token.
+
+    Raises:
+        PermissionDeniedError: a permission the user lacks or holds only by delegation.
+    """
+    rbac.refuse_ungrantable(grant, command.permissions, "a token")
+    issued = create_api_token(
+        scope,
+        user_id=grant.user_id,
+        name=command.name,
+        permissions=command.permissions,
+        holder_permissions=grant.grantable,
+        expires_at=command.expires_at,
+    )
+    actors.record(
+        scope.session,
+        actor,
+        "token.created",
+        organization_id=scope.organization_id,
+        target_type="api_token",
+        target_id=issued.row.id,
+        changes={"permissions": issued.row.permissions, "name": issued.row.name},
+    )
+    return issued
+
+
+def revoke_token(scope: OrgScope, *, grant: rbac.Grant | None, token_id: str, actor: Actor) -> None:
+    """Revoke an API token of the organization.
+
+    Args:
+        grant: who revokes: they may revoke their own tokens and those of members ranked
+            below them. ``None`` is the local operator (the CLI), who may revoke any.
+
+    Raises:
+        NotFoundError: no such token in this organization.
+        PermissionDeniedError: the token's owner ranks at or above the revoker.
+    """
+    row = scope.get(ApiToken, token_id)
+    if grant is not None and row.user_id != grant.user_id:
+        owner_rank = rbac.member_rank(scope, row.user_id)
+        if owner_rank is not None and owner_rank >= grant.role_rank:
+            raise PermissionDeniedError(
+                "you can revoke your own API tokens and those of members ranked below you; "
+                "this one belongs to someone ranked at or above you"
+            )
+    revoke_api_token(scope, token_id)
+    actors.record(
+        scope.session,
+        actor,
+        "token.revoked",
+        organization_id=scope.organization_id,
+        target_type="api_token",
+        target_id=token_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenView:
+    """A live API token for display (never its secret or hash)."""
+
+    id: str
+    name: str
+    prefix: str
+    user_id: str
+    holder_email: str
+    permissions: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+def token_view(row: ApiToken, holder_email: str = "") -> TokenView:
+    """Return the display view of a token row."""
+    return TokenView(
+        id=row.id,
+        name=row.name,
+        prefix=row.prefix,
+        user_id=row.user_id,
+        holder_email=holder_email or row.user_id,
+        permissions=list(row.permissions),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        last_used_at=row.last_used_at,
+    )
+
+
+def list_tokens(scope: OrgScope) -> list[TokenView]:
+    """Return the organization's live tokens, newest first, with their holders' e-mails."""
+    rows = list_api_tokens(scope)
+    ids = {row.user_id for row in rows}
+    emails = (
+        {
+            user_id: email
+            for user_id, email in scope.session.execute(
+                select(User.id, User.email).where(User.id.in_(ids))
+            ).all()
+        }
+        if ids
+        else {}
+    )
+    return [token_view(row, emails.get(row.user_id, "")) for row in rows]
 
 
 def list_api_tokens(scope: OrgScope) -> list[ApiToken]:
@@ -223,13 +357,20 @@ __all__ = [
     "API_TOKEN_PREFIX",
     "SETUP_TOKEN_FILE",
     "SETUP_TOKEN_PREFIX",
+    "TOKEN_NAME_MAX",
+    "CreateToken",
     "IssuedToken",
+    "TokenView",
     "consume_setup_token",
     "create_api_token",
+    "create_token",
     "find_setup_token",
     "issue_setup_token",
     "list_api_tokens",
+    "list_tokens",
     "resolve_api_token",
     "revoke_api_token",
+    "revoke_token",
     "revoke_user_api_tokens",
+    "token_view",
 ]

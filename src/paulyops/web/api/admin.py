@@ -1,4 +1,8 @@
-"""Organization administration over the JSON API: members, roles, delegations, tokens."""
+"""Organization administration over the JSON API: members, roles, delegations, tokens.
+
+Each write route takes its use case's command as the body and calls that use case; the
+rules live with the commands in :mod:`paulyops.services.auth`.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,9 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Response, status
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from paulyops.core.db.models import Delegation, Membership, Organization, Role, User
-from paulyops.core.db.scoped import OrgScope
-from paulyops.core.errors import NotFoundError
-from paulyops.services.auth import manage, rbac, reauth, tokens
-from paulyops.services.auth.permissions import PERMISSIONS, RbacModel
+from paulyops.services.auth import delegations, members, organizations, reauth, roles, tokens
 from paulyops.web.api.auth import CamelModel, OkOut
 from paulyops.web.auth import DbSession, Principal, require
 from paulyops.web.deps import ClientAddress, InstanceDep
@@ -41,9 +41,7 @@ def get_organization(
     session: DbSession, principal: Annotated[Principal, require("org:read")]
 ) -> OrganizationOut:
     """Return the caller's active organization."""
-    org = session.get(Organization, principal.scope(session).organization_id)
-    if org is None:
-        raise NotFoundError("organization not found")
+    org = organizations.get_organization(principal.scope(session))
     return OrganizationOut.model_validate(org, from_attributes=True)
 
 
@@ -61,51 +59,31 @@ class MemberOut(CamelModel):
     role_name: str
 
 
-class MemberRoleIn(CamelModel):
-    """A new role for a member."""
-
-    role_id: str = Field(max_length=40)
-
-
 @router.get("/members", response_model=list[MemberOut])
 def list_members(
     session: DbSession, principal: Annotated[Principal, require("members:read")]
 ) -> list[MemberOut]:
     """List the organization's members."""
-    scope = principal.scope(session)
-    roles = {role.id: role.name for role in scope.list(Role)}
-    out = []
-    for membership in scope.list(Membership, order_by=Membership.created_at):
-        user = session.get(User, membership.user_id)
-        if user is None:
-            continue
-        out.append(
-            MemberOut(
-                id=membership.id,
-                user_id=user.id,
-                email=user.email,
-                name=user.name,
-                role_id=membership.role_id,
-                role_name=roles.get(membership.role_id, "?"),
-            )
-        )
-    return out
+    return [
+        MemberOut.model_validate(member, from_attributes=True)
+        for member in members.list_members(principal.scope(session))
+    ]
 
 
 @router.patch("/members/{membership_id}", response_model=OkOut)
 def change_member_role(
     membership_id: str,
-    body: MemberRoleIn,
+    body: members.ChangeMemberRole,
     session: DbSession,
     address: ClientAddress,
     principal: Annotated[Principal, require("members:update")],
 ) -> OkOut:
     """Give a member another role (their sessions end)."""
-    manage.change_member_role(
+    members.change_member_role(
         principal.scope(session),
         grant=principal.acting_grant(),
         membership_id=membership_id,
-        role_id=body.role_id,
+        command=body,
         actor=principal.actor(address),
     )
     return OkOut(message="role changed")
@@ -119,7 +97,7 @@ def remove_member(
     principal: Annotated[Principal, require("members:remove")],
 ) -> OkOut:
     """Remove a member from the organization."""
-    manage.remove_member(
+    members.remove_member(
         principal.scope(session),
         grant=principal.acting_grant(),
         membership_id=membership_id,
@@ -143,35 +121,15 @@ class RoleOut(CamelModel):
     effective_permissions: list[str]
 
 
-class RoleIn(CamelModel):
-    """A custom role."""
-
-    name: str = Field(min_length=1, max_length=80)
-    description: str = Field("", max_length=400)
-    permissions: list[str] = Field(max_length=len(PERMISSIONS))
-    parent_id: str | None = Field(None, max_length=40)
-
-
-class RolePermissionsIn(CamelModel):
-    """New permissions for a custom role."""
-
-    permissions: list[str] = Field(max_length=len(PERMISSIONS))
-
-
-def _model(session: DbSession, scope: OrgScope) -> RbacModel:
-    org = session.get(Organization, scope.organization_id)
-    return RbacModel(org.rbac_model if org else "simple")
-
-
-def _role_out(scope: OrgScope, role: Role, model: RbacModel) -> RoleOut:
+def _role_out(role: roles.RoleView) -> RoleOut:
     return RoleOut(
         id=role.id,
         name=role.name,
         description=role.description,
         builtin=role.is_builtin,
         parent_id=role.parent_id,
-        permissions=sorted(role.permissions),
-        effective_permissions=sorted(rbac.role_permissions(scope, role, model)),
+        permissions=role.permissions,
+        effective_permissions=role.effective_permissions,
     )
 
 
@@ -180,51 +138,43 @@ def list_roles(
     session: DbSession, principal: Annotated[Principal, require("roles:read")]
 ) -> list[RoleOut]:
     """List the organization's roles, highest rank first."""
-    scope = principal.scope(session)
-    model = _model(session, scope)
-    roles = sorted(scope.list(Role), key=lambda role: (-role.rank, role.name))
-    return [_role_out(scope, role, model) for role in roles]
+    return [_role_out(role) for role in roles.list_roles(principal.scope(session))]
 
 
 @router.post("/roles", response_model=RoleOut, status_code=status.HTTP_201_CREATED)
 def create_role(
-    body: RoleIn,
+    body: roles.CreateRole,
     session: DbSession,
     address: ClientAddress,
     principal: Annotated[Principal, require("roles:manage")],
 ) -> RoleOut:
     """Create a custom role (granular and enterprise models)."""
-    scope = principal.scope(session)
-    role = manage.create_role(
-        scope,
+    role = roles.create_role(
+        principal.scope(session),
         grant=principal.acting_grant(),
-        name=body.name,
-        permissions=body.permissions,
-        description=body.description,
-        parent_id=body.parent_id,
+        command=body,
         actor=principal.actor(address),
     )
-    return _role_out(scope, role, _model(session, scope))
+    return _role_out(role)
 
 
 @router.patch("/roles/{role_id}", response_model=RoleOut)
 def update_role(
     role_id: str,
-    body: RolePermissionsIn,
+    body: roles.UpdateRolePermissions,
     session: DbSession,
     address: ClientAddress,
     principal: Annotated[Principal, require("roles:manage")],
 ) -> RoleOut:
     """Replace a custom role's permissions."""
-    scope = principal.scope(session)
-    role = manage.update_role(
-        scope,
+    role = roles.update_role(
+        principal.scope(session),
         grant=principal.acting_grant(),
         role_id=role_id,
-        permissions=body.permissions,
+        command=body,
         actor=principal.actor(address),
     )
-    return _role_out(scope, role, _model(session, scope))
+    return _role_out(role)
 
 
 @router.delete("/roles/{role_id}", response_model=OkOut)
@@ -235,7 +185,7 @@ def delete_role(
     principal: Annotated[Principal, require("roles:manage")],
 ) -> OkOut:
     """Delete a custom role nobody holds."""
-    manage.delete_role(
+    roles.delete_role(
         principal.scope(session),
         grant=principal.acting_grant(),
         role_id=role_id,
@@ -245,14 +195,6 @@ def delete_role(
 
 
 # --- delegations (enterprise) -----------------------------------------------------------
-
-
-class DelegationIn(CamelModel):
-    """A time-boxed delegation."""
-
-    to_user_id: str = Field(max_length=40)
-    permissions: list[str] = Field(min_length=1, max_length=len(PERMISSIONS))
-    expires_at: AwareDatetime
 
 
 class DelegationOut(CamelModel):
@@ -267,18 +209,16 @@ class DelegationOut(CamelModel):
 
 @router.post("/delegations", response_model=DelegationOut, status_code=status.HTTP_201_CREATED)
 def create_delegation(
-    body: DelegationIn,
+    body: delegations.Delegate,
     session: DbSession,
     address: ClientAddress,
     principal: Annotated[Principal, require("delegations:manage")],
 ) -> DelegationOut:
     """Delegate some of your own permissions to another member for a time."""
-    delegation = manage.delegate(
+    delegation = delegations.delegate(
         principal.scope(session),
         grant=principal.acting_grant(),
-        to_user_id=body.to_user_id,
-        permissions=body.permissions,
-        expires_at=body.expires_at,
+        command=body,
         actor=principal.actor(address),
     )
     return DelegationOut.model_validate(delegation, from_attributes=True)
@@ -289,8 +229,7 @@ def list_delegations(
     session: DbSession, principal: Annotated[Principal, require("roles:read")]
 ) -> list[DelegationOut]:
     """List delegations that are still active."""
-    scope = principal.scope(session)
-    rows = scope.list(Delegation, Delegation.revoked_at.is_(None))
+    rows = delegations.list_delegations(principal.scope(session), include_expired=True)
     return [DelegationOut.model_validate(row, from_attributes=True) for row in rows]
 
 
@@ -302,7 +241,7 @@ def revoke_delegation(
     principal: Annotated[Principal, require("delegations:manage")],
 ) -> OkOut:
     """End a delegation now (its giver, its recipient, or someone ranked above the giver)."""
-    manage.revoke_delegation(
+    delegations.revoke_delegation(
         principal.scope(session),
         grant=principal.acting_grant(),
         delegation_id=delegation_id,
@@ -314,12 +253,9 @@ def revoke_delegation(
 # --- API tokens -------------------------------------------------------------------------
 
 
-class TokenIn(CamelModel):
-    """A new API token."""
+class TokenIn(tokens.CreateToken):
+    """A new API token, and the password that confirms who asks for it."""
 
-    name: str = Field(min_length=1, max_length=120)
-    permissions: list[str] = Field(min_length=1, max_length=len(PERMISSIONS))
-    expires_at: AwareDatetime | None = None
     password: str | None = Field(
         None,
         max_length=1024,
@@ -351,7 +287,7 @@ def list_tokens(
     session: DbSession, principal: Annotated[Principal, require("tokens:manage")]
 ) -> list[TokenOut]:
     """List the organization's API tokens."""
-    rows = tokens.list_api_tokens(principal.scope(session))
+    rows = tokens.list_tokens(principal.scope(session))
     return [TokenOut.model_validate(row, from_attributes=True) for row in rows]
 
 
@@ -379,15 +315,13 @@ def create_token(
         address=address,
     )
     response.headers["Cache-Control"] = "no-store"
-    issued = manage.create_token(
+    issued = tokens.create_token(
         principal.scope(session),
         grant=principal.acting_grant(),
-        name=body.name,
-        permissions=body.permissions,
-        expires_at=body.expires_at,
+        command=body,
         actor=principal.actor(address),
     )
-    base = TokenOut.model_validate(issued.row, from_attributes=True)
+    base = TokenOut.model_validate(tokens.token_view(issued.row), from_attributes=True)
     return NewTokenOut(**base.model_dump(), token=issued.secret)
 
 
@@ -399,7 +333,7 @@ def revoke_token(
     principal: Annotated[Principal, require("tokens:manage")],
 ) -> OkOut:
     """Revoke an API token (your own, or one of a member ranked below you)."""
-    manage.revoke_token(
+    tokens.revoke_token(
         principal.scope(session),
         grant=principal.acting_grant(),
         token_id=token_id,

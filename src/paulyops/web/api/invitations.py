@@ -13,8 +13,6 @@ from typing import Annotated
 from fastapi import APIRouter, Request, Response, status
 from pydantic import Field
 
-from paulyops.core.db.models import Invitation, Role
-from paulyops.core.db.scoped import OrgScope
 from paulyops.services.auth import invitations
 from paulyops.web.api.auth import CamelModel, OkOut
 from paulyops.web.auth import DbSession, Principal, SignedIn, require
@@ -23,14 +21,6 @@ from paulyops.web.ratelimit import limit_request
 
 router = APIRouter(prefix="/api", tags=["invitations"])
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-class InvitationIn(CamelModel):
-    """Whom to invite, and into which role."""
-
-    email: str = Field(max_length=320)
-    name: str = Field(max_length=200)
-    role_id: str = Field(max_length=40)
 
 
 class InvitationOut(CamelModel):
@@ -66,39 +56,12 @@ class MyInvitationOut(CamelModel):
     expires_at: datetime
 
 
-class TokenIn(CamelModel):
-    """An invitation link's token (the ``token`` query parameter of the link)."""
-
-    token: str = Field(max_length=200, repr=False)
-
-
-class AcceptNewIn(TokenIn):
-    """The new account's name and password, chosen through the invitation link."""
-
-    name: str = Field("", max_length=200)
-    password: str = Field(max_length=1024, repr=False)
-
-
-def _out(scope: OrgScope, row: Invitation) -> InvitationOut:
-    role = scope.first(Role, Role.id == row.role_id)
-    return InvitationOut(
-        id=row.id,
-        email=row.email,
-        name=row.name,
-        role_id=row.role_id,
-        role_name=role.name if role else "?",
-        invited_by_user_id=row.invited_by_user_id,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-    )
-
-
 # --- the organization's side -------------------------------------------------------------
 
 
 @router.post("/invitations", response_model=NewInvitationOut, status_code=status.HTTP_201_CREATED)
 def create_invitation(
-    body: InvitationIn,
+    body: invitations.Invite,
     response: Response,
     session: DbSession,
     instance: InstanceDep,
@@ -106,18 +69,15 @@ def create_invitation(
     principal: Annotated[Principal, require("members:invite")],
 ) -> NewInvitationOut:
     """Invite someone; the answer is the same whether or not the address has an account."""
-    scope = principal.scope(session)
     created = invitations.create_invitation(
-        scope,
+        principal.scope(session),
         grant=principal.acting_grant(),
-        email=body.email,
-        name=body.name,
-        role_id=body.role_id,
+        command=body,
         public_url=instance.settings.effective_public_url,
         actor=principal.actor(address),
     )
     response.headers.update(NO_STORE)
-    base = _out(scope, created.invitation)
+    base = InvitationOut.model_validate(created.invitation, from_attributes=True)
     return NewInvitationOut(**base.model_dump(), link=created.link)
 
 
@@ -126,8 +86,10 @@ def list_invitations(
     session: DbSession, principal: Annotated[Principal, require("members:invite")]
 ) -> list[InvitationOut]:
     """List the organization's pending invitations (newest first)."""
-    scope = principal.scope(session)
-    return [_out(scope, row) for row in invitations.list_pending(scope)]
+    return [
+        InvitationOut.model_validate(row, from_attributes=True)
+        for row in invitations.list_pending(principal.scope(session))
+    ]
 
 
 @router.delete("/invitations/{invitation_id}", response_model=OkOut)
@@ -151,7 +113,7 @@ def revoke_invitation(
 def accept_as_new_account(
     request: Request,
     response: Response,
-    body: AcceptNewIn,
+    body: invitations.AcceptAsNewAccount,
     session: DbSession,
     instance: InstanceDep,
     address: ClientAddress,
@@ -165,9 +127,7 @@ def accept_as_new_account(
     invitations.accept_as_new_account(
         session,
         hashing=instance.hashing,
-        token=body.token,
-        name=body.name,
-        password=body.password,
+        command=body,
         address=address,
     )
     return OkOut(message="account created and invitation accepted; you can sign in now")
@@ -194,7 +154,10 @@ def my_invitations(session: DbSession, principal: SignedIn) -> list[MyInvitation
 
 @router.post("/auth/invitations/accept", response_model=OkOut)
 def accept_by_link(
-    body: TokenIn, session: DbSession, address: ClientAddress, principal: SignedIn
+    body: invitations.InvitationToken,
+    session: DbSession,
+    address: ClientAddress,
+    principal: SignedIn,
 ) -> OkOut:
     """Accept an invitation link addressed to the signed-in account's address."""
     assert principal.user is not None  # SignedIn guarantees a user
@@ -206,7 +169,10 @@ def accept_by_link(
 
 @router.post("/auth/invitations/decline", response_model=OkOut)
 def decline_by_link(
-    body: TokenIn, session: DbSession, address: ClientAddress, principal: SignedIn
+    body: invitations.InvitationToken,
+    session: DbSession,
+    address: ClientAddress,
+    principal: SignedIn,
 ) -> OkOut:
     """Decline an invitation link addressed to the signed-in account's address."""
     assert principal.user is not None  # SignedIn guarantees a user

@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from datetime import UTC, datetime, time, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
-from paulyops.core.db.models import (
-    ApiToken,
-    AuditLog,
-    Membership,
-    Organization,
-    Role,
-    StorageConfig,
-    utcnow,
-)
-from paulyops.core.errors import (
-    NotFoundError,
-)
-from paulyops.web.auth import (
-    DbSession,
-    Principal,
-    require,
-)
+from paulyops.services.auth import organizations
+from paulyops.web.auth import DbSession, Principal, require
 from paulyops.web.deps import InstanceDep
-from paulyops.web.pages.console.common import (
-    _page,
-)
+from paulyops.web.pages.console.common import _page
 from paulyops.web.pages.console.views import (
     activity_chart,
     actors,
@@ -53,39 +33,22 @@ def home(
     principal: Annotated[Principal, require("org:read")],
 ) -> Response:
     """Organization facts, the health of each dependency and recent activity."""
-    scope = principal.scope(session)
-    org = session.get(Organization, scope.organization_id)
-    if org is None:
-        raise NotFoundError("organization not found")
+    audit = principal.can("audit:read")
+    found = organizations.overview(
+        principal.scope(session),
+        activity_days=ACTIVITY_DAYS if audit else 0,
+        recent=RECENT_ROWS if audit else 0,
+    )
+    org = found.organization
     # The monitor's cached report: the page holds one pooled connection, and running the
     # checks here would take more (16 users exhausted the pool).
     report = instance.cached_health_report(include_details=principal.can("health:read"))
     facts = {
-        "members": scope.count(Membership),
-        "roles": scope.count(Role),
-        "storage": scope.count(StorageConfig),
-        "tokens": scope.count(ApiToken, ApiToken.revoked_at.is_(None)),
+        "members": found.members,
+        "roles": found.roles,
+        "storage": found.storage,
+        "tokens": found.tokens,
     }
-    chart = None
-    recent: list[AuditLog] = []
-    if principal.can("audit:read"):
-        today = utcnow().date()
-        days = [today - timedelta(days=n) for n in range(ACTIVITY_DAYS - 1, -1, -1)]
-        since = datetime.combine(days[0], time.min, tzinfo=UTC)
-        stamps = session.scalars(
-            select(AuditLog.created_at).where(
-                AuditLog.chain == org.id, AuditLog.created_at >= since
-            )
-        ).all()
-        chart = activity_chart(days, Counter(stamp.date() for stamp in stamps))
-        recent = list(
-            session.scalars(
-                select(AuditLog)
-                .where(AuditLog.chain == org.id)
-                .order_by(AuditLog.seq.desc())
-                .limit(RECENT_ROWS)
-            ).all()
-        )
     return _page(
         request,
         session,
@@ -97,7 +60,7 @@ def home(
         health=report,
         health_bars=health_bars(report),
         checked=parse_timestamp(report.get("timestamp")),
-        chart=chart,
-        recent=recent,
-        who=actors(session, org.id, recent),
+        chart=activity_chart(found.days, found.day_counts) if audit else None,
+        recent=found.recent,
+        who=actors(session, org.id, found.recent),
     )

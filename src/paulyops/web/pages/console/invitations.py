@@ -14,11 +14,17 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from paulyops.core.errors import ConflictError, PermissionDeniedError, SpecValidationError
+from paulyops.core.errors import (
+    ConflictError,
+    FieldError,
+    PermissionDeniedError,
+    SpecValidationError,
+)
 from paulyops.services.auth import invitations
+from paulyops.services.commands import invalid, parse
 from paulyops.web.auth import DbSession, PrincipalDep, SignedIn
 from paulyops.web.deps import ClientAddress, InstanceDep, Public
-from paulyops.web.pages.console.common import MAX_PASSWORD, _back, _field_errors, _page, _user
+from paulyops.web.pages.console.common import _back, _field_errors, _page, _user
 from paulyops.web.pages.render import check_pre_session, render, session_form_token
 from paulyops.web.ratelimit import limit_request
 
@@ -101,30 +107,28 @@ def create_account(
     check_pre_session(request, csrf_token)
     limit_request(request, None, user_id=None, name="signin")
     token = token[:200]
-    errors: dict[str, str] = {}
-    if len(password) > MAX_PASSWORD:
-        errors["password"] = f"expected at most {MAX_PASSWORD} characters"
-    elif password != confirm:
-        errors["confirm"] = "the two passwords are not the same"
-    else:
-        try:
-            invitations.accept_as_new_account(
-                session,
-                hashing=instance.hashing,
-                token=token,
-                name=name[:200],
-                password=password,
-                address=address,
-            )
-        except SpecValidationError as err:
-            errors = _field_errors(err)
-        except ConflictError:
-            # The address got an account meanwhile: the page now asks to sign in.
-            return _link_page(request, session, principal, token, status_code=409)
-    if errors:
-        return _link_page(
-            request, session, principal, token, status_code=422, errors=errors, name=name[:200]
+    data = {"token": token, "name": name[:200], "password": password}
+    try:
+        command = parse(invitations.AcceptAsNewAccount, data)
+        if password != confirm:
+            # The form's own check: the command has one password, the form asks twice.
+            raise invalid([FieldError("confirm", "the two passwords are not the same")])
+        invitations.accept_as_new_account(
+            session, hashing=instance.hashing, command=command, address=address
         )
+    except SpecValidationError as err:
+        return _link_page(
+            request,
+            session,
+            principal,
+            token,
+            status_code=422,
+            errors=_field_errors(err),
+            name=name[:200],
+        )
+    except ConflictError:
+        # The address got an account meanwhile: the page now asks to sign in.
+        return _link_page(request, session, principal, token, status_code=409)
     return _back(
         request, "/sign-in", "success", "Your account is ready and you joined. Sign in now."
     )

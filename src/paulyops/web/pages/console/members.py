@@ -6,34 +6,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
 
-from paulyops.core.db.models import (
-    Membership,
-    Role,
-    User,
-)
-from paulyops.core.errors import (
-    ConflictError,
-    PermissionDeniedError,
-    SpecValidationError,
-)
-from paulyops.services.auth import invitations, manage
-from paulyops.web.auth import (
-    DbSession,
-    Principal,
-    require,
-)
+from paulyops.core.db import Session
+from paulyops.core.errors import ConflictError, PermissionDeniedError, SpecValidationError
+from paulyops.services.auth import invitations, members, roles
+from paulyops.services.commands import parse
+from paulyops.web.auth import DbSession, Principal, require
 from paulyops.web.deps import ClientAddress, InstanceDep
-from paulyops.web.pages.console.common import (
-    _back,
-    _field_errors,
-    _page,
-)
+from paulyops.web.pages.console.common import _back, _field_errors, _page
 
 router = APIRouter(include_in_schema=False)
 
-# --- members --------------------------------------------------------------------------------
+# The invite form's bounds and hints come from the command (its JSON Schema).
+INVITE_FIELDS = invitations.Invite.model_json_schema(by_alias=False)["properties"]
 
 
 def _members_page(
@@ -47,29 +32,21 @@ def _members_page(
     invited: dict[str, Any] | None = None,
 ) -> Response:
     scope = principal.scope(session)
-    roles = sorted(scope.list(Role), key=lambda role: (-role.rank, role.name))
-    by_id = {role.id: role for role in roles}
+    all_roles = roles.list_roles(scope)
     rank = principal.grant.role_rank if principal.grant else 0
-    members = []
-    for membership in scope.list(Membership, order_by=Membership.created_at):
-        user = session.get(User, membership.user_id)
-        role = by_id.get(membership.role_id)
-        if user is None or role is None:
-            continue
-        members.append(
-            {
-                "id": membership.id,
-                "user": user,
-                "role": role,
-                "is_me": user.id == principal.user_id,
-                "manageable": role.rank <= rank and user.id != principal.user_id,
-                "pending": user.password_hash is None,
-            }
-        )
+    rows = [
+        {
+            "member": member,
+            "is_me": member.user_id == principal.user_id,
+            "manageable": member.role_rank <= rank and member.user_id != principal.user_id,
+            "pending": not member.has_password,
+        }
+        for member in members.list_members(scope)
+    ]
     pending = []
     if principal.can("members:invite"):
         pending = [
-            {"row": row, "role": by_id.get(row.role_id), "revocable": _rank(by_id, row) <= rank}
+            {"row": row, "revocable": row.role_rank <= rank}
             for row in invitations.list_pending(scope)
         ]
     return _page(
@@ -79,23 +56,19 @@ def _members_page(
         "console/members.html",
         active="members",
         status_code=status_code,
-        members=members,
-        roles=roles,
-        assignable=[role for role in roles if role.rank <= rank],
+        members=rows,
+        roles=all_roles,
+        assignable=[role for role in all_roles if role.rank <= rank],
         errors=errors or {},
         form=form or {},
         invited=invited,
         pending=pending,
+        invite_fields=INVITE_FIELDS,
     )
 
 
-def _rank(roles: dict[str, Role], row: Any) -> int:
-    role = roles.get(row.role_id)
-    return role.rank if role is not None else 0
-
-
 @router.get("/console/members")
-def members(
+def members_list(
     request: Request,
     session: DbSession,
     principal: Annotated[Principal, require("members:read")],
@@ -121,9 +94,7 @@ def invite(
         created = invitations.create_invitation(
             principal.scope(session),
             grant=principal.acting_grant(),
-            email=email,
-            name=name,
-            role_id=role_id,
+            command=parse(invitations.Invite, {"email": email, "name": name, "role_id": role_id}),
             public_url=instance.settings.effective_public_url,
             actor=principal.actor(address),
         )
@@ -175,17 +146,18 @@ def change_role(
 ) -> Response:
     """Give a member another role (their sessions end)."""
     scope = principal.scope(session)
-    scope.get(Membership, membership_id)
-    if not role_id:
-        return _back(request, "/console/members", "error", "Choose a role first.")
+    # Another organization's member is not found (404), whatever the form holds.
+    members.get_member(scope, membership_id)
     try:
-        manage.change_member_role(
+        members.change_member_role(
             scope,
             grant=principal.acting_grant(),
             membership_id=membership_id,
-            role_id=role_id,
+            command=parse(members.ChangeMemberRole, {"role_id": role_id}),
             actor=principal.actor(address),
         )
+    except SpecValidationError:
+        return _back(request, "/console/members", "error", "Choose a role first.")
     except (ConflictError, PermissionDeniedError) as err:
         return _back(request, "/console/members", "error", err.message)
     return _back(request, "/console/members", "success", "Role changed.")
@@ -201,7 +173,7 @@ def remove_member(
 ) -> Response:
     """Remove a member (their sessions end)."""
     try:
-        manage.remove_member(
+        members.remove_member(
             principal.scope(session),
             grant=principal.acting_grant(),
             membership_id=membership_id,

@@ -7,13 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from paulyops.core.db.models import (
-    Organization,
-)
-from paulyops.core.errors import (
-    PermissionDeniedError,
-)
-from paulyops.services.auth import manage
+from paulyops.core.db.scoped import OrgScope
+from paulyops.core.errors import PermissionDeniedError
+from paulyops.services.auth import manage, organizations
 from paulyops.web.auth import (
     DbSession,
     SignedIn,
@@ -54,8 +50,7 @@ def switch_organization(
         organization_id=organization_id,
         actor=principal.actor(address),
     )
-    org = session.get(Organization, organization_id)
-    name = org.name if org else organization_id
+    name = organizations.get_organization(OrgScope(session, organization_id)).name
     session_form_token(request, new.row)
     if _needs_enrollment(session, user, organization_id):
         response = _back(

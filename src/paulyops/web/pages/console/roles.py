@@ -2,52 +2,36 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
 
-from paulyops.core.db.models import (
-    Delegation,
-    Membership,
-    Role,
-    utcnow,
-)
+from paulyops.core.db import Session
 from paulyops.core.errors import (
     ConflictError,
     NotFoundError,
     PermissionDeniedError,
     SpecValidationError,
 )
-from paulyops.services.auth import manage, rbac
+from paulyops.services.auth import delegations, rbac, roles
 from paulyops.services.auth.permissions import (
     MAX_DELEGATION_DAYS,
     PERMISSIONS,
     allows_custom_roles,
     is_hierarchical,
 )
-from paulyops.web.auth import (
-    DbSession,
-    Principal,
-    require,
-)
+from paulyops.services.commands import parse
+from paulyops.web.auth import DbSession, Principal, require
 from paulyops.web.deps import ClientAddress
-from paulyops.web.pages.console.common import (
-    _back,
-    _end_of_day,
-    _field_errors,
-    _member_names,
-    _model,
-    _page,
-    _parse_date,
-)
+from paulyops.web.pages.console.common import _back, _field_errors, _page
 
 router = APIRouter(include_in_schema=False)
 
-# --- roles and delegations ------------------------------------------------------------------
+# The forms' bounds and hints come from the commands (their JSON Schema).
+ROLE_FIELDS = roles.CreateRole.model_json_schema(by_alias=False)["properties"]
+# Form input names of the delegation form, by the command's field.
+DELEGATION_INPUTS = {"expires_at": "expires", "permissions": "d_permissions"}
 
 
 def _roles_page(
@@ -60,35 +44,11 @@ def _roles_page(
     form: dict[str, Any] | None = None,
 ) -> Response:
     scope = principal.scope(session)
-    model = _model(session, scope)
-    roles = sorted(scope.list(Role), key=lambda role: (-role.rank, role.name))
-    by_id = {role.id: role for role in roles}
-    held = Counter(m.role_id for m in scope.list(Membership))
-    rows = [
-        {
-            "role": role,
-            "parent": by_id.get(role.parent_id) if role.parent_id else None,
-            "effective": sorted(rbac.role_permissions(scope, role, model)),
-            "members": held[role.id],
-        }
-        for role in roles
-    ]
-    names = _member_names(scope)
-    now = utcnow()
-    delegations = [
-        {
-            "row": row,
-            "from": names.get(row.from_user_id, row.from_user_id),
-            "to": names.get(row.to_user_id, row.to_user_id),
-        }
-        for row in scope.list(
-            Delegation,
-            Delegation.revoked_at.is_(None),
-            Delegation.expires_at > now,
-            order_by=Delegation.expires_at,
-        )
-    ]
+    model = rbac.org_model(scope)
+    rows = roles.list_roles(scope)
+    names = delegations.member_names(scope)
     lendable = principal.acting_grant().grantable if principal.grant else frozenset()
+    grantable = [name for name in PERMISSIONS if name != "org:create"]
     return _page(
         request,
         session,
@@ -100,27 +60,26 @@ def _roles_page(
         custom_roles=allows_custom_roles(model),
         hierarchical=is_hierarchical(model),
         rows=rows,
-        roles=roles,
+        roles=rows,
         permissions=PERMISSIONS,
-        grantable=[name for name in PERMISSIONS if name != "org:create"],
-        permission_options=[
-            (name, PERMISSIONS[name]) for name in PERMISSIONS if name != "org:create"
-        ],
+        grantable=grantable,
+        permission_options=[(name, PERMISSIONS[name]) for name in grantable],
         delegable=[name for name in PERMISSIONS if name in lendable],
         own_role_id=principal.grant.role_id if principal.grant else "",
-        delegations=delegations,
+        delegations=delegations.list_delegations(scope),
         recipients=sorted(
             ((uid, name) for uid, name in names.items() if uid != principal.user_id),
             key=lambda item: item[1],
         ),
         max_days=MAX_DELEGATION_DAYS,
+        role_fields=ROLE_FIELDS,
         errors=errors or {},
         form=form or {},
     )
 
 
 @router.get("/console/roles")
-def roles(
+def roles_list(
     request: Request,
     session: DbSession,
     principal: Annotated[Principal, require("roles:read")],
@@ -144,23 +103,12 @@ def create_role(
     chosen = list(permissions or [])
     form = {"name": name[:80], "description": description[:400], "permissions": chosen}
     form["parent_id"] = parent_id[:40]
-    if len(description) > 400:
-        return _roles_page(
-            request,
-            session,
-            principal,
-            status_code=422,
-            errors={"description": "expected at most 400 characters"},
-            form=form,
-        )
+    data = {"name": name, "description": description, "permissions": chosen}
     try:
-        role = manage.create_role(
+        role = roles.create_role(
             principal.scope(session),
             grant=principal.acting_grant(),
-            name=name,
-            permissions=chosen,
-            description=description,
-            parent_id=parent_id or None,
+            command=parse(roles.CreateRole, {**data, "parent_id": parent_id}),
             actor=principal.actor(address),
         )
     except SpecValidationError as err:
@@ -186,11 +134,11 @@ def update_role(
     """Replace a custom role's permissions (built-in roles cannot be edited)."""
     chosen = list(permissions or [])
     try:
-        role = manage.update_role(
+        role = roles.update_role(
             principal.scope(session),
             grant=principal.acting_grant(),
             role_id=role_id,
-            permissions=chosen,
+            command=parse(roles.UpdateRolePermissions, {"permissions": chosen}),
             actor=principal.actor(address),
         )
     except (SpecValidationError, PermissionDeniedError) as err:
@@ -223,7 +171,7 @@ def delete_role(
 ) -> Response:
     """Delete a custom role nobody holds."""
     try:
-        manage.delete_role(
+        roles.delete_role(
             principal.scope(session),
             grant=principal.acting_grant(),
             role_id=role_id,
@@ -244,40 +192,31 @@ def create_delegation(
     permissions: Annotated[list[str] | None, Form()] = None,
     expires: Annotated[str, Form()] = "",
 ) -> Response:
-    """Delegate some of your own permissions to another member until a date (enterprise)."""
+    """Delegate some of your own permissions to another member until a day (enterprise).
+
+    The form asks for a last day; the command takes it as the end of that day (UTC),
+    capped at the longest delegation.
+    """
     chosen = list(permissions or [])
     form: dict[str, Any] = {"to_user_id": to_user_id[:40], "d_permissions": chosen}
     form["expires"] = expires[:10]
-    errors: dict[str, str] = {}
-    day = _parse_date(expires, "expires", errors)
-    if day is None and "expires" not in errors:
-        errors["expires"] = "choose the last day of the delegation"
-    if not to_user_id:
-        errors["to_user_id"] = "choose the member who receives the permissions"
-    if not chosen:
-        errors["d_permissions"] = "choose at least one permission"
-    if not errors and day is not None:
-        now = utcnow()
-        expires_at = min(_end_of_day(day), now + timedelta(days=MAX_DELEGATION_DAYS))
-        try:
-            manage.delegate(
-                principal.scope(session),
-                grant=principal.acting_grant(),
-                to_user_id=to_user_id,
-                permissions=chosen,
-                expires_at=expires_at,
-                actor=principal.actor(address),
-            )
-        except SpecValidationError as err:
-            errors = {
-                {"expires_at": "expires", "permissions": "d_permissions"}.get(key, key): message
-                for key, message in _field_errors(err).items()
-            }
-        except (ConflictError, PermissionDeniedError, NotFoundError) as err:
-            errors = {"delegation": err.message}
-    if errors:
-        return _roles_page(request, session, principal, status_code=422, errors=errors, form=form)
-    return _back(request, "/console/roles", "success", "Delegation created.")
+    data = {"to_user_id": to_user_id, "permissions": chosen, "expires_at": expires}
+    try:
+        delegations.delegate(
+            principal.scope(session),
+            grant=principal.acting_grant(),
+            command=parse(delegations.Delegate, data),
+            actor=principal.actor(address),
+        )
+    except SpecValidationError as err:
+        errors = {
+            DELEGATION_INPUTS.get(key, key): message for key, message in _field_errors(err).items()
+        }
+    except (ConflictError, PermissionDeniedError, NotFoundError) as err:
+        errors = {"delegation": err.message}
+    else:
+        return _back(request, "/console/roles", "success", "Delegation created.")
+    return _roles_page(request, session, principal, status_code=422, errors=errors, form=form)
 
 
 @router.post("/console/delegations/{delegation_id}/revoke")
@@ -290,7 +229,7 @@ def revoke_delegation(
 ) -> Response:
     """End a delegation now (its giver, its recipient, or someone ranked above the giver)."""
     try:
-        manage.revoke_delegation(
+        delegations.revoke_delegation(
             principal.scope(session),
             grant=principal.acting_grant(),
             delegation_id=delegation_id,

@@ -4,7 +4,6 @@ sessions and API tokens.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import pyotp
@@ -40,11 +39,9 @@ from paulyops.web.deps import ClientAddress, InstanceDep, client_address
 from paulyops.web.pages.console.common import (
     MAX_PASSWORD,
     _back,
-    _end_of_day,
     _field_errors,
     _member_names,
     _page,
-    _parse_date,
     _user,
 )
 from paulyops.web.pages.console.schema import form_fields
@@ -107,6 +104,7 @@ def _security_page(
             for name in PERMISSIONS
             if principal.grant is not None and name in principal.acting_grant().grantable
         ],
+        token_fields=tokens.CreateToken.model_json_schema(by_alias=False)["properties"],
         errors=errors or {},
         form=form or {},
         enrollment=enrollment,
@@ -392,6 +390,10 @@ def revoke_session(
     return _back(request, "/console/security", "success", "Session ended.")
 
 
+# Form input names of the token form, by the command's field.
+_TOKEN_INPUTS = {"expires_at": "token_expires"}
+
+
 @router.post("/console/security/tokens")
 def create_token(
     request: Request,
@@ -411,26 +413,28 @@ def create_token(
     chosen = list(permissions or [])
     form: dict[str, Any] = {"token_name": name[:120], "token_permissions": chosen}
     form["token_expires"] = expires[:10]
-    errors: dict[str, str] = {}
-    day = _parse_date(expires, "token_expires", errors)
-    if day is not None and _end_of_day(day) <= datetime.now(UTC):
-        errors["token_expires"] = "expected a date in the future"  # noqa: S105  # a message
-    if not errors:
+    # The token's rules (name, permissions, an expiry in the future) are the command's.
+    command: tokens.CreateToken | None = None
+    try:
+        command = parse(
+            tokens.CreateToken, {"name": name, "permissions": chosen, "expires_at": expires}
+        )
+    except SpecValidationError as err:
+        errors = {
+            _TOKEN_INPUTS.get(key, f"token_{key}"): m for key, m in _field_errors(err).items()
+        }
+    else:
         errors = _recent_password_errors(
             request, session, instance, principal, password, "token_password"
         )
-    if not errors:
+    if command is not None and not errors:
         try:
-            issued = manage.create_token(
+            issued = tokens.create_token(
                 principal.scope(session),
                 grant=principal.acting_grant(),
-                name=name,
-                permissions=chosen,
-                expires_at=_end_of_day(day) if day else None,
+                command=command,
                 actor=principal.actor(address),
             )
-        except SpecValidationError as err:
-            errors = {f"token_{key}": message for key, message in _field_errors(err).items()}
         except PermissionDeniedError as err:
             errors = {"token_permissions": err.message}
         else:
