@@ -29,6 +29,7 @@ from paulyops.services.onboarding.presentation import (
     CHOICE_FIELDS,
     QUESTIONS,
     STEP_TEXTS,
+    FieldHelp,
     choices,
     spec_fields,
 )
@@ -175,12 +176,12 @@ def plan_step(
     own_section = draft.get(step)
     own: Mapping[str, Any] = own_section if isinstance(own_section, Mapping) else {}
     preset = applied.preset
-    defaults = {item.path: item.default for item in spec_fields(step)}
+    helps = {item.path: item for item in spec_fields(step)}
     fields = tuple(
         _plan_field(
             path,
             schema,
-            default=defaults.get(path),
+            help_=helps[path],
             required=key in required,
             filled=filled,
             own=own,
@@ -192,7 +193,7 @@ def plan_step(
     )
     text = STEP_TEXTS.get(step)
     providers = (
-        _provider_plans(filled.get("providers") or defaults.get(PROVIDERS_FIELD))
+        _provider_plans(filled.get("providers") or helps[PROVIDERS_FIELD].default)
         if step == "storage"
         else ()
     )
@@ -235,7 +236,7 @@ def _plan_field(
     path: str,
     schema: Mapping[str, Any],
     *,
-    default: Any,
+    help_: FieldHelp,
     required: bool,
     filled: Mapping[str, Any],
     own: Mapping[str, Any],
@@ -245,6 +246,7 @@ def _plan_field(
 ) -> FieldPlan:
     key = path.partition(".")[2]
     kind, optional = _kind(path, schema)
+    default = help_.default
     rules = tuple(rule for rule in (preset.enforced if preset else []) if rule.field == path)
     value = filled.get(key, default)
     choice_list = tuple(
@@ -291,9 +293,9 @@ def _plan_field(
     return FieldPlan(
         path=path,
         key=key,
-        title=str(schema.get("title") or key),
-        description=str(schema.get("description") or ""),
-        question=QUESTIONS.get(path) or str(schema.get("title") or key),
+        title=help_.title,
+        description=help_.description,
+        question=QUESTIONS.get(path) or help_.title,
         kind=kind,
         required=required,
         optional=optional,

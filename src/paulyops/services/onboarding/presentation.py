@@ -213,12 +213,19 @@ QUESTIONS: Final[Mapping[str, str]] = {
     "agents.autoRouting": "Route each new file to the best matching agent automatically?",
     "agents.monitoringEnabled": "Monitor agent runs and alert admins when an agent keeps failing?",
 }
+# The hint a terminal prints above a list of choices, where the field's description is
+# written for the API.
+HINTS: Final[Mapping[str, str]] = {
+    "storage.providers": "Where documents are stored. Credentials can be added later.",
+    "agents.defaultAgents": "Agents to enable for this organization (more can be installed later).",
+}
 
 
 __all__ = [
     "AGENTS_FIELD",
     "CHOICE_FIELDS",
     "CHOICE_LABELS",
+    "HINTS",
     "QUESTIONS",
     "STEP_TEXTS",
     "Choice",
