@@ -541,9 +541,14 @@ def run_wizard(
     org_name: str | None = None,
     owner: Mapping[str, str] | None = None,
     yes: bool = False,
+    prompts: Any = None,
 ) -> WizardOutcome | None:
-    """Ask the setup questions; return the confirmed answers, or None when cancelled."""
-    wizard = Wizard(root, settings, defaults, org_name=org_name, owner=owner)
+    """Ask the setup questions; return the confirmed answers, or None when cancelled.
+
+    Args:
+        prompts: the prompt layer (default: questionary).
+    """
+    wizard = Wizard(root, settings, defaults, org_name=org_name, owner=owner, prompts=prompts)
     try:
         return wizard.run(confirm=not yes)
     except _Cancelled:
@@ -561,7 +566,10 @@ class Wizard:
         *,
         org_name: str | None = None,
         owner: Mapping[str, str] | None = None,
+        prompts: Any = None,
     ) -> None:
+        # The prompt layer: questionary, or a stand-in with its interface (tests script it).
+        self.prompts = prompts if prompts is not None else _questionary()
         self.root = root
         self.settings = settings
         self.defaults = defaults
@@ -615,12 +623,12 @@ class Wizard:
                 return WizardOutcome(spec, dict(self.env_values))
             self._summary(spec)
             answer = self._ask(
-                _questionary().select(
+                self.prompts.select(
                     "Create the organization and write these files?",
                     choices=[
-                        _questionary().Choice("Yes, set it up", value="create"),
-                        _questionary().Choice(BACK_LABEL, value=BACK_VALUE),
-                        _questionary().Choice("Cancel (nothing is written)", value="cancel"),
+                        self.prompts.Choice("Yes, set it up", value="create"),
+                        self.prompts.Choice(BACK_LABEL, value=BACK_VALUE),
+                        self.prompts.Choice("Cancel (nothing is written)", value="cancel"),
                     ],
                 )
             )
@@ -810,15 +818,15 @@ class Wizard:
             return
         self.services_asked = True
         choice = self._ask(
-            _questionary().select(
+            self.prompts.select(
                 "Database: PostgreSQL answers at 127.0.0.1:5432. Which should PaulyOps use?",
                 choices=[
-                    _questionary().Choice(
+                    self.prompts.Choice(
                         "Embedded SQLite in the data folder (one machine, zero setup)",
                         value=SQLITE,
                     ),
-                    _questionary().Choice("PostgreSQL at 127.0.0.1:5432", value="postgres"),
-                    _questionary().Choice(BACK_LABEL, value=BACK_VALUE),
+                    self.prompts.Choice("PostgreSQL at 127.0.0.1:5432", value="postgres"),
+                    self.prompts.Choice(BACK_LABEL, value=BACK_VALUE),
                 ],
                 default="postgres" if "DATABASE_URL" in self.env_values else SQLITE,
             )
@@ -838,7 +846,7 @@ class Wizard:
             return True if reason is None else f"cannot connect: {reason}"
 
         url = self._ask(
-            _questionary().text(
+            self.prompts.text(
                 "PostgreSQL URL (the database must exist):",
                 default=self.env_values.get("DATABASE_URL", POSTGRES_LOCAL),
                 validate=reachable,
@@ -864,14 +872,14 @@ class Wizard:
             return
         self.services_asked = True
         choice = self._ask(
-            _questionary().select(
+            self.prompts.select(
                 "Redis answers at 127.0.0.1:6379. Use it for sessions, rate limits and CSRF?",
                 choices=[
-                    _questionary().Choice(
+                    self.prompts.Choice(
                         "No, keep them in-process (one server process)", value="memory"
                     ),
-                    _questionary().Choice(f"Yes, use {REDIS_LOCAL}", value="redis"),
-                    _questionary().Choice(BACK_LABEL, value=BACK_VALUE),
+                    self.prompts.Choice(f"Yes, use {REDIS_LOCAL}", value="redis"),
+                    self.prompts.Choice(BACK_LABEL, value=BACK_VALUE),
                 ],
                 default="redis" if "REDIS_URL" in self.env_values else "memory",
             )
@@ -975,7 +983,7 @@ class Wizard:
         title: str,
         help_: str = "",
     ) -> Any:
-        q = _questionary()
+        q = self.prompts
 
         def parse(text: str) -> Any:
             try:
@@ -1015,7 +1023,7 @@ class Wizard:
     def _select(
         self, item: FieldPlan, *, default: object, back: bool = True, note: str = ""
     ) -> str:
-        q = _questionary()
+        q = self.prompts
         self._help(item.description)
         items = [
             q.Choice(
@@ -1044,7 +1052,7 @@ class Wizard:
     ) -> list[str]:
         from paulyops.services.onboarding.presentation import HINTS
 
-        q = _questionary()
+        q = self.prompts
         hint = HINTS.get(item.path, item.description)
         self._help(f"{hint} ({item.note.capitalize()}.)" if item.note else hint)
         items = [
@@ -1077,7 +1085,7 @@ class Wizard:
         return [str(value) for value in answer]
 
     def _confirm(self, message: str, default: bool) -> bool:
-        return bool(self._ask(_questionary().confirm(message, default=default)))
+        return bool(self._ask(self.prompts.confirm(message, default=default)))
 
     def _help(self, text: str) -> None:
         if text:
