@@ -10,8 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from paulyops.services.actor import SYSTEM
 from paulyops.services.onboarding.firstrun import ensure_setup_token
 from paulyops.services.onboarding.form import ANSWER_STEPS, plan_step
 from paulyops.services.onboarding.spec import SetupSpec, parse_spec
+from tests.services.onboarding.scripted import ScriptedPrompts
 
 PASSWORD = "a-long-and-unusual-passphrase-91"
 OWNER = {"email": "pat@acme.example.com", "name": "Pat Owner"}
@@ -72,77 +72,6 @@ ANSWERS = {"explicit": EXPLICIT, "minimal": MINIMAL}
 
 
 # --- the terminal wizard, through its prompt layer --------------------------------------
-
-
-@dataclass
-class _Choice:
-    title: str
-    value: Any = None
-    checked: bool = False
-    description: str | None = None
-    disabled: str | None = None
-
-
-@dataclass
-class _Question:
-    answer: Callable[[], Any]
-
-    def ask(self) -> Any:
-        return self.answer()
-
-
-@dataclass
-class ScriptedPrompts:
-    """questionary's interface, answering from a script keyed by the question's title.
-
-    Unscripted questions take their default, as pressing Enter does. Every answer goes
-    through the wizard's own ``validate`` callback and must be an enabled choice.
-    """
-
-    script: Mapping[str, Any]
-    asked: list[str] = field(default_factory=list)
-    Choice = _Choice
-
-    def _scripted(self, message: str, default: Any) -> Any:
-        title = re.sub(r" \(the .*\)$", "", message.rstrip(":"))
-        self.asked.append(title)
-        return self.script.get(title, self.script.get(message, default))
-
-    def text(self, message: str, default: str = "", validate: Any = None, **_: Any) -> _Question:
-        def answer() -> Any:
-            value = self._scripted(message, default)
-            text = "" if value is None else str(value)
-            assert validate is None or validate(text) is True, (message, validate(text))
-            return text
-
-        return _Question(answer)
-
-    password = text
-
-    def select(self, message: str, choices: list[_Choice], default: Any = None) -> _Question:
-        def answer() -> Any:
-            value = self._scripted(message, default)
-            enabled = [c.value for c in choices if not c.disabled]
-            assert value in enabled, (message, value, enabled)
-            return value
-
-        return _Question(answer)
-
-    def checkbox(
-        self, message: str, choices: list[_Choice], validate: Any = None, **_: Any
-    ) -> _Question:
-        def answer() -> Any:
-            ticked = [c.value for c in choices if c.checked]
-            value = list(self._scripted(message, ticked))
-            enabled = {c.value for c in choices if not c.disabled}
-            assert set(value) <= enabled, (message, value)
-            assert validate is None or validate(value) is True
-            return [c.value for c in choices if c.value in value]  # in list order
-
-        return _Question(answer)
-
-    def confirm(self, message: str, default: bool = False) -> _Question:
-        return _Question(lambda: self._scripted(message, default))
 
 
 def _terminal_script(answers: Mapping[str, Any]) -> dict[str, Any]:
