@@ -322,7 +322,6 @@ def apply_setup(
     """Generate secrets, migrate, provision and write the artifacts (steps 5-8)."""
     from paulyops.core.settings import ENV_FILE_NAME
     from paulyops.services.actor import CLI
-    from paulyops.services.audit import checkpoint_key
     from paulyops.services.onboarding.artifacts import write_artifacts
     from paulyops.services.onboarding.provision import ProvisionContext, provision
 
@@ -339,15 +338,7 @@ def apply_setup(
     step_rule(6)
     with open_instance(settings) as instance:
         console.print(f"  ✓ Database schema up to date ({_database_label(settings)})")
-        ctx = ProvisionContext(
-            actor=CLI,
-            jwt_secret=_secret(settings),
-            public_url=settings.effective_public_url,
-            data_dir=settings.data_dir,
-            redis_configured=bool(settings.redis_url),
-            checkpoint_key=checkpoint_key(settings),
-        )
-        result = provision(instance.db, spec, ctx)
+        result = provision(instance.db, spec, ProvisionContext.for_settings(settings, actor=CLI))
     verb = "created" if result.created else "already set up; nothing changed"
     if not result.created and result.owner_password_link:
         verb += " (its owner never set a password: a new one-time link follows)"
@@ -379,12 +370,6 @@ def _with_services(settings: Settings, values: Mapping[str, str]) -> Settings:
     if values.get("REDIS_URL"):
         update["redis_url"] = values["REDIS_URL"]
     return settings.model_copy(update=update)
-
-
-def _secret(settings: Settings) -> str:
-    if settings.jwt_secret is None:  # pragma: no cover - read_settings generated it
-        raise ConfigError("JWT_SECRET is not set; run `paulyops validate env`")
-    return settings.jwt_secret.get_secret_value()
 
 
 def _database_label(settings: Settings) -> str:

@@ -16,10 +16,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from paulyops.core.db.models import WebSession, utcnow
+from paulyops.core.db import Session
 from paulyops.core.errors import (
     FieldError,
     NotFoundError,
@@ -28,7 +27,6 @@ from paulyops.core.errors import (
 )
 from paulyops.core.security.passwords import check_password
 from paulyops.services.actor import Actor
-from paulyops.services.audit import checkpoint_key
 from paulyops.services.auth import sessions
 from paulyops.services.onboarding import provision as provisioning
 from paulyops.services.onboarding import wizard
@@ -58,12 +56,16 @@ STEP_NAMES: list[Step] = list(ANSWER_STEPS)
 
 @dataclass
 class SetupVisit:
-    """A request inside the wizard: its setup session, draft and form token."""
+    """A request inside the wizard: its setup session and draft, and the form token."""
 
-    row: WebSession
-    draft: wizard.Draft
+    visit: wizard.Visit
     session: Session
     csrf_token: str = field(repr=False)
+
+    @property
+    def draft(self) -> wizard.Draft:
+        """The answers so far."""
+        return self.visit.draft
 
 
 async def _form(request: Request) -> FormData:
@@ -108,17 +110,14 @@ def _setup_session(
     if has_organization(instance.db):
         raise PermissionDeniedError("PaulyOps is already set up; sign in instead")
     cookie = request.cookies.get(session_cookie_name(request), "")
-    row = sessions.resolve_session(session, cookie, activity=instance.activity)
-    if row is None or row.kind != "setup":
-        raise PermissionDeniedError("enter the setup token first")
-    draft = wizard.load(session, row)
-    visit = SetupVisit(row, draft, session, session_form_token(request, row))
+    found = wizard.admit(session, cookie, activity=instance.activity)
+    visit = SetupVisit(found, session, session_form_token(request, found.row))
     if request.method == "POST":
         submitted = form.get("csrf_token")
         instance.csrf.ensure_valid(
-            row.id,
+            found.row.id,
             submitted if isinstance(submitted, str) else None,
-            fallback_hash=row.csrf_token_hash,
+            fallback_hash=found.row.csrf_token_hash,
         )
     return visit
 
@@ -390,7 +389,6 @@ def submit(request: Request, visit: SetupVisit = SetupDep) -> Response:
     password_hash = visit.draft.owner.get("passwordHash")
     if not password_hash:
         return _render_review(request, visit, status_code=422)
-    secret = instance.settings.jwt_secret
     setup_token_id = visit.draft.setup_token_id
     # End this request's read snapshot: on SQLite a transaction that read before
     # provision() committed could not write afterwards.
@@ -398,20 +396,15 @@ def submit(request: Request, visit: SetupVisit = SetupDep) -> Response:
     result = provisioning.provision(
         instance.db,
         spec,
-        provisioning.ProvisionContext(
+        provisioning.ProvisionContext.for_settings(
+            instance.settings,
             actor=Actor("setup_token", setup_token_id, client_address(request)),
-            jwt_secret=secret.get_secret_value() if secret else "",
-            public_url=instance.settings.effective_public_url,
-            data_dir=instance.settings.data_dir,
             setup_token_id=setup_token_id,
-            redis_configured=bool(instance.settings.redis_url),
             owner_password_hash=str(password_hash),
-            checkpoint_key=checkpoint_key(instance.settings),
         ),
     )
     # Only now does this request write: the draft goes, the setup session ends.
-    wizard.discard(visit.session, visit.draft)
-    visit.row.revoked_at = utcnow()
+    wizard.finish(visit.session, visit.visit)
     session = visit.session
     new = sessions.create_session(
         session,
