@@ -18,6 +18,7 @@ from paulyops.core.db.models import (
     ApiToken,
     Delegation,
     Membership,
+    Organization,
     Role,
     SecurityConfig,
     User,
@@ -413,9 +414,11 @@ def revoke_token(scope: OrgScope, *, grant: rbac.Grant | None, token_id: str, ac
 
 def _model(scope: OrgScope) -> RbacModel:
     config = scope.first(SecurityConfig)
-    if config is None:
+    org = scope.session.get(Organization, scope.organization_id)
+    if config is None or org is None:
         raise NotFoundError("organization has no security settings")
-    return RbacModel(config.rbac_model)
+    # Stored once, on the organization (migration 0006onb).
+    return RbacModel(org.rbac_model)
 
 
 def change_member_role(

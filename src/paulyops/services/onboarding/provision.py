@@ -292,7 +292,6 @@ def _create(
         )
     security = scope.add(
         SecurityConfig(
-            rbac_model=spec.security.rbac_model.value,
             audit_logging=spec.security.audit_logging,
             audit_retention_days=spec.security.data_retention,
             encryption_level=spec.security.encryption_level.value,
