@@ -119,9 +119,7 @@ class Visit:
     draft: Draft
 
 
-def admit(
-    session: Session, cookie: str, *, activity: ActivityRecorder | None = None
-) -> Visit:
+def admit(session: Session, cookie: str, *, activity: ActivityRecorder | None = None) -> Visit:
     """Return the setup session and draft a wizard request's cookie names.
 
     Args:
