@@ -4,8 +4,8 @@ Two readers share them: :class:`~paulyops.core.settings.Settings` checks the ins
 defaults for new organizations (``COMPLIANCE_LEVEL``, ``ENCRYPTION_LEVEL``,
 ``STORAGE_PROVIDERS``, ...) against them when it starts, and the SetupSpec
 (:mod:`paulyops.services.onboarding.models`) types its answers with them. They live in
-core because core may not import services (``docs/decisions/0005-setup-form-plan-and-vocabulary.md``); labels, help
-texts and the catalog of agents stay in the onboarding service.
+core because core may not import services (see ADR 0005 in ``docs/decisions/``); labels,
+help texts and the catalog of agents stay in the onboarding service.
 
 Defaults: each answer has one default, the one below. A settings variable left unset adds
 nothing: a new organization then takes its industry template's value, else its compliance
