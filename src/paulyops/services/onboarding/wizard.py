@@ -111,6 +111,10 @@ def _providers(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in providers if isinstance(p, dict)]
 
 
+# The setup session's row; interfaces hold it without reading the models themselves.
+SetupSession = WebSession
+
+
 @dataclass
 class Visit:
     """A request inside the wizard: its setup session row and the draft bound to it."""
@@ -136,10 +140,10 @@ def admit(session: Session, cookie: str, *, activity: ActivityRecorder | None = 
     return Visit(row, load(session, row))
 
 
-def finish(session: Session, visit: Visit) -> None:
-    """Delete the draft and end the setup session, once provisioning succeeded."""
-    discard(session, visit.draft)
-    visit.row.revoked_at = utcnow()
+def finish(session: Session, draft: Draft, row: SetupSession) -> None:
+    """Delete the draft and end the setup session ``row``, once provisioning succeeded."""
+    discard(session, draft)
+    row.revoked_at = utcnow()
 
 
 def discard(session: Session, draft: Draft) -> None:
@@ -160,6 +164,7 @@ def require_draft(session: Session, web_session: WebSession | None) -> Draft:
 
 __all__ = [
     "Draft",
+    "SetupSession",
     "Visit",
     "admit",
     "discard",

@@ -56,16 +56,12 @@ STEP_NAMES: list[Step] = list(ANSWER_STEPS)
 
 @dataclass
 class SetupVisit:
-    """A request inside the wizard: its setup session and draft, and the form token."""
+    """A request inside the wizard: its setup session, draft and form token."""
 
-    visit: wizard.Visit
+    row: wizard.SetupSession
+    draft: wizard.Draft
     session: Session
     csrf_token: str = field(repr=False)
-
-    @property
-    def draft(self) -> wizard.Draft:
-        """The answers so far."""
-        return self.visit.draft
 
 
 async def _form(request: Request) -> FormData:
@@ -111,7 +107,7 @@ def _setup_session(
         raise PermissionDeniedError("PaulyOps is already set up; sign in instead")
     cookie = request.cookies.get(session_cookie_name(request), "")
     found = wizard.admit(session, cookie, activity=instance.activity)
-    visit = SetupVisit(found, session, session_form_token(request, found.row))
+    visit = SetupVisit(found.row, found.draft, session, session_form_token(request, found.row))
     if request.method == "POST":
         submitted = form.get("csrf_token")
         instance.csrf.ensure_valid(
@@ -404,7 +400,7 @@ def submit(request: Request, visit: SetupVisit = SetupDep) -> Response:
         ),
     )
     # Only now does this request write: the draft goes, the setup session ends.
-    wizard.finish(visit.session, visit.visit)
+    wizard.finish(visit.session, visit.draft, visit.row)
     session = visit.session
     new = sessions.create_session(
         session,
