@@ -133,7 +133,6 @@ def prepare_instance(root: Path, env: dict[str, str]) -> Credentials:
             scope = OrgScope(session, org.id)
             scope.add(
                 SecurityConfig(
-                    rbac_model="simple",
                     audit_logging=True,
                     audit_retention_days=365,
                     encryption_level="standard",

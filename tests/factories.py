@@ -45,7 +45,6 @@ def make_org(
         scope = OrgScope(session, org.id)
         scope.add(
             SecurityConfig(
-                rbac_model=model,
                 audit_logging=True,
                 audit_retention_days=365,
                 encryption_level="standard",

@@ -64,6 +64,7 @@ def test_wizard_validates_goes_back_confirms_and_sets_up(tmp_path):
         answer(child, "Industry", DOWN * 2 + ENTER)
         answer(child, "suggests soc2")  # compliance level: keep the template's suggestion
         answer(child, "Organization size")
+        answer(child, "Admin contact")  # optional: Enter leaves it unset
         answer(child, "Time zone", "Europe/Berln" + ENTER)
         child.expect(loose("did you mean 'Europe/Berlin'?"))
         child.send(CLEAR_LINE + "Europe/Berlin" + ENTER)
@@ -71,6 +72,7 @@ def test_wizard_validates_goes_back_confirms_and_sets_up(tmp_path):
         answer(child, "Owner name", "Olga Owner" + ENTER)
 
         child.expect(loose("Step 2 of 8"))
+        answer(child, "Storage providers")
         answer(child, "Backup strategy", DOWN + ENTER)  # hybrid (template) -> ← Back
         child.expect(loose("Step 1 of 8"))
         answer(child, "Organization name: Acme Finance")  # the answer was kept
@@ -78,6 +80,7 @@ def test_wizard_validates_goes_back_confirms_and_sets_up(tmp_path):
             "Industry",
             "Compliance level",
             "Organization size",
+            "Admin contact",
             "Time zone",
             "Owner email",
             "Owner name",
@@ -85,8 +88,8 @@ def test_wizard_validates_goes_back_confirms_and_sets_up(tmp_path):
             answer(child, prompt)
 
         child.expect(loose("Step 2 of 8"))
-        answer(child, "Backup strategy")
         answer(child, "Storage providers")
+        answer(child, "Backup strategy")
         answer(child, "Document retention (days)")
 
         child.expect(loose("Step 3 of 8"))

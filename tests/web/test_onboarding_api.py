@@ -233,3 +233,36 @@ def test_a_5000_digit_integer_is_a_422_naming_its_field(client):
     errors = response.json()["errors"]
     assert [e["field"] for e in errors] == ["spec.organization.size"]
     assert "at most 4300 digits, got 5000" in errors[0]["message"]
+
+
+def test_setup_route_declares_setupspec_as_its_body_in_openapi(client):
+    """OpenAPI names SetupSpec as the body of POST /api/onboarding/setup, not a bare object.
+
+    Its schema is the one ``paulyops setup --schema`` prints (same sections, required
+    organization), and the 422 it documents is the one error shape.
+    """
+    from paulyops.services.onboarding.spec import spec_json_schema
+
+    document = client.get("/api/openapi.json").json()
+    operation = document["paths"]["/api/onboarding/setup"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body.get("additionalProperties") is not True
+    ref = body["$ref"] if "$ref" in body else body["allOf"][0]["$ref"]
+    name = ref.rpartition("/")[2]
+    declared = document["components"]["schemas"][name]
+    expected = spec_json_schema()
+    assert declared["title"] == "SetupSpec"
+    assert set(declared["properties"]) == set(expected["properties"])
+    assert declared["required"] == expected["required"] == ["organization"]
+    assert operation["requestBody"]["required"] is True
+    error = operation["responses"]["422"]["content"]["application/json"]["schema"]["$ref"]
+    assert error.rpartition("/")[2] == "ErrorOut"
+
+
+def test_setup_body_that_is_not_an_object_keeps_the_error_shape(client, setup_token):
+    """A JSON array as the body is still a 422 in the one error shape."""
+    response = _setup(client, [BRIEF_BODY], setup_token)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["success"] is False
+    assert body["errors"]

@@ -37,8 +37,9 @@ from paulyops.core.errors import ConfigError, ConflictError, FieldError, SpecVal
 if TYPE_CHECKING:
     from paulyops.core.settings import Settings
     from paulyops.services.onboarding.artifacts import ArtifactReport
+    from paulyops.services.onboarding.form import FieldPlan, StepPlan
     from paulyops.services.onboarding.provision import ProvisionResult
-    from paulyops.services.onboarding.spec import InstanceDefaults, SetupSpec
+    from paulyops.services.onboarding.spec import InstanceDefaults, SetupSpec, Step
 
 app = typer.Typer(
     cls=CommandGroup,
@@ -47,11 +48,8 @@ app = typer.Typer(
     no_args_is_help=False,
 )
 
-STEP_TITLES: Final = (
-    "Organization",
-    "Storage",
-    "Security & compliance",
-    "Agents",
+# The steps after the four answer steps (whose titles come from the form plan).
+CLOSING_STEPS: Final = (
     "Configuration generation",
     "Database setup",
     "Service configuration",
@@ -61,12 +59,18 @@ QUICK_INDUSTRY: Final = "other"
 EXIT_INTERRUPTED: Final = 130
 
 
+def step_titles() -> tuple[str, ...]:
+    """Return the titles of the eight steps: the four answer steps, then the closing ones."""
+    from paulyops.services.onboarding.presentation import STEP_TEXTS
+
+    return (*(text.title for text in STEP_TEXTS.values()), *CLOSING_STEPS)
+
+
 def step_rule(number: int) -> None:
     """Print the progress line of step ``number`` (1-8)."""
     console.print()
-    title = Text.from_markup(
-        f"[bold]Step {number} of {len(STEP_TITLES)}[/] · {STEP_TITLES[number - 1]}"
-    )
+    titles = step_titles()
+    title = Text.from_markup(f"[bold]Step {number} of {len(titles)}[/] · {titles[number - 1]}")
     console.print(Rule(title))
 
 
@@ -234,11 +238,11 @@ def _quick_spec(
     if org_name is None:
         if not terminal:
             raise ConfigError("--quick without a terminal needs --org-name NAME")
-        org_name = _ask_text("Organization name", "organization.name", defaults)
+        org_name = _ask_text("organization.name", defaults)
     if owner is None and terminal:
         owner = {
-            "email": _ask_text("Owner email", "owner.email", defaults),
-            "name": _ask_text("Owner name", "owner.name", defaults),
+            "email": _ask_text("owner.email", defaults),
+            "name": _ask_text("owner.name", defaults),
         }
     raw: dict[str, object] = {"organization": {"name": org_name, "industry": QUICK_INDUSTRY}}
     if owner is not None:
@@ -246,13 +250,15 @@ def _quick_spec(
     return parse_spec(raw, instance_defaults=defaults)
 
 
-def _ask_text(message: str, path: str, defaults: InstanceDefaults) -> str:
-    """Ask one text question validated by the spec's rule for ``path``."""
+def _ask_text(path: str, defaults: InstanceDefaults) -> str:
+    """Ask one text question titled and validated by the spec's field at ``path``."""
     import questionary
 
+    from paulyops.services.onboarding.form import plan_step
     from paulyops.services.onboarding.spec import step_of, validate_partial
 
     section, key = step_of(path), path.partition(".")[2]
+    message = plan_step(section, {}).field(path).title
 
     def check(text: str) -> bool | str:
         draft: dict[str, object] = {section: {key: text}}
@@ -319,7 +325,6 @@ def apply_setup(
     """Generate secrets, migrate, provision and write the artifacts (steps 5-8)."""
     from paulyops.core.settings import ENV_FILE_NAME
     from paulyops.services.actor import CLI
-    from paulyops.services.audit import checkpoint_key
     from paulyops.services.onboarding.artifacts import write_artifacts
     from paulyops.services.onboarding.provision import ProvisionContext, provision
 
@@ -336,15 +341,7 @@ def apply_setup(
     step_rule(6)
     with open_instance(settings) as instance:
         console.print(f"  ✓ Database schema up to date ({_database_label(settings)})")
-        ctx = ProvisionContext(
-            actor=CLI,
-            jwt_secret=_secret(settings),
-            public_url=settings.effective_public_url,
-            data_dir=settings.data_dir,
-            redis_configured=bool(settings.redis_url),
-            checkpoint_key=checkpoint_key(settings),
-        )
-        result = provision(instance.db, spec, ctx)
+        result = provision(instance.db, spec, ProvisionContext.for_settings(settings, actor=CLI))
     verb = "created" if result.created else "already set up; nothing changed"
     if not result.created and result.owner_password_link:
         verb += " (its owner never set a password: a new one-time link follows)"
@@ -376,12 +373,6 @@ def _with_services(settings: Settings, values: Mapping[str, str]) -> Settings:
     if values.get("REDIS_URL"):
         update["redis_url"] = values["REDIS_URL"]
     return settings.model_copy(update=update)
-
-
-def _secret(settings: Settings) -> str:
-    if settings.jwt_secret is None:  # pragma: no cover - read_settings generated it
-        raise ConfigError("JWT_SECRET is not set; run `paulyops validate env`")
-    return settings.jwt_secret.get_secret_value()
 
 
 def _database_label(settings: Settings) -> str:
@@ -538,9 +529,14 @@ def run_wizard(
     org_name: str | None = None,
     owner: Mapping[str, str] | None = None,
     yes: bool = False,
+    prompts: Any = None,
 ) -> WizardOutcome | None:
-    """Ask the setup questions; return the confirmed answers, or None when cancelled."""
-    wizard = Wizard(root, settings, defaults, org_name=org_name, owner=owner)
+    """Ask the setup questions; return the confirmed answers, or None when cancelled.
+
+    Args:
+        prompts: the prompt layer (default: questionary).
+    """
+    wizard = Wizard(root, settings, defaults, org_name=org_name, owner=owner, prompts=prompts)
     try:
         return wizard.run(confirm=not yes)
     except _Cancelled:
@@ -558,7 +554,10 @@ class Wizard:
         *,
         org_name: str | None = None,
         owner: Mapping[str, str] | None = None,
+        prompts: Any = None,
     ) -> None:
+        # The prompt layer: questionary, or a stand-in with its interface (tests script it).
+        self.prompts = prompts if prompts is not None else _questionary()
         self.root = root
         self.settings = settings
         self.defaults = defaults
@@ -612,12 +611,12 @@ class Wizard:
                 return WizardOutcome(spec, dict(self.env_values))
             self._summary(spec)
             answer = self._ask(
-                _questionary().select(
+                self.prompts.select(
                     "Create the organization and write these files?",
                     choices=[
-                        _questionary().Choice("Yes, set it up", value="create"),
-                        _questionary().Choice(BACK_LABEL, value=BACK_VALUE),
-                        _questionary().Choice("Cancel (nothing is written)", value="cancel"),
+                        self.prompts.Choice("Yes, set it up", value="create"),
+                        self.prompts.Choice(BACK_LABEL, value=BACK_VALUE),
+                        self.prompts.Choice("Cancel (nothing is written)", value="cancel"),
                     ],
                 )
             )
@@ -638,109 +637,114 @@ class Wizard:
             out["owner"] = dict(self.owner)
         return out
 
-    def default(self, path: str) -> Any:
-        """Return the answer at ``path``: given, else template/preset/instance, else model."""
-        from paulyops.services.onboarding.templates import apply_template
-
-        section, _, key = path.partition(".")
-        filled = apply_template(self.wire(), instance_defaults=self.defaults)
-        part = filled.get(section)
-        value = part.get(key) if isinstance(part, Mapping) else None
-        return value if value is not None else _model_default(path)
-
     # --- steps --------------------------------------------------------------------------
-    def _organization(self) -> None:
-        from paulyops.services.onboarding.templates import template_for
+    def _plan(self, step: Step) -> StepPlan:
+        from paulyops.services.onboarding.form import plan_step
 
-        org = self.draft["organization"]
-        org["name"] = self._text("organization.name", default=org.get("name"), back=False)
-        # No industry is pre-selected: "other" has no template, and an admin who presses
-        # Enter through the list should land on a real industry they looked at, not on it.
-        org["industry"] = self._select(
-            "organization.industry", default=org.get("industry"), back=False
+        return plan_step(step, self.wire(), instance_defaults=self.defaults)
+
+    def _answer_step(self, step: Step, *, back: bool = True) -> None:
+        """Ask every answer of ``step`` from its form plan, re-planned after each answer.
+
+        An answer can change the plan of the next (the industry picks the template that
+        suggests the compliance level), so each question reads a fresh plan.
+        """
+        answers = self.owner if step == "owner" else self.draft[step]
+        plan = self._plan(step)
+        if step == "security":
+            self._print_preset(plan)
+        for path in [item.path for item in plan.fields]:
+            item = self._plan(step).field(path)
+            value = self._ask_field(item, back=back)
+            if value is None and item.optional:
+                answers.pop(item.key, None)
+            else:
+                answers[item.key] = value
+
+    def _ask_field(self, item: FieldPlan, *, back: bool) -> Any:
+        section = item.path.partition(".")[0]
+        own: Mapping[str, Any] = self.owner if section == "owner" else self.draft[section]
+        if item.kind == "providers":
+            return self._providers(item)
+        if item.kind == "multi":
+            return self._checkbox(item, checked=list(item.value or []))
+        if item.kind == "bool":
+            if item.locked and item.rules:
+                level = f" (required by the {self._level()} preset)"
+                shown = "on" if item.value else "off"
+                console.print(f"  {escape(item.title)}: [bold]{shown}[/]{escape(level)}")
+                return item.value
+            return self._confirm(item.question, bool(item.value))
+        if item.kind in {"radio", "select"}:
+            note = f" ({item.note})" if item.note else ""
+            return self._select(item, default=item.value, back=back, note=note)
+        convert: Callable[[str], Any] = str
+        if item.kind == "number":
+            convert = int if item.is_integer else float
+        return self._text(
+            item.path,
+            title=item.title,
+            help_=item.description,
+            default=own.get(item.key) if item.optional else item.value,
+            convert=convert,
+            optional=item.optional,
+            back=back,
         )
-        template = template_for(org["industry"])
-        suggested = template.suggested_compliance_level if template else None
-        note = f" (the {template.industry} template suggests {suggested})" if template else ""
-        level_default = org.get("complianceLevel") or self.default("organization.complianceLevel")
-        org["complianceLevel"] = self._select(
-            "organization.complianceLevel", default=level_default, back=False, note=note
-        )
-        org["size"] = self._select(
-            "organization.size", default=self.default("organization.size"), back=False
-        )
-        org["timezone"] = self._text(
-            "organization.timezone", default=org.get("timezone"), optional=True, back=False
-        )
-        self.owner["email"] = self._text("owner.email", default=self.owner.get("email"), back=False)
-        self.owner["name"] = self._text("owner.name", default=self.owner.get("name"), back=False)
+
+    def _level(self) -> str:
+        plan = self._plan("security")
+        return plan.preset.level if plan.preset else ""
+
+    def _organization(self) -> None:
+        self._answer_step("organization", back=False)
+        self._answer_step("owner", back=False)
 
     def _storage(self) -> None:
-        from paulyops.services.onboarding.templates import template_for
+        self._answer_step("storage")
 
+    def _providers(self, item: FieldPlan) -> list[dict[str, Any]]:
         storage = self.draft["storage"]
-        template = template_for(self.draft["organization"].get("industry"))
-        storage["backupStrategy"] = self._select(
-            "storage.backupStrategy", default=self.default("storage.backupStrategy")
-        )
-        current = [_provider_type(item) for item in self.default("storage.providers")]
-        note = (
-            f"Where documents are stored; the {template.industry} template suggests "
-            f"{', '.join(template.suggested_providers)}. Credentials can be added later."
-            if template
-            else "Where documents are stored. Credentials can be added later."
-        )
-        picked = self._checkbox("storage.providers", checked=current, note=note, required=True)
+        current = [_provider_type(entry) for entry in item.value or []]
+        picked = self._checkbox(item, checked=current, required=True)
         previous = {
-            _provider_type(item): item
-            for item in storage.get("providers") or []
-            if isinstance(item, Mapping)
+            _provider_type(entry): entry
+            for entry in storage.get("providers") or []
+            if isinstance(entry, Mapping)
         }
         providers: list[dict[str, Any]] = [
             dict(previous.get(kind, {"type": kind})) for kind in picked
         ]
         storage["providers"] = providers
-        cloud = [index for index, item in enumerate(providers) if item["type"] != "local"]
+        cloud = [index for index, entry in enumerate(providers) if entry["type"] != "local"]
         if cloud and self._confirm(
             "Enter connection settings now? (credentials can also be added later)", False
         ):
             for index in cloud:
                 self._provider_settings(index)
-        storage["retentionDays"] = self._text(
-            "storage.retentionDays", default=self.default("storage.retentionDays"), convert=int
-        )
+        return providers
 
     def _provider_settings(self, index: int) -> None:
-        from paulyops.services.onboarding.spec import PROVIDER_MODELS, SECRET_FIELDS
+        from paulyops.services.onboarding.form import provider_plans
 
         provider = self.draft["storage"]["providers"][index]
-        model = PROVIDER_MODELS[provider["type"]]
-        console.print(f"[bold]{escape(model.__doc__ or provider['type'])}[/]")
-        for name, info in model.model_fields.items():
-            if name in {"type", "name"}:
-                continue
-            key = info.alias or name
-            path = f"storage.providers.{index}.{key}"
+        plan = next(p for p in provider_plans() if p.type == provider["type"])
+        console.print(f"[bold]{escape(plan.description or plan.type)}[/]")
+        for setting in plan.settings:
             value = self._text(
-                path,
-                title=info.title or key,
-                help_=info.description,
-                default=None if name in SECRET_FIELDS else provider.get(key),
+                f"storage.providers.{index}.{setting.key}",
+                title=setting.title,
+                help_=setting.description,
+                default=None if setting.secret else provider.get(setting.key),
                 optional=True,
-                secret=name in SECRET_FIELDS,
+                secret=setting.secret,
             )
             if value is None:
-                provider.pop(key, None)
+                provider.pop(setting.key, None)
             else:
-                provider[key] = value
+                provider[setting.key] = value
 
-    def _security(self) -> None:
-        from paulyops.services.onboarding.templates import preset_for, template_for
-
-        security = self.draft["security"]
-        level = self.draft["organization"].get("complianceLevel") or "basic"
-        preset = preset_for(level)
-        template = template_for(self.draft["organization"].get("industry"))
+    def _print_preset(self, plan: StepPlan) -> None:
+        preset, template = plan.preset, plan.template
         if preset is not None:
             table = Table(
                 title=f"The {preset.level} preset ({', '.join(preset.frameworks)}) enforces",
@@ -751,67 +755,28 @@ class Wizard:
             table.add_column("Setting")
             table.add_column("Must be")
             table.add_column("Why")
+            titles = {item.path: item.title for item in plan.fields}
             for rule in preset.enforced:
                 expects = rule.expectation()
                 if isinstance(rule.value, bool):
                     expects = "on" if rule.value else "off"
-                table.add_row(_title(rule.field), expects, rule.reason)
+                title = titles.get(rule.field, rule.field.rpartition(".")[2])
+                table.add_row(title, expects, rule.reason)
             console.print(table)
         if template is not None:
+            from paulyops.services.onboarding.templates import DEFAULT_COMPLIANCE_LEVEL
+
+            level = preset.level if preset is not None else DEFAULT_COMPLIANCE_LEVEL
             console.print(
                 f"[dim]Defaults below come from the {template.industry} template and the "
                 f"{level} preset.[/]"
             )
 
-        def allows(path: str) -> Callable[[str], bool]:
-            return lambda value: preset is None or preset.allows(path, value)
-
-        security["rbacModel"] = self._select(
-            "security.rbacModel",
-            default=self.default("security.rbacModel"),
-            allowed=allows("security.rbacModel"),
-        )
-        if preset is not None and not preset.allows("security.auditLogging", False):
-            console.print(f"  Audit logging: [bold]on[/] (required by the {preset.level} preset)")
-            security["auditLogging"] = True
-        else:
-            security["auditLogging"] = self._confirm(
-                "Audit logging (off only lowers detail; security events are always logged)",
-                bool(self.default("security.auditLogging")),
-            )
-        security["dataRetention"] = self._text(
-            "security.dataRetention", default=self.default("security.dataRetention"), convert=int
-        )
-        security["encryptionLevel"] = self._select(
-            "security.encryptionLevel",
-            default=self.default("security.encryptionLevel"),
-            allowed=allows("security.encryptionLevel"),
-        )
-        security["requireAdmin2fa"] = self._confirm(
-            "Require two-factor sign-in (TOTP) for owners and admins?",
-            bool(self.default("security.requireAdmin2fa")),
-        )
+    def _security(self) -> None:
+        self._answer_step("security")
 
     def _agents(self) -> None:
-        agents = self.draft["agents"]
-        agents["defaultAgents"] = self._checkbox(
-            "agents.defaultAgents",
-            checked=list(self.default("agents.defaultAgents")),
-            note="Agents to enable for this organization (more can be installed later).",
-        )
-        agents["autoRouting"] = self._confirm(
-            "Route each new file to the best matching agent automatically?",
-            bool(self.default("agents.autoRouting")),
-        )
-        agents["confidenceThreshold"] = self._text(
-            "agents.confidenceThreshold",
-            default=self.default("agents.confidenceThreshold"),
-            convert=float,
-        )
-        agents["monitoringEnabled"] = self._confirm(
-            "Monitor agent runs and alert admins when an agent keeps failing?",
-            bool(self.default("agents.monitoringEnabled")),
-        )
+        self._answer_step("agents")
 
     def _services(self) -> None:
         from paulyops.core.settings import ENV_FILE_NAME
@@ -841,15 +806,15 @@ class Wizard:
             return
         self.services_asked = True
         choice = self._ask(
-            _questionary().select(
+            self.prompts.select(
                 "Database: PostgreSQL answers at 127.0.0.1:5432. Which should PaulyOps use?",
                 choices=[
-                    _questionary().Choice(
+                    self.prompts.Choice(
                         "Embedded SQLite in the data folder (one machine, zero setup)",
                         value=SQLITE,
                     ),
-                    _questionary().Choice("PostgreSQL at 127.0.0.1:5432", value="postgres"),
-                    _questionary().Choice(BACK_LABEL, value=BACK_VALUE),
+                    self.prompts.Choice("PostgreSQL at 127.0.0.1:5432", value="postgres"),
+                    self.prompts.Choice(BACK_LABEL, value=BACK_VALUE),
                 ],
                 default="postgres" if "DATABASE_URL" in self.env_values else SQLITE,
             )
@@ -869,7 +834,7 @@ class Wizard:
             return True if reason is None else f"cannot connect: {reason}"
 
         url = self._ask(
-            _questionary().text(
+            self.prompts.text(
                 "PostgreSQL URL (the database must exist):",
                 default=self.env_values.get("DATABASE_URL", POSTGRES_LOCAL),
                 validate=reachable,
@@ -895,14 +860,14 @@ class Wizard:
             return
         self.services_asked = True
         choice = self._ask(
-            _questionary().select(
+            self.prompts.select(
                 "Redis answers at 127.0.0.1:6379. Use it for sessions, rate limits and CSRF?",
                 choices=[
-                    _questionary().Choice(
+                    self.prompts.Choice(
                         "No, keep them in-process (one server process)", value="memory"
                     ),
-                    _questionary().Choice(f"Yes, use {REDIS_LOCAL}", value="redis"),
-                    _questionary().Choice(BACK_LABEL, value=BACK_VALUE),
+                    self.prompts.Choice(f"Yes, use {REDIS_LOCAL}", value="redis"),
+                    self.prompts.Choice(BACK_LABEL, value=BACK_VALUE),
                 ],
                 default="redis" if "REDIS_URL" in self.env_values else "memory",
             )
@@ -1003,10 +968,10 @@ class Wizard:
         optional: bool = False,
         back: bool = True,
         secret: bool = False,
-        title: str | None = None,
-        help_: str | None = None,
+        title: str,
+        help_: str = "",
     ) -> Any:
-        q = _questionary()
+        q = self.prompts
 
         def parse(text: str) -> Any:
             try:
@@ -1022,7 +987,7 @@ class Wizard:
                 return True
             return self._check(path, parse(text))
 
-        self._help(help_ if help_ is not None else _help(path))
+        self._help(help_)
         hints = [
             h for h in ("blank to skip" if optional else "", "back to go back" if back else "") if h
         ]
@@ -1030,7 +995,7 @@ class Wizard:
         answer = str(
             self._ask(
                 prompt(
-                    f"{title or _title(path)}:",
+                    f"{title}:",
                     default="" if default is None else _text_value(default),
                     validate=check,
                     instruction=f"({'; '.join(hints)})" if hints else None,
@@ -1044,37 +1009,26 @@ class Wizard:
         return parse(answer)
 
     def _select(
-        self,
-        path: str,
-        *,
-        default: object,
-        back: bool = True,
-        allowed: Callable[[str], bool] | None = None,
-        note: str = "",
+        self, item: FieldPlan, *, default: object, back: bool = True, note: str = ""
     ) -> str:
-        from paulyops.services.onboarding.spec import choices
-
-        q = _questionary()
-        self._help(_help(path))
+        q = self.prompts
+        self._help(item.description)
         items = [
             q.Choice(
                 choice.label,
                 value=choice.value,
                 description=choice.description,
-                disabled=None
-                if allowed is None or allowed(choice.value)
-                else "not allowed by the preset",
+                disabled="not allowed by the preset" if choice.disabled else None,
             )
-            for choice in choices(path)
+            for choice in item.choices
         ]
         if back:
             items.append(q.Choice(BACK_LABEL, value=BACK_VALUE))
-        values = [item.value for item in items if not item.disabled]
         answer = self._ask(
             q.select(
-                f"{_title(path)}{note}:",
+                f"{item.title}{note}:",
                 choices=items,
-                default=default if default in values else None,
+                default=default if default in item.enabled_values else None,
             )
         )
         if answer == BACK_VALUE:
@@ -1082,21 +1036,22 @@ class Wizard:
         return str(answer)
 
     def _checkbox(
-        self, path: str, *, checked: list[str], note: str = "", required: bool = False
+        self, item: FieldPlan, *, checked: list[str], required: bool = False
     ) -> list[str]:
-        from paulyops.services.onboarding.spec import choices
+        from paulyops.services.onboarding.presentation import HINTS
 
-        q = _questionary()
-        if note:
-            self._help(note)
+        q = self.prompts
+        hint = HINTS.get(item.path, item.description)
+        self._help(f"{hint} ({item.note.capitalize()}.)" if item.note else hint)
         items = [
             q.Choice(
                 choice.label,
                 value=choice.value,
                 checked=choice.value in checked,
                 description=choice.description,
+                disabled="not allowed by the preset" if choice.disabled else None,
             )
-            for choice in choices(path)
+            for choice in item.choices
         ]
         items.append(q.Choice(BACK_LABEL, value=BACK_VALUE))
 
@@ -1107,7 +1062,7 @@ class Wizard:
 
         answer = self._ask(
             q.checkbox(
-                f"{_title(path)}:",
+                f"{item.title}:",
                 choices=items,
                 validate=check,
                 instruction="(space to tick, Enter when done)",
@@ -1118,7 +1073,7 @@ class Wizard:
         return [str(value) for value in answer]
 
     def _confirm(self, message: str, default: bool) -> bool:
-        return bool(self._ask(_questionary().confirm(message, default=default)))
+        return bool(self._ask(self.prompts.confirm(message, default=default)))
 
     def _help(self, text: str) -> None:
         if text:
@@ -1129,33 +1084,6 @@ def _questionary() -> Any:
     import questionary
 
     return questionary
-
-
-def _title(path: str) -> str:
-    from paulyops.services.onboarding.spec import spec_fields
-
-    for item in spec_fields():
-        if item.path == path:
-            return item.title
-    return path.rpartition(".")[2]
-
-
-def _help(path: str) -> str:
-    from paulyops.services.onboarding.spec import field_help
-
-    try:
-        return field_help(path)
-    except KeyError:
-        return ""
-
-
-def _model_default(path: str) -> Any:
-    from paulyops.services.onboarding.spec import spec_fields
-
-    for item in spec_fields():
-        if item.path == path:
-            return item.default
-    return None
 
 
 def _provider_summary(provider: Any) -> str:
@@ -1183,13 +1111,15 @@ def _set_path(wire: dict[str, Any], path: str, value: object) -> None:
 
 
 def _step_of(path: str) -> int:
-    names = ["organization", "storage", "security", "agents"]
+    from paulyops.services.onboarding.form import ANSWER_STEPS
+
     section = path.partition(".")[0]
+    names = [str(step) for step in ANSWER_STEPS]
     return names.index(section) if section in names else 0
 
 
 __all__ = [
-    "STEP_TITLES",
+    "CLOSING_STEPS",
     "app",
     "apply_setup",
     "check_postgres",
@@ -1201,4 +1131,5 @@ __all__ = [
     "resolve_root",
     "run_wizard",
     "step_rule",
+    "step_titles",
 ]

@@ -33,9 +33,16 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from paulyops.core import vocabulary
 from paulyops.core.envfile import read_env_file, update_env_file
 from paulyops.core.errors import ConfigError
 from paulyops.core.logging import parse_debug
+from paulyops.core.vocabulary import (
+    BackupStrategy,
+    ComplianceLevel,
+    EncryptionLevel,
+    ProviderType,
+)
 
 ENV_FILE_NAME = ".env.local"
 
@@ -303,38 +310,50 @@ class Settings(BaseSettings):
     )
 
     # --- defaults for new organizations (the brief's names) ------------------------------
-    storage_providers: CsvList = Field(
-        default_factory=lambda: ["local"],
+    # Typed with the SetupSpec's own vocabularies and bounds (core/vocabulary.py), so a
+    # typo like COMPLIANCE_LEVEL=bogus stops `validate env` and `serve` with the
+    # variable's name. The defaults are the spec's: a variable left unset adds nothing
+    # (templates and presets decide, see settings_defaults in services/onboarding).
+    storage_providers: Annotated[list[ProviderType], NoDecode] = Field(
+        default_factory=lambda: list(vocabulary.DEFAULT_PROVIDERS),
         validation_alias=AliasChoices("STORAGE_PROVIDERS", "storage_providers"),
     )
-    backup_strategy: str = Field(
-        "local", validation_alias=AliasChoices("BACKUP_STRATEGY", "backup_strategy")
+    backup_strategy: BackupStrategy = Field(
+        vocabulary.DEFAULT_BACKUP_STRATEGY,
+        validation_alias=AliasChoices("BACKUP_STRATEGY", "backup_strategy"),
     )
     retention_days: int = Field(
-        365, ge=1, le=36500, validation_alias=AliasChoices("RETENTION_DAYS", "retention_days")
+        vocabulary.DEFAULT_RETENTION_DAYS,
+        ge=vocabulary.RETENTION_MIN_DAYS,
+        le=vocabulary.RETENTION_MAX_DAYS,
+        validation_alias=AliasChoices("RETENTION_DAYS", "retention_days"),
     )
-    compliance_level: str = Field(
-        "basic", validation_alias=AliasChoices("COMPLIANCE_LEVEL", "compliance_level")
+    compliance_level: ComplianceLevel = Field(
+        vocabulary.DEFAULT_COMPLIANCE_LEVEL,
+        validation_alias=AliasChoices("COMPLIANCE_LEVEL", "compliance_level"),
     )
     audit_logging: bool = Field(
         True, validation_alias=AliasChoices("AUDIT_LOGGING", "audit_logging")
     )
+    # Unset, the organization's preset decides: 365 days under basic, 2555 (seven years,
+    # the brief's figure) under soc2 and enterprise; set, it fills security.dataRetention.
     audit_retention_days: int = Field(
-        2555,
-        ge=1,
-        le=36500,
+        vocabulary.DEFAULT_AUDIT_RETENTION_DAYS,
+        ge=vocabulary.RETENTION_MIN_DAYS,
+        le=vocabulary.RETENTION_MAX_DAYS,
         validation_alias=AliasChoices("AUDIT_RETENTION_DAYS", "audit_retention_days"),
     )
-    encryption_level: str = Field(
-        "standard", validation_alias=AliasChoices("ENCRYPTION_LEVEL", "encryption_level")
+    encryption_level: EncryptionLevel = Field(
+        vocabulary.DEFAULT_ENCRYPTION_LEVEL,
+        validation_alias=AliasChoices("ENCRYPTION_LEVEL", "encryption_level"),
     )
     default_agents: CsvList = Field(
-        default_factory=lambda: ["file-processor"],
+        default_factory=lambda: list(vocabulary.DEFAULT_AGENTS),
         validation_alias=AliasChoices("DEFAULT_AGENTS", "default_agents"),
     )
     auto_routing: bool = Field(True, validation_alias=AliasChoices("AUTO_ROUTING", "auto_routing"))
     confidence_threshold: float = Field(
-        0.9,
+        vocabulary.DEFAULT_CONFIDENCE_THRESHOLD,
         ge=0.0,
         le=1.0,
         validation_alias=AliasChoices("CONFIDENCE_THRESHOLD", "confidence_threshold"),
@@ -348,6 +367,31 @@ class Settings(BaseSettings):
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         return _csv(value)
+
+    @field_validator(
+        "storage_providers",
+        "backup_strategy",
+        "compliance_level",
+        "encryption_level",
+        "default_agents",
+        mode="before",
+    )
+    @classmethod
+    def _fold_choices(cls, value: Any) -> Any:
+        # The SetupSpec folds choices the same way (trimmed, lower-case): ``SOC2`` works.
+        if isinstance(value, str):
+            return value.strip().lower()
+        if isinstance(value, list):
+            return [item.strip().lower() if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("default_agents")
+    @classmethod
+    def _check_agent_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(vocabulary.AGENT_NAME_PATTERN, name.removeprefix("paulyops.")):
+                raise ValueError(f"expected short agent names like 'file-processor', got {name!r}")
+        return value
 
     @field_validator("ratelimit_allowlist", mode="before")
     @classmethod

@@ -131,7 +131,7 @@ def _configuration(session: Session, org: Organization) -> dict[str, Any]:
         if security is None
         else {
             "id": security.id,
-            "rbacModel": security.rbac_model,
+            "rbacModel": org.rbac_model,
             "auditLogging": security.audit_logging,
             "dataRetention": security.audit_retention_days,
             "encryptionLevel": security.encryption_level,

@@ -48,6 +48,7 @@ from paulyops.core.logging import (
     timed,
 )
 from paulyops.core.security.fields import write_secret_json
+from paulyops.core.settings import Settings
 from paulyops.services import actor as actors
 from paulyops.services import audit
 from paulyops.services.actor import Actor
@@ -117,6 +118,35 @@ class ProvisionContext:
     redis_configured: bool = False
     owner_password_hash: str | None = field(default=None, repr=False)
     checkpoint_key: Ed25519PrivateKey | None = field(default=None, repr=False)
+
+    @classmethod
+    def for_settings(
+        cls,
+        settings: Settings,
+        *,
+        actor: Actor,
+        owner_user_id: str | None = None,
+        setup_token_id: str | None = None,
+        owner_password_hash: str | None = None,
+    ) -> ProvisionContext:
+        """Return the context for provisioning on the instance ``settings`` describe.
+
+        Fills the links' address, the data directory, whether Redis is configured and
+        the key that signs the provision's audit checkpoint, so no front door reads them
+        (or the audit service) itself.
+        """
+        secret = settings.jwt_secret
+        return cls(
+            actor=actor,
+            jwt_secret=secret.get_secret_value() if secret else "",
+            public_url=settings.effective_public_url,
+            data_dir=settings.data_dir,
+            owner_user_id=owner_user_id,
+            setup_token_id=setup_token_id,
+            redis_configured=bool(settings.redis_url),
+            owner_password_hash=owner_password_hash,
+            checkpoint_key=audit.checkpoint_key(settings),
+        )
 
 
 def provision(db: Database, spec: SetupSpec, ctx: ProvisionContext) -> ProvisionResult:
@@ -262,7 +292,6 @@ def _create(
         )
     security = scope.add(
         SecurityConfig(
-            rbac_model=spec.security.rbac_model.value,
             audit_logging=spec.security.audit_logging,
             audit_retention_days=spec.security.data_retention,
             encryption_level=spec.security.encryption_level.value,

@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from paulyops.core import vocabulary
 from paulyops.core.errors import ConfigError, FieldError
 from paulyops.core.settings import Settings
 from paulyops.services.onboarding.errors import show
@@ -39,12 +40,12 @@ from paulyops.services.onboarding.errors import show
 DATA_PACKAGE: Final = "paulyops"
 DATA_DIR: Final = "data"
 # The preset that applies when neither the admin, a template nor the instance picks one.
-DEFAULT_COMPLIANCE_LEVEL: Final = "basic"
+DEFAULT_COMPLIANCE_LEVEL: Final = vocabulary.DEFAULT_COMPLIANCE_LEVEL.value
 # Sections a template may fill; the organization's name, industry and size are the admin's.
 TEMPLATE_SECTIONS: Final = ("storage", "security", "agents")
 SPEC_SECTIONS: Final = ("organization", "storage", "security", "agents")
 
-AGENT_NAME_PATTERN: Final = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
+AGENT_NAME_PATTERN: Final = vocabulary.AGENT_NAME_PATTERN
 AGENT_ID_PREFIX: Final = "paulyops."
 MEDIA_TYPE_PATTERN: Final = r"^(\*/\*|[a-z0-9][a-z0-9!#$&^_.+-]*/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*))$"
 DOCUMENT_CLASS_PATTERN: Final = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
@@ -471,8 +472,8 @@ def settings_defaults(settings: Settings) -> PartialSpec:
     out: PartialSpec = {}
     for name, (section, key) in SETTINGS_ANSWERS.items():
         if name in settings.model_fields_set:
-            value = getattr(settings, name)
-            out.setdefault(section, {})[key] = list(value) if isinstance(value, list) else value
+            value = _plain(getattr(settings, name))
+            out.setdefault(section, {})[key] = value
     return out
 
 
@@ -557,6 +558,17 @@ def apply_template(
     reports that. See :func:`apply_layers` for where each value came from.
     """
     return apply_layers(raw, instance_defaults=instance_defaults).data
+
+
+def _plain(value: object) -> JsonValue:
+    """Return a settings value as plain JSON data (enum members as their values)."""
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, Enum):
+        return value.value  # type: ignore[no-any-return]  # every vocabulary enum is a StrEnum
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return str(value)
 
 
 def _level_of(template: IndustryTemplate | None) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from paulyops.core.db.activity import ActivityRecorder
 from paulyops.core.db.models import WebSession, WizardDraft, utcnow
 from paulyops.core.errors import NotFoundError, PermissionDeniedError
 from paulyops.core.security.fields import read_secret_json, write_secret_json
@@ -110,6 +111,41 @@ def _providers(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in providers if isinstance(p, dict)]
 
 
+# The setup session's row; interfaces hold it without reading the models themselves.
+SetupSession = WebSession
+
+
+@dataclass
+class Visit:
+    """A request inside the wizard: its setup session row and the draft bound to it."""
+
+    row: WebSession
+    draft: Draft
+
+
+def admit(session: Session, cookie: str, *, activity: ActivityRecorder | None = None) -> Visit:
+    """Return the setup session and draft a wizard request's cookie names.
+
+    Args:
+        cookie: the session cookie's value.
+        activity: the instance's session activity tracker (see :mod:`..auth.sessions`).
+
+    Raises:
+        PermissionDeniedError: no live setup session (the token was not entered), or its
+            draft expired.
+    """
+    row = sessions.resolve_session(session, cookie, activity=activity)
+    if row is None or row.kind != "setup":
+        raise PermissionDeniedError("enter the setup token first")
+    return Visit(row, load(session, row))
+
+
+def finish(session: Session, draft: Draft, row: SetupSession) -> None:
+    """Delete the draft and end the setup session ``row``, once provisioning succeeded."""
+    discard(session, draft)
+    row.revoked_at = utcnow()
+
+
 def discard(session: Session, draft: Draft) -> None:
     """Delete the draft (after provisioning, or when the wizard is abandoned)."""
     session.delete(draft.row)
@@ -126,4 +162,16 @@ def require_draft(session: Session, web_session: WebSession | None) -> Draft:
     return load(session, web_session)
 
 
-__all__ = ["Draft", "discard", "load", "merge_step", "require_draft", "save", "start"]
+__all__ = [
+    "Draft",
+    "SetupSession",
+    "Visit",
+    "admit",
+    "discard",
+    "finish",
+    "load",
+    "merge_step",
+    "require_draft",
+    "save",
+    "start",
+]

@@ -25,16 +25,10 @@ from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
 from paulyops.services.commands import Command, invalid
 from paulyops.services.onboarding.errors import custom_error, field_errors
-from paulyops.services.onboarding.spec import (
-    CHOICE_LABELS,
-    PROVIDER_MODELS,
-    SECRET_FIELDS,
-    BackupStrategy,
-    ProviderType,
-    RetentionDays,
-    StorageProvider,
-)
+from paulyops.services.onboarding.spec import CHOICE_LABELS, BackupStrategy, ProviderType
+from paulyops.services.onboarding.validators import RetentionDays
 from paulyops.services.storage import backends
+from paulyops.services.storage.providers import PROVIDER_MODELS, SECRET_FIELDS, StorageProvider
 
 # How people read each provider and backup strategy: the setup spec's labels, once.
 PROVIDER_LABELS: Final = CHOICE_LABELS[ProviderType]

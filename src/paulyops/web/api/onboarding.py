@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from starlette.concurrency import run_in_threadpool
 
 from paulyops.core.errors import (
@@ -20,7 +20,12 @@ from paulyops.services.auth import passwords, tokens
 from paulyops.services.auth.passwords import SetPasswordCommand
 from paulyops.services.onboarding import provision as provisioning
 from paulyops.services.onboarding.firstrun import check_setup_token
-from paulyops.services.onboarding.spec import parse_spec, schema_bundle, validate_partial
+from paulyops.services.onboarding.spec import (
+    SetupSpec,
+    parse_spec,
+    schema_bundle,
+    validate_partial,
+)
 from paulyops.services.onboarding.templates import settings_defaults
 from paulyops.web.api.auth import CamelModel, OkOut
 from paulyops.web.auth import DbSession, Principal, authenticate, check_csrf
@@ -101,6 +106,13 @@ setattr(_setup_access, ACCESS_ATTR, "setup_token")
 SetupAllowed = Annotated[SetupAccess, Depends(_setup_access)]
 
 
+# The body is parsed by parse_spec (templates and presets first, then the one error
+# shape), so it arrives as the raw object; OpenAPI declares it as the SetupSpec it is.
+SetupBody = Annotated[
+    dict[str, Any], BeforeValidator(lambda value: value, json_schema_input_type=SetupSpec)
+]
+
+
 class SetupOut(CamelModel):
     """The brief's response."""
 
@@ -168,7 +180,7 @@ def validate(
 def setup(
     request: Request,
     response: Response,
-    body: Annotated[dict[str, Any], Body(description="a SetupSpec (see /api/onboarding/schema)")],
+    body: Annotated[SetupBody, Body(description="a SetupSpec (see /api/onboarding/schema)")],
     access: SetupAllowed,
     instance: InstanceDep,
     address: ClientAddress,

@@ -16,10 +16,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from paulyops.core.db.models import WebSession, utcnow
+from paulyops.core.db import Session
 from paulyops.core.errors import (
     FieldError,
     NotFoundError,
@@ -28,24 +27,14 @@ from paulyops.core.errors import (
 )
 from paulyops.core.security.passwords import check_password
 from paulyops.services.actor import Actor
-from paulyops.services.audit import checkpoint_key
 from paulyops.services.auth import sessions
 from paulyops.services.onboarding import provision as provisioning
 from paulyops.services.onboarding import wizard
 from paulyops.services.onboarding.firstrun import has_organization
-from paulyops.services.onboarding.spec import (
-    PROVIDER_MODELS,
-    SECRET_FIELDS,
-    Step,
-    parse_spec,
-    spec_fields,
-    validate_partial,
-)
-from paulyops.services.onboarding.templates import (
-    apply_layers,
-    preset_for,
-    settings_defaults,
-)
+from paulyops.services.onboarding.form import ANSWER_STEPS, plan_step, provider_plans
+from paulyops.services.onboarding.presentation import STEP_TEXTS
+from paulyops.services.onboarding.spec import Step, parse_spec, validate_partial
+from paulyops.services.onboarding.templates import settings_defaults
 from paulyops.web.auth import DbSession, session_cookie_name, set_session_cookie
 from paulyops.web.deps import ACCESS_ATTR, Public, client_address, get_instance
 from paulyops.web.pages.render import (
@@ -59,32 +48,7 @@ from paulyops.web.ratelimit import limit_request
 
 router = APIRouter(include_in_schema=False)
 
-STEPS: list[tuple[Step, str, str]] = [
-    ("organization", "Organization", "Tell us about your business."),
-    ("storage", "Storage", "Where your files live, and how long they are kept."),
-    ("security", "Security & Compliance", "Who can do what, and what gets recorded."),
-    ("agents", "Agents", "Automations that pick up and process your files."),
-]
-STEP_NAMES = [name for name, _title, _lead in STEPS]
-# Provider settings shown in the storage step, in order; secrets are password inputs.
-PROVIDER_SETTINGS: dict[str, list[tuple[str, str]]] = {
-    "local": [("path", "Folder on this server")],
-    "s3": [
-        ("bucket", "Bucket"),
-        ("region", "Region"),
-        ("endpoint", "Endpoint (S3-compatible services)"),
-        ("accessKeyId", "Access key id"),
-        ("secretAccessKey", "Secret access key"),
-    ],
-    "google-drive": [("clientId", "OAuth client id"), ("clientSecret", "OAuth client secret")],
-    "dropbox": [("appKey", "App key"), ("appSecret", "App secret")],
-}
-PROVIDER_LABELS = {
-    "local": "Local folders",
-    "s3": "Amazon S3 (or compatible)",
-    "google-drive": "Google Drive",
-    "dropbox": "Dropbox",
-}
+STEP_NAMES: list[Step] = list(ANSWER_STEPS)
 
 
 # --- access ---------------------------------------------------------------------------
@@ -94,7 +58,7 @@ PROVIDER_LABELS = {
 class SetupVisit:
     """A request inside the wizard: its setup session, draft and form token."""
 
-    row: WebSession
+    row: wizard.SetupSession
     draft: wizard.Draft
     session: Session
     csrf_token: str = field(repr=False)
@@ -142,17 +106,14 @@ def _setup_session(
     if has_organization(instance.db):
         raise PermissionDeniedError("PaulyOps is already set up; sign in instead")
     cookie = request.cookies.get(session_cookie_name(request), "")
-    row = sessions.resolve_session(session, cookie, activity=instance.activity)
-    if row is None or row.kind != "setup":
-        raise PermissionDeniedError("enter the setup token first")
-    draft = wizard.load(session, row)
-    visit = SetupVisit(row, draft, session, session_form_token(request, row))
+    found = wizard.admit(session, cookie, activity=instance.activity)
+    visit = SetupVisit(found.row, found.draft, session, session_form_token(request, found.row))
     if request.method == "POST":
         submitted = form.get("csrf_token")
         instance.csrf.ensure_valid(
-            row.id,
+            found.row.id,
             submitted if isinstance(submitted, str) else None,
-            fallback_hash=row.csrf_token_hash,
+            fallback_hash=found.row.csrf_token_hash,
         )
     return visit
 
@@ -282,169 +243,31 @@ def _render_owner(
 # --- the four steps ---------------------------------------------------------------------
 
 
-@dataclass
-class FormField:
-    """One input of a wizard step, ready for the template."""
-
-    path: str
-    id: str
-    title: str
-    description: str
-    kind: str  # text, email, number, select, radio, multi, bool
-    value: Any
-    required: bool
-    choices: list[dict[str, Any]] = field(default_factory=list)
-    error: FieldError | None = None
-    filled_from: str | None = None
-    lock_reason: str | None = None
-    locked: bool = False
-    minimum: float | None = None
-    maximum: float | None = None
-    step: str | None = None
-
-
-def _kind(path: str, default: Any, has_choices: bool) -> str:
-    if path == "agents.defaultAgents":
-        return "multi"
-    if has_choices:
-        return "select" if path == "organization.industry" else "radio"
-    if isinstance(default, bool):
-        return "bool"
-    if isinstance(default, int | float) or path.endswith(("Days", "dataRetention")):
-        return "number"
-    if path.endswith("adminContact"):
-        return "email"
-    return "text"
-
-
-def _fields(
-    step: Step, draft: wizard.Draft, instance_defaults: Any, errors: dict[str, FieldError]
-) -> list[FormField]:
-    applied = apply_layers(draft.spec, instance_defaults=instance_defaults)
-    section = applied.data.get(step)
-    filled = section if isinstance(section, dict) else {}
-    own_raw = draft.spec.get(step)
-    own: dict[str, Any] = own_raw if isinstance(own_raw, dict) else {}
-    preset = applied.preset
-    rules = {rule.field: rule for rule in preset.enforced} if preset else {}
-    out: list[FormField] = []
-    for help_ in spec_fields(step):
-        if help_.path == "storage.providers":
-            continue
-        key = help_.path.split(".", 1)[1]
-        value = filled.get(key, help_.default)
-        source = applied.sources.get(help_.path)
-        item = FormField(
-            path=help_.path,
-            id=help_.path.replace(".", "-"),
-            title=help_.title,
-            description=help_.description,
-            kind=_kind(help_.path, help_.default, bool(help_.choices)),
-            value=value,
-            required=help_.required,
-            choices=[
-                {"value": c.value, "label": c.label, "description": c.description}
-                for c in help_.choices or []
-            ],
-            error=errors.get(help_.path),
-            filled_from=source if source and key not in own and "default" not in source else None,
-        )
-        if help_.path == "organization.complianceLevel":
-            # Unset, the industry template suggests the level; offer that explicitly.
-            item.choices.insert(
-                0,
-                {
-                    "value": "",
-                    "label": "Suggested for my industry",
-                    "description": "e.g. SOC 2 for finance, enterprise for healthcare",
-                },
-            )
-            item.value = own.get(key, "")
-            item.filled_from = None
-        if item.kind == "number" and "confidence" in key:
-            item.step, item.minimum, item.maximum = "0.01", 0.0, 1.0
-        rule = rules.get(help_.path)
-        if rule is not None and preset is not None:
-            item.lock_reason = f"Required by the {preset.level} preset: {rule.reason}"
-            if rule.operator == "eq":
-                item.locked = True
-                item.value = rule.value
-            elif rule.operator == "gte" and isinstance(rule.value, int | float):
-                item.minimum = float(rule.value)
-            elif rule.operator == "in" and isinstance(rule.value, list):
-                for choice in item.choices:
-                    choice["disabled"] = choice["value"] not in rule.value
-        out.append(item)
-    return out
-
-
-def _providers(draft: wizard.Draft, instance_defaults: Any) -> list[dict[str, Any]]:
-    applied = apply_layers(draft.spec, instance_defaults=instance_defaults)
-    storage = applied.data.get("storage")
-    chosen_raw = storage.get("providers") if isinstance(storage, dict) else None
-    chosen: dict[str, dict[str, Any]] = {}
-    if chosen_raw is None:
-        chosen_raw = ["local"]  # the model's default: folders on this server
-    for entry in chosen_raw:
-        if isinstance(entry, str):
-            chosen[entry] = {"type": entry}
-        elif isinstance(entry, dict) and isinstance(entry.get("type"), str):
-            chosen[entry["type"]] = entry
-    out = []
-    for kind in PROVIDER_MODELS:
-        saved = chosen.get(kind, {})
-        settings = []
-        for key, label in PROVIDER_SETTINGS.get(kind, []):
-            is_secret = key in SECRET_FIELDS
-            settings.append(
-                {
-                    "key": key,
-                    "label": label,
-                    "id": f"provider-{kind}-{key}",
-                    "name": f"storage.providers.{kind}.{key}",
-                    "secret": is_secret,
-                    "value": "" if is_secret else (saved.get(key) or ""),
-                    "saved": bool(is_secret and saved.get(key)),
-                }
-            )
-        out.append(
-            {
-                "type": kind,
-                "label": PROVIDER_LABELS.get(kind, kind),
-                "checked": kind in chosen,
-                "settings": settings,
-            }
-        )
-    return out
-
-
 def _answers_from_form(step: Step, form: FormData) -> dict[str, Any]:
     """Turn a step's form into the section's wire dict (the same mapping app.js uses)."""
     answers: dict[str, Any] = {}
-    for help_ in spec_fields(step):
-        key = help_.path.split(".", 1)[1]
-        if help_.path == "storage.providers":
+    for item in plan_step(step, {}).fields:
+        if item.kind == "providers":
+            picked = {kind for kind in form.getlist(item.path) if isinstance(kind, str)}
             providers = []
-            for kind in form.getlist("storage.providers"):
-                if not isinstance(kind, str) or kind not in PROVIDER_MODELS:
+            for provider in provider_plans():
+                if provider.type not in picked:
                     continue
-                entry: dict[str, Any] = {"type": kind}
-                for setting, _label in PROVIDER_SETTINGS.get(kind, []):
-                    value = _text(form, f"storage.providers.{kind}.{setting}").strip()
+                entry: dict[str, Any] = {"type": provider.type}
+                for setting in provider.settings:
+                    value = _text(form, f"{item.path}.{provider.type}.{setting.key}").strip()
                     if value:
-                        entry[setting] = value
+                        entry[setting.key] = value
                 providers.append(entry)
-            answers[key] = providers
-            continue
-        kind = _kind(help_.path, help_.default, bool(help_.choices))
-        if kind == "multi":
-            answers[key] = [v for v in form.getlist(help_.path) if isinstance(v, str)]
-        elif kind == "bool":
-            answers[key] = _text(form, help_.path) in {"on", "true", "1"}
+            answers[item.key] = providers
+        elif item.kind == "multi":
+            answers[item.key] = [v for v in form.getlist(item.path) if isinstance(v, str)]
+        elif item.kind == "bool":
+            answers[item.key] = _text(form, item.path) in {"on", "true", "1"}
         else:
-            value = _text(form, help_.path).strip()
+            value = _text(form, item.path).strip()
             if value != "":
-                answers[key] = value
+                answers[item.key] = value
     return answers
 
 
@@ -457,9 +280,9 @@ def _progress(draft: wizard.Draft, *, current: str) -> list[dict[str, Any]]:
             "done": bool(draft.owner.get("passwordHash")),
         }
     ]
-    for name, title, _lead in STEPS:
+    for name, text in STEP_TEXTS.items():
         items.append(
-            {"name": name, "title": title, "url": f"/setup/{name}", "done": name in draft.spec}
+            {"name": name, "title": text.title, "url": f"/setup/{name}", "done": name in draft.spec}
         )
     items.append({"name": "review", "title": "Review", "url": "/setup/review", "done": False})
     for item in items:
@@ -483,37 +306,28 @@ def _render_step(
     status_code: int = 200,
 ) -> Response:
     instance = get_instance(request)
-    defaults = settings_defaults(instance.settings)
+    plan = plan_step(step, visit.draft.spec, instance_defaults=settings_defaults(instance.settings))
     index = STEP_NAMES.index(step)
-    _name, title, lead = STEPS[index]
     context_spec = {k: v for k, v in visit.draft.spec.items() if k != step}
-    level = _compliance_level(visit.draft, defaults)
-    preset = preset_for(level) if level else None
     return render(
         request,
         "setup/step.html",
         status_code=status_code,
         csrf_token=visit.csrf_token,
         step=step,
-        title=title,
-        lead=lead,
-        fields=_fields(step, visit.draft, defaults, errors),
-        providers=_providers(visit.draft, defaults) if step == "storage" else [],
+        title=plan.title,
+        lead=plan.lead,
+        fields=plan.fields,
+        errors=errors,
+        providers=plan.providers,
         provider_error=errors.get("storage.providers"),
         other_errors=[e for path, e in errors.items() if not path.startswith(step)],
-        preset=preset,
+        preset=plan.preset,
         steps=_progress(visit.draft, current=step),
-        percent=round(100 * (index + 2) / (len(STEPS) + 2)),
+        percent=round(100 * (index + 2) / (len(STEP_NAMES) + 2)),
         back_url="/setup/owner" if index == 0 else f"/setup/{STEP_NAMES[index - 1]}",
         context_spec=context_spec,
     )
-
-
-def _compliance_level(draft: wizard.Draft, defaults: Any) -> str | None:
-    applied = apply_layers(draft.spec, instance_defaults=defaults)
-    org = applied.data.get("organization")
-    level = org.get("complianceLevel") if isinstance(org, dict) else None
-    return str(level) if level else None
 
 
 @router.get("/setup/review")
@@ -571,7 +385,6 @@ def submit(request: Request, visit: SetupVisit = SetupDep) -> Response:
     password_hash = visit.draft.owner.get("passwordHash")
     if not password_hash:
         return _render_review(request, visit, status_code=422)
-    secret = instance.settings.jwt_secret
     setup_token_id = visit.draft.setup_token_id
     # End this request's read snapshot: on SQLite a transaction that read before
     # provision() committed could not write afterwards.
@@ -579,20 +392,15 @@ def submit(request: Request, visit: SetupVisit = SetupDep) -> Response:
     result = provisioning.provision(
         instance.db,
         spec,
-        provisioning.ProvisionContext(
+        provisioning.ProvisionContext.for_settings(
+            instance.settings,
             actor=Actor("setup_token", setup_token_id, client_address(request)),
-            jwt_secret=secret.get_secret_value() if secret else "",
-            public_url=instance.settings.effective_public_url,
-            data_dir=instance.settings.data_dir,
             setup_token_id=setup_token_id,
-            redis_configured=bool(instance.settings.redis_url),
             owner_password_hash=str(password_hash),
-            checkpoint_key=checkpoint_key(instance.settings),
         ),
     )
     # Only now does this request write: the draft goes, the setup session ends.
-    wizard.discard(visit.session, visit.draft)
-    visit.row.revoked_at = utcnow()
+    wizard.finish(visit.session, visit.draft, visit.row)
     session = visit.session
     new = sessions.create_session(
         session,

@@ -120,7 +120,7 @@ class SecurityConfig(OrgScoped, TimestampMixin, Base):
     __table_args__ = (UniqueConstraint("organization_id"),)
 
     id: Mapped[str] = id_column("sec")
-    rbac_model: Mapped[str] = mapped_column(String(20))
+    # The roles model is the organization's (Organization.rbac_model), stored once.
     audit_logging: Mapped[bool]
     audit_retention_days: Mapped[int]
     encryption_level: Mapped[str] = mapped_column(String(20))
