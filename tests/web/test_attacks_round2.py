@@ -14,7 +14,7 @@ from paulyops.core.db.models import Invitation
 from paulyops.services.actor import Actor
 from paulyops.services.auth import accounts, invitations
 from tests.factories import HASHING, make_org
-from tests.web.test_invitations import (
+from tests.web.api.test_invitations import (
     NEW_PASSWORD,
     _api_sign_in,
     _db,
@@ -346,7 +346,7 @@ def test_no_setup_token_provisions_after_setup(client):
 
     Both the API (a second organization) and the unlock page (a wizard session) refuse.
     """
-    from tests.web.test_onboarding_api import BRIEF_BODY
+    from tests.web.api.test_onboarding_api import BRIEF_BODY
 
     early = _fresh_setup_token(client)
     used = _fresh_setup_token(client)
@@ -405,7 +405,7 @@ def test_two_uses_of_one_password_link_set_one_password(client, monkeypatch):
     """
     _postgres_only(client)
     from paulyops.services import console
-    from tests.web.test_onboarding_api import BRIEF_BODY
+    from tests.web.api.test_onboarding_api import BRIEF_BODY
 
     made = client.post(
         "/api/onboarding/setup",
