@@ -15,7 +15,6 @@ from paulyops.core.errors import (
     SpecValidationError,
 )
 from paulyops.services.actor import Actor
-from paulyops.services.audit import checkpoint_key
 from paulyops.services.auth import passwords, tokens
 from paulyops.services.auth.passwords import SetPasswordCommand
 from paulyops.services.onboarding import provision as provisioning
@@ -193,19 +192,14 @@ def setup(
             "the first organization needs an owner",
             [FieldError("owner", "expected {email, name} of the person who will own it")],
         )
-    secret = instance.settings.jwt_secret
     result = provisioning.provision(
         instance.db,
         spec,
-        provisioning.ProvisionContext(
+        provisioning.ProvisionContext.for_settings(
+            instance.settings,
             actor=access.actor,
-            jwt_secret=secret.get_secret_value() if secret else "",
-            public_url=instance.settings.effective_public_url,
-            data_dir=instance.settings.data_dir,
             owner_user_id=access.user_id if spec.owner is None else None,
             setup_token_id=access.setup_token_id,
-            redis_configured=bool(instance.settings.redis_url),
-            checkpoint_key=checkpoint_key(instance.settings),
         ),
     )
     if result.created:
