@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from pydantic import AwareDatetime, Field, field_validator
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement
 
-from paulyops.core.db.models import Delegation, Membership, User, utcnow
+from paulyops.core.db.models import Delegation, utcnow
 from paulyops.core.db.scoped import OrgScope
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
-from paulyops.services.auth import rbac
+from paulyops.services.auth import directory, rbac
 from paulyops.services.auth.expiry import read_expiry
 from paulyops.services.auth.permissions import MAX_DELEGATION_DAYS, PermissionNames
 from paulyops.services.commands import Command
@@ -91,14 +91,8 @@ def _view(row: Delegation, names: dict[str, str]) -> DelegationView:
     )
 
 
-def member_names(scope: OrgScope) -> dict[str, str]:
-    """Return the names of the organization's members by user id."""
-    rows = scope.session.execute(
-        select(User.id, User.name)
-        .join(Membership, Membership.user_id == User.id)
-        .where(Membership.organization_id == scope.organization_id)
-    ).all()
-    return {user_id: name for user_id, name in rows}
+# The names of the organization's members by user id: one query, in the directory.
+member_names = directory.member_names
 
 
 def list_delegations(scope: OrgScope, *, include_expired: bool = False) -> list[DelegationView]:

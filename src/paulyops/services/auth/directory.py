@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from paulyops.core.db.models import ApiToken, Membership, Organization, User
+from paulyops.core.db.models import ApiToken, Membership, User
 from paulyops.core.db.scoped import OrgScope
 from paulyops.services.auth import rbac
-from paulyops.services.auth.permissions import RbacModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +32,8 @@ def organization_choices(session: Session, user_id: str) -> list[OrganizationCho
     ]
 
 
-def rbac_model(scope: OrgScope) -> RbacModel:
-    """Return the organization's RBAC model (``simple`` when the row is gone)."""
-    org = scope.session.get(Organization, scope.organization_id)
-    return RbacModel(org.rbac_model if org else "simple")
+# The organization's RBAC model (``simple`` when the row is gone): one reading, in rbac.
+rbac_model = rbac.org_model
 
 
 def member_names(scope: OrgScope) -> dict[str, str]:
