@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractContextManager, asynccontextmanager
+from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, TypeVar
@@ -56,6 +56,9 @@ SESSION_COOKIE = "paulyops_session"
 SECURE_SESSION_COOKIE = "__Host-paulyops_session"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
+# FastAPI's exit stack for the whole request (its AsyncExitStackMiddleware), left after
+# the response is sent.
+REQUEST_EXIT_STACK = "fastapi_middleware_astack"
 # How long a cached principal may be served at most, even with the generation unchanged:
 # it bounds what a change made behind the ORM's back (raw SQL) could leave in place.
 PRINCIPAL_CACHE_SECONDS = 30.0
@@ -493,6 +496,13 @@ async def _submitted_csrf_token(request: Request) -> str | None:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
         form = await request.form()
+        # The route may read this same (cached) form later, so it is not closed here but
+        # when the request ends: on FastAPI's per-request exit stack, where FastAPI closes
+        # the forms it parses itself. Otherwise a refused request, or a route that never
+        # reads the form, would leave its spooled uploads open.
+        stack = request.scope.get(REQUEST_EXIT_STACK)
+        if isinstance(stack, AsyncExitStack):
+            stack.push_async_callback(form.close)
         value = form.get(CSRF_FIELD)
         return value if isinstance(value, str) else None
     return None
