@@ -25,7 +25,7 @@ from paulyops.services.auth import rbac, tokens
 from paulyops.services.marketplace import store, trust
 from paulyops.services.marketplace.build import assemble
 from paulyops.services.marketplace.validate import validate_package
-from paulyops.web.api.marketplace import UPLOAD_PATH
+from paulyops.web.api.marketplace import BODY_LIMITS, UPLOAD_PATH
 from tests.services.marketplace.packages import Raw, agent_files, raw_zip, signed_package
 from tests.web.test_marketplace_api import AGENTS, sign_in, stored_count, trust_key, upload
 
@@ -598,3 +598,112 @@ def test_no_secret_reaches_an_answer_or_a_log(client, two_orgs, capfd):
     for secret in secrets:
         assert secret
         assert secret not in shown
+
+
+# --- more attempts --------------------------------------------------------------------------
+
+
+def test_a_token_loses_manage_when_its_holder_is_demoted(client, two_orgs):
+    """A token is capped by its holder's current role: a demoted Admin's CI token is 403."""
+    from paulyops.core.db.models import Membership
+
+    acme, _other, key = two_orgs
+    db = client.app.state.instance.db
+    client.cookies.clear()
+    ci = _token(db, acme, "Admin", ["marketplace:read", "marketplace:manage"])
+    assert upload(client, ci, signed_package(key)).status_code == 201
+    with db.write_session() as session:
+        member = session.scalars(
+            select(Membership).where(
+                Membership.organization_id == acme.id,
+                Membership.user_id == acme.members["Admin"],
+            )
+        ).one()
+        member.role_id = acme.roles["Viewer"]
+    assert upload(client, ci, signed_package(key, version="1.0.1")).status_code == 403
+    assert client.put(POLICY, json={"allowUnsigned": True}, headers=ci).status_code == 403
+    assert stored_count(db) == 1
+
+
+def test_dependencies_never_resolve_to_another_organizations_upload(client, two_orgs):
+    """Org B's package needing acme.base (only org A has it) fails as missing."""
+    acme, other, key = two_orgs
+    first = sign_in(client, acme.id, acme.members["Owner"])
+    base = signed_package(key, agent_id="acme.base")
+    assert upload(client, first, base).status_code == 201
+    second = sign_in(client, other.id, other.members["Owner"])
+    needs = signed_package(key, agent_id="acme.user", agents={"acme.base": ">=1.0"})
+    answer = upload(client, second, needs)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["field"] == "dependencies.agents"
+    assert "acme.base" in answer.text
+    first = sign_in(client, acme.id, acme.members["Owner"])
+    assert upload(client, first, needs).status_code == 201
+
+
+def test_a_chunked_upload_is_read_and_capped_like_any_other(client, two_orgs):
+    """No Content-Length (chunked): a small package is stored; the console path is capped."""
+    acme, _other, key = two_orgs
+    headers = sign_in(client, acme.id, acme.members["Owner"])
+    data = signed_package(key)
+    boundary = "chunky"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.pauly"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def chunks(body: bytes):
+        for start in range(0, len(body), 97):
+            yield body[start : start + 97]
+
+    answer = client.post(
+        UPLOAD_PATH,
+        content=chunks(head + data + tail),
+        headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert answer.status_code == 201, answer.text
+
+    def past_the_limit():
+        yield head.replace(b'name="file"', b'name="csrf_token"')
+        for _ in range(BODY_LIMITS[CONSOLE_UPLOAD] // (1024 * 1024) + 2):
+            yield b"\0" * (1024 * 1024)
+
+    huge = client.post(
+        CONSOLE_UPLOAD,
+        content=past_the_limit(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert huge.status_code == 413
+    assert stored_count(client.app.state.instance.db) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"allowUnsigned": "yes please"},
+        {"allowUnsigned": True, "organizationId": "org_other"},
+        {"allow_unsigned": True, "extra": 1},
+        {},
+    ],
+)
+def test_policy_bodies_that_smuggle_fields_are_422(client, two_orgs, body):
+    """Wrong types or extra fields (another organization's id): 422, the policy unchanged."""
+    acme, other, _key = two_orgs
+    headers = sign_in(client, acme.id, acme.members["Owner"])
+    assert client.put(POLICY, json=body, headers=headers).status_code == 422
+    db = client.app.state.instance.db
+    assert _policy_of(db, acme.id) is False
+    assert _policy_of(db, other.id) is False
+
+
+@pytest.mark.parametrize(
+    "agent_id", ["..", "..%2F..%2Fplatform", "%00", "acme.hello%00", "ACME.HELLO", "acme.hello "]
+)
+def test_odd_agent_ids_in_the_path_find_nothing(client, two_orgs, agent_id):
+    """Traversal, NUL and case or space variants of a stored id: 404, never another's."""
+    acme, _other, key = two_orgs
+    headers = sign_in(client, acme.id, acme.members["Owner"])
+    assert upload(client, headers, signed_package(key)).status_code == 201
+    answer = client.get(f"{AGENTS}/{agent_id}")
+    assert answer.status_code == 404, answer.text
