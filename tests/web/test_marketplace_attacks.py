@@ -707,3 +707,20 @@ def test_odd_agent_ids_in_the_path_find_nothing(client, two_orgs, agent_id):
     assert upload(client, headers, signed_package(key)).status_code == 201
     answer = client.get(f"{AGENTS}/{agent_id}")
     assert answer.status_code == 404, answer.text
+
+
+def test_markup_in_a_manifest_is_escaped_on_the_console(client, two_orgs):
+    """A description holding a script tag is shown as text on the browse and detail pages."""
+    acme, _other, _key = two_orgs
+    headers = _allow_unsigned(client, acme)
+    files = agent_files(agent_id="tinker.hello")
+    files["manifest.toml"] = files["manifest.toml"].replace(
+        b'description = "Counts words."', b'description = "<script>alert(1)</script>"'
+    )
+    answer = upload(client, headers, assemble(files))
+    assert answer.status_code == 201, answer.text
+    for path in ("/console/marketplace", "/console/marketplace/agents/tinker.hello"):
+        page = client.get(path)
+        assert page.status_code == 200
+        assert "<script>alert(1)</script>" not in page.text
+        assert "&lt;script&gt;" in page.text
