@@ -18,6 +18,7 @@ principal cache and the second-factor rule live in
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
@@ -48,6 +49,9 @@ SESSION_COOKIE = "paulyops_session"
 SECURE_SESSION_COOKIE = "__Host-paulyops_session"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
+# FastAPI's exit stack for the whole request (its AsyncExitStackMiddleware), left after
+# the response is sent.
+REQUEST_EXIT_STACK = "fastapi_middleware_astack"
 
 
 def session_cookie_name(request: Request) -> str:
@@ -126,6 +130,13 @@ async def _submitted_csrf_token(request: Request) -> str | None:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
         form = await request.form()
+        # The route may read this same (cached) form later, so it is not closed here but
+        # when the request ends: on FastAPI's per-request exit stack, where FastAPI closes
+        # the forms it parses itself. Otherwise a refused request, or a route that never
+        # reads the form, would leave its spooled uploads open.
+        stack = request.scope.get(REQUEST_EXIT_STACK)
+        if isinstance(stack, AsyncExitStack):
+            stack.push_async_callback(form.close)
         value = form.get(CSRF_FIELD)
         return value if isinstance(value, str) else None
     return None

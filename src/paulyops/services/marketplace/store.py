@@ -21,6 +21,7 @@ from typing import BinaryIO, Literal
 
 from pydantic import Field
 from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from paulyops.core.db.models import AgentPackage, MarketplacePolicy
@@ -239,9 +240,35 @@ def store_package(
         uploaded_by=uploaded_by,
         archive=data,
     )
-    session.add(row)
-    session.flush()
+    try:
+        # A concurrent upload of the same id and version may commit between the clash
+        # check above and this insert; the unique index then decides, in a savepoint.
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return _stored_meanwhile(session, organization_id, manifest.id, manifest.version, sha256)
     return _view(row, created=True)
+
+
+def _stored_meanwhile(
+    session: Session, organization_id: str | None, agent_id: str, version: str, sha256: str
+) -> StoredPackage:
+    """Answer for an insert a concurrent upload of the same id and version won."""
+    won = session.scalars(
+        select(AgentPackage).where(
+            AgentPackage.organization_id.is_(None)
+            if organization_id is None
+            else AgentPackage.organization_id == organization_id,
+            AgentPackage.agent_id == agent_id,
+            AgentPackage.version == version,
+        )
+    ).first()
+    if won is not None and won.sha256 == sha256:
+        return _view(won, created=False)
+    raise ConflictError(
+        f"{agent_id} {version} was stored meanwhile with other contents; "
+        "publish a new version instead"
+    )
 
 
 def upload_package(

@@ -256,6 +256,25 @@ def _check_revoked_version(manifest: Manifest | None, revoked: Revocations) -> N
         )
 
 
+def _check_unclaimed(manifest: Manifest | None, trusted: Sequence[TrustedKey]) -> None:
+    """Refuse an unsigned package in a namespace a trusted key owns.
+
+    Developer mode lets unsigned code in, never under a trusted publisher's name: an
+    unsigned ``acme.reader 9.0`` would otherwise pass for the newest version of the
+    verified ``acme.reader``.
+    """
+    if manifest is None:
+        return
+    owners = sorted({k.publisher for k in trusted if manifest.id.startswith(k.publisher + ".")})
+    if owners:
+        raise _CheckFailedError(
+            f"{SIGNATURE_NAME} is missing: {manifest.id} is in {owners[0]}.*, which a trusted "
+            "publisher key owns; only packages signed by that key are accepted there, even "
+            "with unsigned packages allowed",
+            SIGNATURE_NAME,
+        )
+
+
 def _check_signature(
     contents: Contents,
     manifest: Manifest | None,
@@ -271,6 +290,7 @@ def _check_signature(
         if bundled:
             return None, "unsigned; bundled with PaulyOps and trusted as part of it"
         if allow_unsigned:
+            _check_unclaimed(manifest, trusted)
             return None, "unsigned; allowed by the unsigned-package setting (developer mode)"
         raise _CheckFailedError(
             f"{SIGNATURE_NAME} is missing: unsigned packages are refused unless allowed "

@@ -39,6 +39,8 @@ CONSOLE_UPLOAD_PATH = "/console/marketplace/upload"
 # The body limits of the upload routes, for the app's BodyLimitMiddleware.
 BODY_LIMITS = {UPLOAD_PATH: store.max_upload_bytes(), CONSOLE_UPLOAD_PATH: store.max_upload_bytes()}
 FILE_FIELD = "file"
+MAX_FILES = 1
+MAX_FIELDS = 8
 # The body is read by hand (to cap and close it), so OpenAPI is told its shape here.
 UPLOAD_BODY: dict[str, Any] = {
     "required": True,
@@ -176,11 +178,18 @@ async def package_form(request: Request) -> AsyncIterator[tuple[UploadFile, dict
     if not content_type.lower().startswith("multipart/form-data"):
         raise _bad_upload("send the package as multipart/form-data, in a field named 'file'")
     try:
-        form = await request.form(max_files=1, max_fields=8)
+        form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
     except StarletteHTTPException as err:
         # Starlette answers a malformed body with 400; the API's rule is 422 naming the field.
         raise _bad_upload(f"the multipart body is malformed: {err.detail}") from None
     try:
+        # The CSRF guard may have parsed (and cached) the form first, without these
+        # limits: count again.
+        files = sum(isinstance(v, UploadFile) for _k, v in form.multi_items())
+        if files > MAX_FILES or len(form.multi_items()) - files > MAX_FIELDS:
+            raise _bad_upload(
+                f"send one file and at most {MAX_FIELDS} other fields ({files} files sent)"
+            )
         upload = form.get(FILE_FIELD)
         if not isinstance(upload, UploadFile):
             raise _bad_upload("no file was sent in the field 'file'")
