@@ -4,49 +4,10 @@ shape, translated by the same function the console and the CLI use.
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
-import pytest
-
-import paulyops
 from tests.factories import make_org
 
-SRC = Path(paulyops.__file__).parent
-# The web modules of sign-in, sessions, passwords and the second factor (issue 11).
-AUTH_WEB_MODULES = [
-    "web/auth.py",
-    "web/deps.py",
-    "web/errors.py",
-    "web/api/auth.py",
-    "web/pages/console/auth.py",
-    "web/pages/console/common.py",
-    "web/pages/console/views.py",
-    "web/pages/render.py",
-]
-FORBIDDEN = ("sqlalchemy", "paulyops.core.db.models", "paulyops.services.audit")
-
-
-def _imports(path: Path) -> list[str]:
-    names = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.extend(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.append(node.module)
-            names.extend(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
-
-
-@pytest.mark.parametrize("module", AUTH_WEB_MODULES)
-def test_auth_web_modules_import_no_database_layer(module):
-    """The web side of sign-in imports neither SQLAlchemy, the models nor the audit writer."""
-    bad = [
-        name
-        for name in _imports(SRC / module)
-        if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)
-    ]
-    assert bad == []
+# The web side of sign-in imports neither SQLAlchemy, the models nor the audit writer:
+# tests/test_layers.py checks that for every module of web/ and cli/.
 
 
 def test_sign_in_refuses_an_unknown_field(client):
