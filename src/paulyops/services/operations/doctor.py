@@ -318,22 +318,7 @@ def database_state(instance: Instance) -> list[Check]:
                 "run `paulyops db upgrade` (a server migrates itself at start)",
             )
         )
-    report = instance.health_report(include_details=True)
-    state = str(report.get("status"))
-    bad = [name for name, c in report.get("checks", {}).items() if c.get("status") != "healthy"]
-    bad = [n for n in bad if report["checks"][n].get("status") != "not_configured"]
-    if state == "healthy":
-        out.append(_ok("health checks", "every health check passes"))
-    else:
-        level = Status.FAIL if state == "unhealthy" else Status.WARN
-        out.append(
-            Check(
-                "health checks",
-                level,
-                f"{state}: {', '.join(bad)}",
-                "run `paulyops health` for each check's details",
-            )
-        )
+    out += health_checks(instance.health_report(include_details=True))
     verified = audit.verify(instance.db, audit.verifying_key(instance.settings))
     if verified.is_ok:
         out.append(
@@ -351,6 +336,35 @@ def database_state(instance: Instance) -> list[Check]:
             )
         )
     return out
+
+
+def health_checks(report: dict[str, Any]) -> list[Check]:
+    """The health checks' verdict from a health report (fresh, or the monitor's cached one)."""
+    state = str(report.get("status"))
+    checks = report.get("checks", {})
+    bad = [
+        name
+        for name, check in checks.items()
+        if check.get("status") not in {"healthy", "not_configured"}
+    ]
+    if state == "healthy":
+        return [_ok("health checks", "every health check passes")]
+    level = Status.FAIL if state == "unhealthy" else Status.WARN
+    return [
+        Check(
+            "health checks",
+            level,
+            f"{state}: {', '.join(bad) or 'see the report'}",
+            "run `paulyops health` for each check's details",
+        )
+    ]
+
+
+def console_checks(settings: Settings, report: dict[str, Any]) -> list[Check]:
+    """What the console's home shows platform administrators: every check that reads only
+    settings and files, and the health from the monitor's cached report (a page view never
+    runs the database checks or verifies the audit chains: `paulyops doctor` does)."""
+    return [*instance_checks(settings, None), *health_checks(report)]
 
 
 def instance_checks(settings: Settings, instance: Instance | None) -> list[Check]:
@@ -464,6 +478,8 @@ def worst(checks: list[Check]) -> Status:
 __all__ = [
     "Check",
     "Status",
+    "console_checks",
+    "health_checks",
     "instance_checks",
     "server_checks",
     "worst",

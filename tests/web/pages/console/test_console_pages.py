@@ -12,7 +12,7 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
-from paulyops.core.db.models import AuditLog, Role, SecurityConfig, StorageConfig
+from paulyops.core.db.models import AuditLog, Role, SecurityConfig, StorageConfig, User
 from paulyops.core.db.scoped import OrgScope
 from paulyops.services.auth import rbac
 from paulyops.services.security_settings import UpdateSecurity
@@ -317,6 +317,20 @@ def test_home_page_draws_charts_as_svg(web):
     assert page.text.count("<svg") >= 3
     assert "Activity, last 30 days" in page.text
     assert "database" in page.text
+
+
+def test_home_shows_platform_admins_the_production_checklist_with_fixes(web):
+    """Platform administrators see doctor's checklist with each fix; others never do."""
+    org = make_org(_db(web), "acme")
+    _signed_in(web, org.emails["Owner"])
+    assert "Production checklist" not in web.get("/console").text
+    with _db(web).write_session() as session:
+        session.get(User, org.members["Owner"]).is_platform_admin = True
+    page = web.get("/console")
+    assert "Production checklist" in page.text
+    assert "paulyops doctor" in page.text
+    assert "rate limiting" in page.text
+    assert "fix every failure" in page.text
 
 
 def test_second_factor_enrollment_then_sign_in_with_code(web):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from paulyops.services.auth import organizations
+from paulyops.services.operations import doctor
 from paulyops.web.auth import DbSession, Principal, require
 from paulyops.web.deps import InstanceDep
 from paulyops.web.pages.console.common import _page
@@ -43,6 +44,11 @@ def home(
     # The monitor's cached report: the page holds one pooled connection, and running the
     # checks here would take more (16 users exhausted the pool).
     report = instance.cached_health_report(include_details=principal.can("health:read"))
+    # Platform administrators see the production checklist (`paulyops doctor`'s checks that
+    # read only settings and files, with the cached health), each with its fix.
+    checklist = (
+        doctor.console_checks(instance.settings, report) if principal.can("org:create") else None
+    )
     facts = {
         "members": found.members,
         "roles": found.roles,
@@ -63,4 +69,6 @@ def home(
         chart=activity_chart(found.days, found.day_counts) if audit else None,
         recent=found.recent,
         who=actors(session, org.id, found.recent),
+        checklist=checklist,
+        checklist_worst=doctor.worst(checklist).value if checklist else None,
     )
