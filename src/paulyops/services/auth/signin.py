@@ -297,14 +297,26 @@ def revoke_own_session(session: Session, *, user: User, session_id: str, actor: 
     )
 
 
+class SwitchOrganizationCommand(Command):
+    """The organization to work in (an id; one the user is no member of is not found)."""
+
+    organization_id: str
+
+
 def switch_organization(
-    session: Session, *, csrf: CsrfTokens, current: WebSession, organization_id: str, actor: Actor
+    session: Session,
+    command: SwitchOrganizationCommand,
+    *,
+    csrf: CsrfTokens,
+    current: WebSession,
+    actor: Actor,
 ) -> tuple[sessions.NewSession, str]:
     """Bind the browser to another organization the user belongs to (rotates the session).
 
     Raises:
         NotFoundError: the user is no member of that organization.
     """
+    organization_id = command.organization_id
     if current.user_id is None or rbac.grant_for(session, organization_id, current.user_id) is None:
         raise NotFoundError("organization not found")
     csrf.revoke(current.id)
@@ -330,6 +342,7 @@ __all__ = [
     "SessionView",
     "SignIn",
     "SignInCommand",
+    "SwitchOrganizationCommand",
     "UserView",
     "complete_second_factor",
     "own_sessions",
