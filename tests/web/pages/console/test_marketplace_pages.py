@@ -11,8 +11,8 @@ from paulyops.core.security.signatures import generate_key
 from paulyops.services.marketplace.build import assemble
 from tests.factories import make_org
 from tests.services.marketplace.packages import agent_files, signed_package
-from tests.web.pages.console.test_console_pages import _signed_in, _token
 from tests.web.api.test_marketplace_api import trust_key
+from tests.web.pages.console.test_console_pages import _signed_in, _token
 
 UPLOAD = "/console/marketplace/upload"
 
