@@ -29,6 +29,7 @@ from paulyops.services.actor import Actor
 from paulyops.services.auth import accounts, rbac, reauth, second_factor, sessions
 from paulyops.services.auth.accounts import OneTimeCode
 from paulyops.services.commands import Command
+from paulyops.services.views import View
 
 MAX_EMAIL = 320
 MAX_PASSWORD = 1024
@@ -50,8 +51,7 @@ class SecondFactorCommand(Command):
     code: OneTimeCode = Field(max_length=MAX_CODE, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
-class UserView:
+class UserView(View):
     """A signed-in user as interfaces show them."""
 
     id: str
@@ -63,7 +63,13 @@ class UserView:
 
 def user_view(user: User) -> UserView:
     """Return the display view of ``user``."""
-    return UserView(user.id, user.email, user.name, user.is_platform_admin, user.totp_enabled)
+    return UserView(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        is_platform_admin=user.is_platform_admin,
+        totp_enabled=user.totp_enabled,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,8 +257,7 @@ def sign_out(session: Session, *, csrf: CsrfTokens, row: WebSession, actor: Acto
     )
 
 
-@dataclass(frozen=True, slots=True)
-class SessionView:
+class SessionView(View):
     """One of a user's live browser sessions."""
 
     id: str
