@@ -44,6 +44,12 @@ def create_user(
         password=command.password,
         is_platform_admin=command.is_platform_admin,
     )
+    record_created(session, actor, user)
+    return user
+
+
+def record_created(session: Session, actor: Actor, user: User) -> None:
+    """Write the instance-level audit row of a new account (no personal data in it)."""
     actors.record(
         session,
         actor,
@@ -51,9 +57,8 @@ def create_user(
         organization_id=None,
         target_type="user",
         target_id=user.id,
-        changes={"is_platform_admin": command.is_platform_admin},
+        changes={"is_platform_admin": user.is_platform_admin},
     )
-    return user
 
 
-__all__ = ["CreateUser", "create_user"]
+__all__ = ["CreateUser", "create_user", "record_created"]
