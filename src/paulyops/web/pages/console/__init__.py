@@ -32,7 +32,6 @@ from paulyops.web.pages.console import (
 )
 from paulyops.web.pages.console.views import (
     activity_chart,
-    actors,
     health_bars,
     human_bytes,
     human_details,
@@ -57,7 +56,6 @@ for _module in (
 
 __all__ = [
     "activity_chart",
-    "actors",
     "health_bars",
     "human_bytes",
     "human_details",
