@@ -404,7 +404,7 @@ def test_two_uses_of_one_password_link_set_one_password(client, monkeypatch):
     replaced the password the first had just chosen (and its audit row said so twice).
     """
     _postgres_only(client)
-    from paulyops.services import console
+    from paulyops.services.auth import passwords
     from tests.web.api.test_onboarding_api import BRIEF_BODY
 
     made = client.post(
@@ -421,8 +421,11 @@ def test_two_uses_of_one_password_link_set_one_password(client, monkeypatch):
         original(*args, **kwargs)
         monkeypatch.setattr(accounts, "set_password", original)
         with _db(client).write_session() as other:
-            console.set_password_from_link(
-                other, hashing=HASHING, token=token, password=NEW_PASSWORD, address=None
+            passwords.set_password_from_link(
+                other,
+                passwords.SetPasswordCommand(token=token, password=NEW_PASSWORD),
+                hashing=HASHING,
+                address=None,
             )
 
     monkeypatch.setattr(accounts, "set_password", interleaved)

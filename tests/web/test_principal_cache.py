@@ -19,7 +19,7 @@ from paulyops.core.db.engine import Database
 from paulyops.core.db.models import User
 from paulyops.core.db.scoped import OrgScope
 from paulyops.services.actor import SYSTEM
-from paulyops.services.auth import manage, rbac, sessions, tokens
+from paulyops.services.auth import passwords, rbac, sessions, tokens
 from tests.conftest import make_settings
 from tests.factories import HASHING, OrgFixture, make_org
 
@@ -170,8 +170,12 @@ def test_password_reset_ends_warm_sessions_everywhere(apps, db):
         assert _me(client, caller, "cookie").status_code == 200
     with db.write_session() as session:
         user = session.get(User, caller.user_id)
-        manage.reset_password(
-            session, hashing=HASHING, user=user, password="another-long-passphrase-77", actor=SYSTEM
+        passwords.reset_password(
+            session,
+            passwords.ResetPasswordCommand(password="another-long-passphrase-77"),
+            hashing=HASHING,
+            user=user,
+            actor=SYSTEM,
         )
     assert _me(a, caller, "cookie").status_code == 401
     assert _me(b, caller, "cookie").status_code == 401

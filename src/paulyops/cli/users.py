@@ -179,7 +179,7 @@ def reset_password(
 ) -> None:
     """Set a new password for EMAIL, sign them out everywhere and revoke their API tokens."""
     from paulyops.services.actor import CLI
-    from paulyops.services.auth import manage, members
+    from paulyops.services.auth import members, passwords
 
     settings = read_settings(generate_secrets=False)
     with open_instance(settings) as instance:
@@ -187,11 +187,11 @@ def reset_password(
             user_email, user_name = members.user_identity(session, email)
         password = read_new_password(from_stdin=password_stdin, email=user_email, name=user_name)
         with instance.db.write_session() as session:
-            revoked = manage.reset_password(
+            revoked = passwords.reset_password(
                 session,
+                passwords.ResetPasswordCommand(password=password),
                 hashing=instance.hashing,
                 user=members.require_account(session, user_email),
-                password=password,
                 actor=CLI,
             )
     sessions = (

@@ -9,8 +9,8 @@ layer. ``tests/web/test_routes.py`` fails on a route that declares none.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -45,8 +45,29 @@ InstanceDep = Annotated[Instance, Depends(_instance_dependency)]
 _KEEPS_REFUSALS = "db_keeps_refusals"
 
 
+@contextmanager
+def _deferred(instance: Instance) -> Iterator[Session]:
+    """A session committed on success, rolled back on error, that may commit midway.
+
+    ``Database.session()`` runs its transaction as a context manager, which refuses
+    statements after a commit inside it; the setup wizard commits midway (see
+    :data:`DeferredSession`).
+    """
+    session = instance.db.sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
 @asynccontextmanager
-async def _request_session(request: Request, *, write: bool) -> AsyncIterator[Session]:
+async def _request_session(
+    request: Request, *, write: bool, deferred: bool = False
+) -> AsyncIterator[Session]:
     """Open the request's one transaction (or join it), committed when the route succeeds.
 
     Every session dependency of a request shares one transaction: the first to run opens
@@ -57,6 +78,8 @@ async def _request_session(request: Request, *, write: bool) -> AsyncIterator[Se
             what the use case recorded when it refuses the caller with an
             :class:`~paulyops.core.errors.AuthenticationError` (a refused sign-in keeps
             its audit row) before answering 401.
+        deferred: never take the write lock at BEGIN, whatever the method, and allow the
+            route to commit midway (:data:`DeferredSession`).
     """
     if write:
         setattr(request.state, _KEEPS_REFUSALS, True)
@@ -69,10 +92,14 @@ async def _request_session(request: Request, *, write: bool) -> AsyncIterator[Se
     # State-changing requests take SQLite's write lock at BEGIN (see Database.write_session),
     # so their read-then-write transactions (audit appends) serialize instead of failing.
     # That may wait, so they are entered off the loop; a read session begins lazily.
-    locks = write or is_unsafe_method(request.method)
-    opener = instance.db.write_session if locks else instance.db.session
+    locks = not deferred and (write or is_unsafe_method(request.method))
+    manager: AbstractContextManager[Session]
+    if deferred:
+        manager = _deferred(instance)
+    else:
+        manager = instance.db.write_session() if locks else instance.db.session()
     refused: AuthenticationError | None = None
-    async with opened(opener(), enter_on_loop=not locks) as session:
+    async with opened(manager, enter_on_loop=not locks) as session:
         request.state.db = session
         try:
             yield session
@@ -107,6 +134,24 @@ DbSession = Annotated[Session, Depends(db_session, scope="function")]
 WriteSession = Annotated[Session, Depends(write_session, scope="function")]
 """The write variant, declared per route: the write lock at BEGIN, and a refusal's audit
 row kept (sign-in, the second-factor step)."""
+
+
+async def deferred_session(request: Request) -> AsyncIterator[Session]:
+    """Yield the request's transaction, begun lazily even for unsafe methods."""
+    async with _request_session(request, write=False, deferred=True) as session:
+        yield session
+
+
+DeferredSession = Annotated[Session, Depends(deferred_session, scope="function")]
+"""The setup wizard's variant: no write lock at BEGIN, and commits allowed midway.
+
+It cannot be :data:`WriteSession` (nor :data:`DbSession`, which locks for a POST): the
+final submit calls ``provision()``, which takes SQLite's write lock for its own
+transaction — a request holding that lock would wait on itself. The wizard reads, commits
+to end its read snapshot (on SQLite a transaction that read before provision() committed
+could not write afterwards), lets provision() write, and writes its own rows only then
+(WAL mode lets it read meanwhile). Committed when the route succeeds, like the others.
+"""
 
 
 def _mark(func: Callable[..., Any], access: str) -> Callable[..., Any]:
@@ -188,6 +233,7 @@ __all__ = [
     "ACCESS_ATTR",
     "ClientAddress",
     "DbSession",
+    "DeferredSession",
     "InstanceDep",
     "Public",
     "PublicUnmetered",
@@ -196,6 +242,7 @@ __all__ = [
     "api_routes",
     "client_address",
     "db_session",
+    "deferred_session",
     "get_instance",
     "is_loopback",
     "public",

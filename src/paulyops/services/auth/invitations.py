@@ -42,7 +42,7 @@ from paulyops.core.errors import (
 from paulyops.core.security.passwords import PasswordHashing
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
-from paulyops.services.auth import accounts, links, rbac
+from paulyops.services.auth import accounts, links, rbac, users
 from paulyops.services.auth.members import EmailAddress, PersonName
 from paulyops.services.commands import Command
 
@@ -471,15 +471,7 @@ def accept_as_new_account(
     user = accounts.create_user(session, hashing, email=row.email, name=chosen, password=password)
     row.accepted_by_user_id = user.id
     actor = Actor("user", user.id, address)
-    actors.record(
-        session,
-        actor,
-        "user.created",
-        organization_id=None,
-        target_type="user",
-        target_id=user.id,
-        changes={"is_platform_admin": False},
-    )
+    users.record_created(session, actor, user)
     return user, _joined(OrgScope(session, row.organization_id), row, user, actor)
 
 

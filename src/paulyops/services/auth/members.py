@@ -27,7 +27,7 @@ from paulyops.core.errors import (
 from paulyops.core.security.passwords import PasswordHashing
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
-from paulyops.services.auth import accounts, rbac, roles, sessions
+from paulyops.services.auth import accounts, rbac, roles, sessions, users
 from paulyops.services.auth.organizations import find_organization
 from paulyops.services.commands import Command
 from paulyops.services.onboarding.errors import custom_error
@@ -239,19 +239,14 @@ def create_user(
         NotFoundError: no such organization.
         SpecValidationError: a bad address, name, password or role.
     """
-    # Imported here: manage re-exports this module's use cases until its callers move.
-    from paulyops.services.auth import manage
-
     placement = _placement(session, command)
-    user = manage.create_user(
-        session,
-        hashing=hashing,
+    account = users.CreateUser(
         email=command.email,
         name=command.name,
         password=password,
         is_platform_admin=command.is_platform_admin,
-        actor=actor,
     )
+    user = users.create_user(session, account, hashing=hashing, actor=actor)
     if placement is None:
         return NewUserView(user.id, user.email)
     org_id, role = placement

@@ -20,10 +20,10 @@ from paulyops.core.db.models import (
 )
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import NotFoundError
+from paulyops.services.views import View
 
 
-@dataclass(frozen=True, slots=True)
-class OrganizationView:
+class OrganizationView(View):
     """An organization's profile."""
 
     id: str

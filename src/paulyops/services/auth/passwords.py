@@ -156,6 +156,12 @@ def set_password_from_link(
     return user
 
 
+class ResetPasswordCommand(Command):
+    """An operator's reset: the new password (the policy of :mod:`.accounts` checks it)."""
+
+    password: str = Field(repr=False)
+
+
 @dataclass(frozen=True, slots=True)
 class PasswordReset:
     """What an operator's password reset ended."""
@@ -165,10 +171,19 @@ class PasswordReset:
 
 
 def reset_password(
-    session: Session, *, hashing: PasswordHashing, user: User, password: str, actor: Actor
+    session: Session,
+    command: ResetPasswordCommand,
+    *,
+    hashing: PasswordHashing,
+    user: User,
+    actor: Actor,
 ) -> PasswordReset:
-    """Set a user's password (operator reset); revoke all their sessions and API tokens."""
-    accounts.set_password(session, hashing, user, password)
+    """Set a user's password (operator reset); revoke all their sessions and API tokens.
+
+    Raises:
+        SpecValidationError: the password breaks the policy.
+    """
+    accounts.set_password(session, hashing, user, command.password)
     revoked = sessions.revoke_user_sessions(session, user.id)
     tokens_revoked = tokens.revoke_user_api_tokens(session, user.id)
     actors.record(
@@ -188,6 +203,7 @@ __all__ = [
     "ChangePasswordCommand",
     "PasswordChange",
     "PasswordReset",
+    "ResetPasswordCommand",
     "SetPasswordCommand",
     "SetPasswordForm",
     "change_password",

@@ -29,6 +29,7 @@ from paulyops.services.actor import Actor
 from paulyops.services.auth import accounts, rbac, reauth, second_factor, sessions
 from paulyops.services.auth.accounts import OneTimeCode
 from paulyops.services.commands import Command
+from paulyops.services.views import View
 
 MAX_EMAIL = 320
 MAX_PASSWORD = 1024
@@ -50,8 +51,7 @@ class SecondFactorCommand(Command):
     code: OneTimeCode = Field(max_length=MAX_CODE, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
-class UserView:
+class UserView(View):
     """A signed-in user as interfaces show them."""
 
     id: str
@@ -63,7 +63,13 @@ class UserView:
 
 def user_view(user: User) -> UserView:
     """Return the display view of ``user``."""
-    return UserView(user.id, user.email, user.name, user.is_platform_admin, user.totp_enabled)
+    return UserView(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        is_platform_admin=user.is_platform_admin,
+        totp_enabled=user.totp_enabled,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,8 +257,7 @@ def sign_out(session: Session, *, csrf: CsrfTokens, row: WebSession, actor: Acto
     )
 
 
-@dataclass(frozen=True, slots=True)
-class SessionView:
+class SessionView(View):
     """One of a user's live browser sessions."""
 
     id: str
@@ -297,14 +302,26 @@ def revoke_own_session(session: Session, *, user: User, session_id: str, actor: 
     )
 
 
+class SwitchOrganizationCommand(Command):
+    """The organization to work in (an id; one the user is no member of is not found)."""
+
+    organization_id: str
+
+
 def switch_organization(
-    session: Session, *, csrf: CsrfTokens, current: WebSession, organization_id: str, actor: Actor
+    session: Session,
+    command: SwitchOrganizationCommand,
+    *,
+    csrf: CsrfTokens,
+    current: WebSession,
+    actor: Actor,
 ) -> tuple[sessions.NewSession, str]:
     """Bind the browser to another organization the user belongs to (rotates the session).
 
     Raises:
         NotFoundError: the user is no member of that organization.
     """
+    organization_id = command.organization_id
     if current.user_id is None or rbac.grant_for(session, organization_id, current.user_id) is None:
         raise NotFoundError("organization not found")
     csrf.revoke(current.id)
@@ -330,6 +347,7 @@ __all__ = [
     "SessionView",
     "SignIn",
     "SignInCommand",
+    "SwitchOrganizationCommand",
     "UserView",
     "complete_second_factor",
     "own_sessions",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from paulyops.core.db.models import User
@@ -9,17 +10,25 @@ from paulyops.core.security.passwords import PasswordHashing
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
 from paulyops.services.auth import accounts
+from paulyops.services.commands import Command
+
+
+class CreateUser(Command):
+    """A new account: address, name, password (none: set later) and instance rights.
+
+    The address, the name and the password are checked by :mod:`.accounts`' rules when
+    the account is made (the operator's :class:`.members.NewUser` checks the first two
+    before anyone types a password).
+    """
+
+    email: str
+    name: str
+    password: str | None = Field(None, repr=False)
+    is_platform_admin: bool = False
 
 
 def create_user(
-    session: Session,
-    *,
-    hashing: PasswordHashing,
-    email: str,
-    name: str,
-    password: str | None,
-    is_platform_admin: bool,
-    actor: Actor,
+    session: Session, command: CreateUser, *, hashing: PasswordHashing, actor: Actor
 ) -> User:
     """Create a user account (instance-level audit row without personal data).
 
@@ -30,11 +39,17 @@ def create_user(
     user = accounts.create_user(
         session,
         hashing,
-        email=email,
-        name=name,
-        password=password,
-        is_platform_admin=is_platform_admin,
+        email=command.email,
+        name=command.name,
+        password=command.password,
+        is_platform_admin=command.is_platform_admin,
     )
+    record_created(session, actor, user)
+    return user
+
+
+def record_created(session: Session, actor: Actor, user: User) -> None:
+    """Write the instance-level audit row of a new account (no personal data in it)."""
     actors.record(
         session,
         actor,
@@ -42,9 +57,8 @@ def create_user(
         organization_id=None,
         target_type="user",
         target_id=user.id,
-        changes={"is_platform_admin": is_platform_admin},
+        changes={"is_platform_admin": user.is_platform_admin},
     )
-    return user
 
 
-__all__ = ["create_user"]
+__all__ = ["CreateUser", "create_user", "record_created"]

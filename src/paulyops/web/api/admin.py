@@ -23,17 +23,8 @@ router = APIRouter(prefix="/api", tags=["organization"])
 # --- organization -----------------------------------------------------------------------
 
 
-class OrganizationOut(CamelModel):
+class OrganizationOut(organizations.OrganizationView):
     """The active organization."""
-
-    id: str
-    slug: str
-    name: str
-    industry: str
-    compliance_level: str
-    size: str
-    rbac_model: str
-    created_at: datetime
 
 
 @router.get("/organization", response_model=OrganizationOut)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -34,14 +32,8 @@ class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
-class UserOut(CamelModel):
+class UserOut(UserView):
     """The signed-in user."""
-
-    id: str
-    email: str
-    name: str
-    is_platform_admin: bool
-    totp_enabled: bool
 
 
 class SignInOut(CamelModel):
@@ -63,16 +55,8 @@ class MeOut(CamelModel):
     via: str = Field(description="session or token")
 
 
-class SessionOut(CamelModel):
+class SessionOut(signin.SessionView):
     """One of the user's sessions."""
-
-    id: str
-    created_at: datetime
-    last_seen_at: datetime
-    expires_at: datetime
-    client_address: str | None
-    user_agent: str | None
-    current: bool
 
 
 class TotpStartOut(CamelModel):

@@ -134,16 +134,7 @@ def _key_out(view: trust.TrustedKeyView) -> TrustedKeyOut:
 
 
 def _revocation_out(view: trust.RevocationView) -> RevocationOut:
-    return RevocationOut(
-        id=view.id,
-        kind=view.kind,
-        target=view.target,
-        key_id=view.key_id,
-        agent_id=view.agent_id,
-        version=view.version,
-        reason=view.reason,
-        created_at=view.created_at,
-    )
+    return RevocationOut.model_validate(view, from_attributes=True)
 
 
 def _bad_upload(message: str) -> SpecValidationError:

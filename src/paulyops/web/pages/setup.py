@@ -10,7 +10,6 @@ through ``POST /api/onboarding/validate``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -36,7 +35,13 @@ from paulyops.services.onboarding.presentation import STEP_TEXTS
 from paulyops.services.onboarding.spec import Step, parse_spec, validate_partial
 from paulyops.services.onboarding.templates import settings_defaults
 from paulyops.web.auth import DbSession, session_cookie_name, set_session_cookie
-from paulyops.web.deps import ACCESS_ATTR, Public, client_address, get_instance
+from paulyops.web.deps import (
+    ACCESS_ATTR,
+    DeferredSession,
+    Public,
+    client_address,
+    get_instance,
+)
 from paulyops.web.pages.render import (
     check_pre_session,
     flash,
@@ -76,29 +81,9 @@ async def _form(request: Request) -> FormData:
 FormDep = Annotated[FormData, Depends(_form)]
 
 
-def _wizard_db(request: Request) -> Iterator[Session]:
-    """A deferred transaction for wizard requests.
-
-    Unlike other POSTs it does not take SQLite's write lock at BEGIN: the final submit
-    calls provision(), which needs that lock for its own transaction (WAL mode lets this
-    request keep reading meanwhile); the wizard writes its own rows only afterwards.
-    """
-    instance = get_instance(request)
-    instance.require_ready()
-    session = instance.db.sessions()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-
-
 def _setup_session(
     request: Request,
-    session: Annotated[Session, Depends(_wizard_db, scope="function")],
+    session: DeferredSession,
     form: FormDep,
 ) -> SetupVisit:
     """Admit requests that carry a live setup session (from the unlock page)."""

@@ -6,8 +6,8 @@ sign-in pages); actions the user may not take are not rendered, and forging one 
 refused by the guard (403). Every form carries the session's CSRF token, or a pre-session
 token before anyone is signed in.
 
-Writes go through the audited services (:mod:`paulyops.services.auth.manage` and
-:mod:`paulyops.services.console`) inside the request's one transaction — a write
+Writes go through the domain services' use cases (:mod:`paulyops.services.auth`,
+:mod:`paulyops.services.storage`, ...) inside the request's one transaction — a write
 transaction for every POST — so a page never opens a second writer (SQLite would wait on
 itself). Results are reported with flash messages after a redirect; a secret that is shown
 once (an invitation link, an API token, recovery codes) is rendered in the POST's own
@@ -32,7 +32,6 @@ from paulyops.web.pages.console import (
 )
 from paulyops.web.pages.console.views import (
     activity_chart,
-    actors,
     health_bars,
     human_bytes,
     human_details,
@@ -57,7 +56,6 @@ for _module in (
 
 __all__ = [
     "activity_chart",
-    "actors",
     "health_bars",
     "human_bytes",
     "human_details",

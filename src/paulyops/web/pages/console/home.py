@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from paulyops.services.audit.browse import describe_actors
 from paulyops.services.auth import organizations
 from paulyops.services.operations import doctor
 from paulyops.web.auth import DbSession, Principal, require
@@ -14,7 +15,6 @@ from paulyops.web.deps import InstanceDep
 from paulyops.web.pages.console.common import _page
 from paulyops.web.pages.console.views import (
     activity_chart,
-    actors,
     health_bars,
     parse_timestamp,
 )
@@ -68,7 +68,7 @@ def home(
         checked=parse_timestamp(report.get("timestamp")),
         chart=activity_chart(found.days, found.day_counts) if audit else None,
         recent=found.recent,
-        who=actors(session, org.id, found.recent),
+        who=describe_actors(session, org.id, found.recent),
         checklist=checklist,
         checklist_worst=doctor.worst(checklist).value if checklist else None,
     )

@@ -9,7 +9,8 @@ from fastapi.responses import Response
 
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import PermissionDeniedError
-from paulyops.services.auth import manage, organizations
+from paulyops.services.auth import organizations, signin
+from paulyops.services.commands import parse
 from paulyops.web.auth import (
     DbSession,
     SignedIn,
@@ -43,11 +44,12 @@ def switch_organization(
         raise PermissionDeniedError("switching organizations needs a browser session")
     if organization_id == principal.organization_id:
         return _back(request, "/console", "info", "You are already working in that organization.")
-    new, _token = manage.switch_organization(
+    command = parse(signin.SwitchOrganizationCommand, {"organization_id": organization_id})
+    new, _token = signin.switch_organization(
         session,
+        command,
         csrf=instance.csrf,
         current=principal.web_session,
-        organization_id=organization_id,
         actor=principal.actor(address),
     )
     name = organizations.get_organization(OrgScope(session, organization_id)).name

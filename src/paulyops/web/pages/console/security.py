@@ -20,9 +20,16 @@ from paulyops.core.errors import (
 from paulyops.core.instance import Instance
 from paulyops.core.security.crypto import DecryptionError
 from paulyops.core.security.fields import read_secret
-from paulyops.services import console as console_service
 from paulyops.services import security_settings
-from paulyops.services.auth import accounts, manage, reauth, sessions, tokens
+from paulyops.services.auth import (
+    accounts,
+    passwords,
+    reauth,
+    second_factor,
+    sessions,
+    signin,
+    tokens,
+)
 from paulyops.services.auth.permissions import (
     PERMISSIONS,
 )
@@ -88,7 +95,8 @@ def _security_page(
         settings_fields=form_fields(security_settings.UpdateSecurity),
         totp_enabled=user.totp_enabled,
         totp_required_by=[
-            org.name for org in console_service.second_factor_required_by(session, user.id)
+            org.name
+            for org in second_factor.organizations_requiring_second_factor(session, user.id)
         ]
         if user.totp_enabled
         else [],
@@ -250,7 +258,7 @@ def totp_confirm(
             enrollment=_pending_enrollment(principal, instance),
         )
     try:
-        codes = console_service.confirm_second_factor(
+        codes = second_factor.enable_totp(
             session,
             keyring=instance.keyring,
             user=user,
@@ -298,14 +306,16 @@ def change_password(
         errors["confirm_password"] = "the two new passwords are not the same"  # noqa: S105
     else:
         try:
-            changed = manage.change_password(
+            command = passwords.ChangePasswordCommand(
+                current_password=current_password, new_password=new_password
+            )
+            changed = passwords.change_password(
                 session,
+                command,
                 hashing=instance.hashing,
                 limiter=instance.limiter,
                 csrf=instance.csrf,
                 user=user,
-                current_password=current_password,
-                new_password=new_password,
                 current=principal.web_session,
                 actor=principal.actor(address),
             )
@@ -349,12 +359,11 @@ def totp_disable(
         return _back(request, "/console/security", "info", "Your second factor is already off.")
     limit_request(request, None, user_id=user.id, name="signin")
     try:
-        console_service.disable_second_factor(
-            session,
-            hashing=instance.hashing,
-            user=user,
-            password=password[: MAX_PASSWORD + 1],
-            actor=principal.actor(address),
+        command = parse(
+            second_factor.DisableTotpCommand, {"password": password[: MAX_PASSWORD + 1]}
+        )
+        second_factor.disable_second_factor(
+            session, command, hashing=instance.hashing, user=user, actor=principal.actor(address)
         )
     except SpecValidationError as err:
         errors = {"totp_password": "; ".join(_field_errors(err).values())}
@@ -380,7 +389,7 @@ def revoke_session(
     principal: SignedIn,
 ) -> Response:
     """Revoke one of your own sessions (this one signs you out)."""
-    manage.revoke_own_session(
+    signin.revoke_own_session(
         session, user=_user(principal), session_id=session_id, actor=principal.actor(address)
     )
     if principal.web_session is not None and principal.web_session.id == session_id:
@@ -457,7 +466,7 @@ def revoke_token(
 ) -> Response:
     """Revoke an API token (your own, or one of a member ranked below you)."""
     try:
-        manage.revoke_token(
+        tokens.revoke_token(
             principal.scope(session),
             grant=principal.acting_grant(),
             token_id=token_id,

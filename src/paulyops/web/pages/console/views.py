@@ -1,17 +1,13 @@
-"""View-model helpers of the console pages: SVG charts, human-readable values, audit actors."""
+"""View-model helpers of the console pages: SVG charts, human-readable values."""
 
 from __future__ import annotations
 
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
-
-from paulyops.core.db import Session
-from paulyops.services.audit.browse import ActorLabel, ActorRow, describe_actors
 
 STATUS_FILL = {
     "healthy": "#1e7d45",
@@ -192,12 +188,3 @@ def parse_timestamp(value: Any) -> datetime | None:
     except ValueError:
         return None
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-
-
-# What the audit service returns for an actor, under the name the pages use.
-Who = ActorLabel
-
-
-def actors(session: Session, organization_id: str, rows: Sequence[ActorRow]) -> dict[str, Who]:
-    """Return a readable actor per audit row id: a person's name, "API token <name>", ..."""
-    return describe_actors(session, organization_id, rows)
