@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 from paulyops.cli.main import app as cli_app
 from paulyops.cli.setup import run_wizard
 from paulyops.core.db.models import Organization
-from paulyops.core.security.crypto import set_default_keyring
 from paulyops.core.settings import load_settings
 from paulyops.services.actor import SYSTEM
 from paulyops.services.onboarding.firstrun import ensure_setup_token
@@ -261,11 +260,9 @@ def _spec_hash(db: Any) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _cli_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAULYOPS_ENV", "test")
     monkeypatch.setenv("COLUMNS", "200")
-    yield
-    set_default_keyring(None)  # in case a CLI command installed its ring process-wide
 
 
 @pytest.mark.parametrize("case", sorted(ANSWERS))
