@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from paulyops.cli.main import app
+from paulyops.core.errors import NotFoundError
 from paulyops.services.marketplace.bundled import (
     agent_folders,
     bundled_root,
@@ -146,3 +147,21 @@ def test_package_checksums_refuses_a_folder_without_agents(tmp_path: Path) -> No
     result = CliRunner().invoke(app, ["package", "checksums", str(tmp_path)])
     assert result.exit_code != 0
     assert "no manifest.toml" in result.output
+
+
+def test_a_modified_bundled_agent_is_not_listed(
+    db, copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The marketplace listing leaves out a bundled agent whose files were edited."""
+    from paulyops.services.marketplace import bundled, listing
+
+    with db.session() as session:
+        assert [a.id for a in listing.search_agents(session, listing.SearchAgents())] == [
+            "paulyops.file-processor"
+        ]
+    monkeypatch.setattr(bundled, "bundled_root", lambda: copy.parent)
+    (copy / "agent.py").write_text((copy / "agent.py").read_text() + "\n# edited\n")
+    with db.session() as session:
+        assert listing.search_agents(session, listing.SearchAgents()) == []
+        with pytest.raises(NotFoundError):
+            listing.agent_detail(session, "paulyops.file-processor")
