@@ -56,6 +56,13 @@ EXCEPTIONS: dict[str, str] = {
     '.venv/bin/paulyops db revision -m "add storage configs index" --rev-id 0003': (
         "a developer's command: it writes a migration file into the source tree"
     ),
+    "paulyops package checksums src/paulyops/bundled": (
+        "a developer's command: it writes CHECKSUMS into the source tree "
+        "(tests/bundled/test_bundled_loader.py runs it on a copy)"
+    ),
+    "paulyops package checksums src/paulyops/bundled --check": (
+        "a developer's command on the source tree (tests/bundled/test_bundled_loader.py)"
+    ),
     "paulyops setup --config /old/instance/configs/setup.json --dir /new/instance": (
         "placeholder paths of a move between two machines"
     ),

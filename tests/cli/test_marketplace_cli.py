@@ -124,7 +124,8 @@ def test_search_and_show_list_what_an_organization_sees(instance_root, db, tmp_p
     key, path = _key_file(tmp_path)
     assert run("trust", "add", str(path)).exit_code == 0
     _upload(db, org.id, signed_package(key))
-    assert "No agents match" in run("search").output
+    assert "No agents match" in run("search", "words").output
+    assert "acme.hello" not in run("search").output
     found = run("search", "words", "--org", "acme", "--json")
     assert found.exit_code == 0, found.output
     assert [a["id"] for a in json.loads(found.stdout)] == ["acme.hello"]
@@ -136,3 +137,14 @@ def test_search_and_show_list_what_an_organization_sees(instance_root, db, tmp_p
     assert missing.exit_code == 5
     bad = run("search", "--industry", "space")
     assert bad.exit_code == 3
+
+
+def test_search_and_show_list_the_bundled_agents_without_an_organization(instance_root, db):
+    """The bundled agents are instance-wide: `search` and `show` list them with their badge."""
+    found = run("search", "--json")
+    assert found.exit_code == 0, found.output
+    agents = {a["id"]: a for a in json.loads(found.stdout)}
+    assert agents["paulyops.file-processor"]["badge"] == "bundled"
+    shown = run("show", "paulyops.file-processor")
+    assert shown.exit_code == 0, shown.output
+    assert "Bundled with PaulyOps" in shown.output

@@ -1,4 +1,5 @@
-"""``paulyops package``: tools for agent authors: init, build, keygen, sign, verify, schema.
+"""``paulyops package``: tools for agent authors: init, build, keygen, sign, verify, schema,
+checksums.
 
 Installing agents into an organization is ``paulyops agents``; catalogs and trusted
 publishers are ``paulyops marketplace``. These commands work on files only and need no
@@ -202,6 +203,53 @@ def verify(
         raise typer.Exit(exit_code_of(PackageError("rejected")))
     if not as_json:
         console.print("[green]Package verified.[/]")
+
+
+@app.command()
+def checksums(
+    directory: Path = typer.Argument(
+        ..., metavar="DIR", help="an agent's source folder, or a folder of agent folders"
+    ),
+    check: bool = typer.Option(
+        False, "--check", help="write nothing; fail when a CHECKSUMS file is stale"
+    ),
+) -> None:
+    """Write the CHECKSUMS of an agent's source folder (e.g. a bundled agent after an edit).
+
+    Given a folder of agent folders (``src/paulyops/bundled``), does each of them.
+    """
+    from paulyops.services.marketplace.bundled import (
+        agent_folders,
+        stale_checksums,
+        write_checksums,
+    )
+    from paulyops.services.marketplace.manifest import MANIFEST_NAME
+
+    if (directory / MANIFEST_NAME).is_file():
+        folders = [directory]
+    elif directory.is_dir():
+        folders = agent_folders(directory)
+    else:
+        folders = []
+    if not folders:
+        raise ConfigError(f"{directory}: no {MANIFEST_NAME} here or in its subfolders")
+    stale = [folder for folder in folders if stale_checksums(folder)]
+    for folder in folders:
+        where = escape(str(folder / "CHECKSUMS"))
+        if folder not in stale:
+            console.print(f"  up to date  {where}", highlight=False)
+        elif check:
+            console.print(f"  [bold red]stale[/]       {where}", highlight=False)
+        else:
+            write_checksums(folder)
+            console.print(f"  written     {where}", highlight=False)
+    if check and stale:
+        err_console.print(
+            f"{len(stale)} CHECKSUMS file(s) are stale; run `paulyops package checksums "
+            f"{escape(str(directory))}`.",
+            highlight=False,
+        )
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,7 +24,7 @@ from paulyops.services.marketplace.manifest import (
 )
 from tests.services.marketplace.packages import manifest_text
 
-CATALOG = Path(__file__).resolve().parents[3] / "src" / "paulyops" / "data" / "catalog.yaml"
+BUNDLED = Path(__file__).resolve().parents[3] / "src" / "paulyops" / "bundled"
 
 
 def _with(text: str, **changes: str) -> str:
@@ -100,9 +100,11 @@ def test_not_toml_and_not_utf8_are_one_message_each() -> None:
 
 
 def test_every_catalog_class_and_media_type_is_in_the_vocabulary() -> None:
-    """The bundled catalog's `handles` all come from the one vocabulary (plus `other`)."""
-    catalog = yaml.safe_load(CATALOG.read_text(encoding="utf-8"))
-    for agent in catalog["agents"]:
+    """The bundled agents' `handles` (their manifests: the one source) use the vocabulary."""
+    manifests = sorted(BUNDLED.glob("*/manifest.toml"))
+    assert manifests
+    for path in manifests:
+        agent = tomllib.loads(path.read_text(encoding="utf-8"))
         for cls in agent["handles"]["documentClasses"]:
             assert cls in DOCUMENT_CLASSES, cls
         for media in agent["handles"]["mediaTypes"]:

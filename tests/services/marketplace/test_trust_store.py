@@ -181,8 +181,13 @@ def test_uploads_are_the_organizations_own(db):
     assert not _upload(db, acme.id, signed_package(key)).created
     with db.session() as session:
         mine = listing.search_agents(OrgScope(session, acme.id), listing.SearchAgents())
-        assert [a.badge for a in mine] == ["organization-local"]
-        assert listing.search_agents(OrgScope(session, other.id), listing.SearchAgents()) == []
+        # Bundled agents are every organization's; the upload is acme's only.
+        assert [(a.id, a.badge) for a in mine] == [
+            ("paulyops.file-processor", "bundled"),
+            ("acme.hello", "organization-local"),
+        ]
+        theirs = listing.search_agents(OrgScope(session, other.id), listing.SearchAgents())
+        assert [(a.id, a.badge) for a in theirs] == [("paulyops.file-processor", "bundled")]
         with pytest.raises(NotFoundError):
             listing.agent_detail(OrgScope(session, other.id), "acme.hello")
         with pytest.raises(NotFoundError):

@@ -205,3 +205,19 @@ def test_backup_of_an_empty_root_is_refused(tmp_path):
     with pytest.raises(NotFoundError, match="paulyops setup"):
         backup_config(tmp_path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_agents_json_says_which_default_agents_are_unavailable(tmp_path):
+    """configs/agents.json marks a default agent with no package as unavailable."""
+    spec = parse_spec(
+        {
+            "organization": {"name": "Acme", "industry": "other"},
+            "agents": {"defaultAgents": ["file-processor", "invoice-extractor"]},
+        }
+    )
+    write_artifacts(tmp_path, spec, result_for(), settings=bare_settings(tmp_path))
+    agents = json.loads((tmp_path / "configs/agents.json").read_text())
+    assert [(p["id"], p["status"]) for p in agents["packages"]] == [
+        ("paulyops.file-processor", "available"),
+        ("paulyops.invoice-extractor", "unavailable"),
+    ]

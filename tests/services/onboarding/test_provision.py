@@ -353,3 +353,26 @@ def test_conflict_check_ignores_secrets(db, tmp_path):
     again = provision(db, parse_spec(again_raw), context(tmp_path))
     assert again.organization_id == first.organization_id
     assert not again.created
+
+
+@pytest.mark.usefixtures("keyring")
+def test_default_agents_without_a_package_are_recorded_as_unavailable(db, tmp_path):
+    """A default agent with no package is recorded as unavailable, and nextSteps say so."""
+    spec = spec_of(agents={"defaultAgents": ["file-processor", "data-analyzer"]})
+    result = provision(db, spec, context(tmp_path))
+    steps = result.next_steps
+    assert (
+        "Default agents recorded: file-processor (installed when the agent marketplace is "
+        "enabled)" in steps
+    )
+    unavailable = [s for s in steps if "recorded as unavailable" in s]
+    assert len(unavailable) == 1
+    assert unavailable[0].endswith(": data-analyzer")
+    assert "file-processor" not in unavailable[0]
+    with db.session() as session:
+        config = session.scalars(select(AgentConfig)).one()
+        row = session.scalars(select(AuditLog).where(AuditLog.action == "agents.configured")).one()
+    assert config.default_agents == ["paulyops.file-processor", "paulyops.data-analyzer"]
+    assert row.changes["unavailable"] == ["paulyops.data-analyzer"]
+    described = provisioning.describe(spec)
+    assert described["unavailableAgents"] == ["paulyops.data-analyzer"]

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, TypeAdapter
 
-from paulyops.core.errors import SpecValidationError
+from paulyops.core.errors import ConfigError, SpecValidationError
 from paulyops.core.settings import load_settings
 from paulyops.services.onboarding import (
     apply_template,
@@ -106,14 +106,66 @@ def test_presets_exist_for_every_compliance_level() -> None:
 
 
 def test_catalog_maps_short_names_to_paulyops_ids() -> None:
-    """Each catalog agent's id is paulyops.<name> and says what it handles."""
+    """Each catalog agent's id is paulyops.<name>; a packaged one says what it handles.
+
+    ``handles`` comes from the bundled manifest (the one source); an agent with no
+    package yet is ``unavailable`` and handles nothing.
+    """
     catalog = load_catalog()
     for agent in catalog.agents:
         assert agent.id == f"paulyops.{agent.name}"
-        assert agent.handles.media_types
-        assert agent.handles.document_classes
+        if agent.available:
+            assert agent.handles is not None
+            assert agent.handles.media_types
+            assert agent.handles.document_classes
+        else:
+            assert agent.status == "unavailable"
+            assert agent.handles is None
     for name in ("file-processor", "invoice-extractor", "medical-records-redactor"):
         assert name in catalog.names
+
+
+def test_catalog_handles_are_the_bundled_manifests() -> None:
+    """A packaged agent's `handles` are exactly its manifest's; catalog.yaml has none."""
+    from paulyops.services.marketplace.bundled import trusted_agents
+
+    raw = yaml.safe_load(DATA.joinpath("catalog.yaml").read_text(encoding="utf-8"))
+    assert all("handles" not in entry for entry in raw["agents"])
+    catalog = load_catalog()
+    packaged = trusted_agents()
+    assert packaged
+    for package in packaged:
+        assert package.manifest is not None
+        agent = catalog.get(package.manifest.id.removeprefix("paulyops."))
+        assert agent is not None
+        assert agent.available
+        assert agent.handles is not None
+        assert agent.handles.media_types == package.manifest.handles.media_types
+        assert agent.handles.document_classes == package.manifest.handles.document_classes
+    by_status = {a.name: a.status for a in catalog.agents}
+    assert by_status["file-processor"] == "bundled"
+    assert by_status["invoice-extractor"] == "unavailable"
+
+
+def test_catalog_and_bundled_packages_must_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Marking a packaged agent unavailable, or listing one without a package, is refused."""
+    from paulyops.services.onboarding import templates
+
+    raw = yaml.safe_load(DATA.joinpath("catalog.yaml").read_text(encoding="utf-8"))
+    entries = raw["agents"]
+    marked = [
+        {**e, "status": "unavailable"} if e["name"] == "file-processor" else e for e in entries
+    ]
+    with pytest.raises(ConfigError, match="file-processor unavailable, but its bundled package"):
+        templates._with_packages(Catalog.model_validate({"agents": marked}))
+    unmarked = [{k: v for k, v in e.items() if k != "status"} for e in entries]
+    with pytest.raises(ConfigError, match=r"no bundled package paulyops\.data-analyzer"):
+        templates._with_packages(Catalog.model_validate({"agents": unmarked}))
+    without = [e for e in entries if e["name"] != "file-processor"]
+    with pytest.raises(
+        ConfigError, match=r"does not list the bundled agents paulyops\.file-processor"
+    ):
+        templates._with_packages(Catalog.model_validate({"agents": without}))
 
 
 @pytest.mark.parametrize("industry", sorted(load_templates()))
@@ -369,3 +421,14 @@ def test_filled_value_that_breaks_the_preset_is_skipped() -> None:
     spec = parse_spec(minimal("other", complianceLevel="enterprise"), instance_defaults=instance)
     assert spec.security.data_retention == 2555
     assert spec.security.audit_logging is True
+
+
+def test_setup_choices_say_which_agents_are_not_available_yet() -> None:
+    """The wizards' agent choices mark an agent with no package; a packaged one is plain."""
+    from paulyops.services.onboarding.presentation import UNAVAILABLE_NOTE, choices
+
+    by_value = {c.value: c for c in choices("agents.defaultAgents")}
+    assert by_value["file-processor"].label == "File processor"
+    assert UNAVAILABLE_NOTE not in (by_value["file-processor"].description or "")
+    assert by_value["data-analyzer"].label == "Data analyzer (not available yet)"
+    assert (by_value["data-analyzer"].description or "").endswith(UNAVAILABLE_NOTE)

@@ -136,7 +136,8 @@ def test_another_organizations_packages_are_not_found(client, two_orgs):
     assert upload(client, headers, signed_package(key)).status_code == 201
     sign_in(client, other.id, other.members["Owner"])
     assert client.get(f"{AGENTS}/acme.hello").status_code == 404
-    assert client.get(AGENTS).json() == []
+    # Only the bundled agents (every organization's) are listed, never acme's upload.
+    assert [a["id"] for a in client.get(AGENTS).json()] == ["paulyops.file-processor"]
 
 
 def test_missing_csrf_is_refused_and_nothing_is_stored(client, two_orgs):
@@ -348,4 +349,28 @@ def test_a_script_uploads_with_an_api_token_and_no_csrf(client, two_orgs):
     ci = {"Authorization": f"Bearer {issued['ci']}"}
     answer = upload(client, ci, signed_package(key))
     assert answer.status_code == 201, answer.text
-    assert [a["id"] for a in client.get(AGENTS, headers=reader).json()] == ["acme.hello"]
+    assert [a["id"] for a in client.get(AGENTS, headers=reader).json()] == [
+        "paulyops.file-processor",
+        "acme.hello",
+    ]
+
+
+def test_bundled_agents_are_listed_for_every_organization_with_their_badge(client, two_orgs):
+    """Bundled agents come from the distribution: every organization sees them, trusted."""
+    acme, other, _key = two_orgs
+    for org in (acme, other):
+        sign_in(client, org.id, org.members["Viewer"])
+        listed = {a["id"]: a for a in client.get(AGENTS).json()}
+        assert listed["paulyops.file-processor"]["badge"] == "bundled"
+        assert listed["paulyops.file-processor"]["signatureState"] == "bundled"
+        assert listed["paulyops.file-processor"]["publisher"] == "paulyops"
+    detail = client.get(f"{AGENTS}/paulyops.file-processor").json()
+    assert detail["badgeLabel"] == "Bundled with PaulyOps"
+    assert detail["mediaTypes"] == ["*/*"]
+    assert detail["documentClasses"] == ["generic"]
+    assert detail["keyId"] is None
+    assert [(v["version"], v["source"]) for v in detail["allVersions"]] == [("0.1.0", "bundled")]
+    found = client.get(AGENTS, params={"publisher": "paulyops"}).json()
+    assert [a["id"] for a in found] == ["paulyops.file-processor"]
+    # Nothing of it is stored: bundled agents are read from the distribution.
+    assert stored_count(client.app.state.instance.db) == 0

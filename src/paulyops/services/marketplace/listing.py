@@ -11,13 +11,16 @@ from where it came from and how it was verified, never from the instance's URL:
   unsigned-package mode.
 
 Trust is read live: a version whose key or version was revoked since it was stored is
-marked ``revoked`` with the reason.
+marked ``revoked`` with the reason. Bundled agents are read from the distribution
+(:mod:`~paulyops.services.marketplace.bundled`) at each listing, checked like any package,
+and shown to every organization; a modified one (its files no longer match its
+``CHECKSUMS``) is left out, never shown as trusted.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from packaging.version import InvalidVersion, Version
@@ -30,7 +33,9 @@ from paulyops.core.db.models import AgentPackage, PackageRevocation
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import NotFoundError
 from paulyops.services.commands import Command
+from paulyops.services.marketplace.bundled import BundledAgent, trusted_agents
 from paulyops.services.marketplace.capabilities import describe, is_capability
+from paulyops.services.marketplace.integrity import CHECKSUMS_NAME
 from paulyops.services.onboarding.spec import Industry
 
 Badge = Literal["bundled", "verified-publisher", "organization-local", "unsigned-allowed"]
@@ -193,12 +198,39 @@ def _version_view(
     )
 
 
+def _bundled_row(agent: BundledAgent) -> AgentPackage:
+    """Return a bundled agent as an unsaved package row (read here, never stored)."""
+    manifest = agent.manifest
+    assert manifest is not None  # only trusted agents come here
+    committed = agent.folder / CHECKSUMS_NAME
+    return AgentPackage(
+        organization_id=None,
+        agent_id=manifest.id,
+        version=manifest.version,
+        name=manifest.name,
+        publisher=manifest.publisher,
+        manifest=manifest.model_dump(mode="json", by_alias=True),
+        source="bundled",
+        sha256=agent.sha256,
+        checksums_sha256=agent.report.checksums_sha256,
+        size=len(agent.archive),
+        signature_state="bundled",
+        key_id=None,
+        key_fingerprint=None,
+        created_at=datetime.fromtimestamp(committed.stat().st_mtime, UTC),
+    )
+
+
 def _grouped(visible: OrgScope | Session) -> dict[str, list[tuple[AgentPackage, VersionView]]]:
     session = visible.session if isinstance(visible, OrgScope) else visible
     keys, versions = _revocations(session)
     groups: dict[str, list[tuple[AgentPackage, VersionView]]] = defaultdict(list)
     for row in _visible_rows(visible):
         groups[row.agent_id].append((row, _version_view(row, keys, versions)))
+    for agent in trusted_agents():
+        row = _bundled_row(agent)
+        if all(other.version != row.version for other, _view in groups[row.agent_id]):
+            groups[row.agent_id].append((row, _version_view(row, keys, versions)))
     for items in groups.values():
         items.sort(key=lambda item: _sort_key(item[0].version), reverse=True)
     return groups

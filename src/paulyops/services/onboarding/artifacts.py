@@ -308,7 +308,12 @@ def _config_files(spec: SetupSpec, result: ProvisionResult | None) -> dict[str, 
         "organizationId": org_id,
         **wire["agents"],
         "packages": [
-            {"name": agent.name, "id": agent.id, "title": agent.title}
+            {
+                "name": agent.name,
+                "id": agent.id,
+                "title": agent.title,
+                "status": "available" if agent.available else "unavailable",
+            }
             for name in spec.agents.default_agents
             if (agent := catalog.get(name)) is not None
         ],

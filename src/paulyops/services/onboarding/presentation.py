@@ -90,6 +90,8 @@ CHOICE_FIELDS: Final[Mapping[str, type[StrEnum]]] = {
     "security.encryptionLevel": EncryptionLevel,
 }
 AGENTS_FIELD: Final = "agents.defaultAgents"
+# What the wizards say of a catalog agent whose package does not exist yet.
+UNAVAILABLE_NOTE: Final = "Not available yet: its package does not exist, so it is recorded only."
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,14 @@ def choices(field: str) -> list[Choice]:
         KeyError: ``field`` is not a choice field.
     """
     if field == AGENTS_FIELD:
-        return [Choice(a.name, a.title, a.description) for a in load_catalog().agents]
+        return [
+            Choice(
+                a.name,
+                a.title if a.available else f"{a.title} (not available yet)",
+                a.description if a.available else f"{a.description} {UNAVAILABLE_NOTE}",
+            )
+            for a in load_catalog().agents
+        ]
     enum = CHOICE_FIELDS[field]
     labels = CHOICE_LABELS[enum]
     notes: Mapping[str, str] = {}

@@ -56,6 +56,7 @@ from paulyops.services.auth import accounts, links, rbac, tokens
 from paulyops.services.auth.permissions import OWNER, role_templates
 from paulyops.services.onboarding.firstrun import consume_setup_tokens
 from paulyops.services.onboarding.spec import SECRET_FIELDS, SetupSpec
+from paulyops.services.onboarding.templates import load_catalog
 
 # A fixed advisory-lock key for provisioning ("PROVISIO" in ASCII).
 PROVISION_LOCK_KEY = 0x50524F564953494F
@@ -319,7 +320,13 @@ def _create(
     )
     session.flush()
     record(
-        "agents.configured", "agent_config", agents.id, {"default_agents": agents.default_agents}
+        "agents.configured",
+        "agent_config",
+        agents.id,
+        {
+            "default_agents": agents.default_agents,
+            "unavailable": load_catalog().unavailable_ids(spec.agents.default_agents),
+        },
     )
     if ctx.setup_token_id is not None:
         tokens.consume_setup_token(session, ctx.setup_token_id, org.id, ctx.data_dir)
@@ -495,11 +502,19 @@ def _next_steps(
             "Optional: set REDIS_URL (and DATABASE_URL for PostgreSQL) to run several server "
             "processes; the embedded defaults serve one machine"
         )
-    if spec.agents.default_agents:
+    catalog = load_catalog()
+    ready = [n for n in spec.agents.default_agents if (a := catalog.get(n)) and a.available]
+    missing = [n for n in spec.agents.default_agents if n not in ready]
+    if ready:
         steps.append(
             "Default agents recorded: "
-            + ", ".join(spec.agents.default_agents)
+            + ", ".join(ready)
             + " (installed when the agent marketplace is enabled)"
+        )
+    if missing:
+        steps.append(
+            "Default agents recorded as unavailable (their package does not exist yet, so "
+            "nothing runs them): " + ", ".join(missing)
         )
     steps.append(f"Access your PaulyOps dashboard at {ctx.public_url}")
     return steps
@@ -516,6 +531,7 @@ def describe(spec: SetupSpec) -> dict[str, Any]:
         ],
         "security": _security_summary(spec),
         "agents": spec.agents.default_agent_ids,
+        "unavailableAgents": load_catalog().unavailable_ids(spec.agents.default_agents),
         "specHash": spec.canonical_hash(),
         "spec": json.loads(json.dumps(spec.to_wire())),
     }

@@ -105,20 +105,35 @@ class AgentHandles(_DataModel):
         return self
 
 
+CatalogStatus = Literal["bundled", "modified", "unavailable"]
+
+
 class CatalogAgent(_DataModel):
-    """One first-party agent: its short name, package id and what it handles."""
+    """One first-party agent: its short name, package id and whether its package exists.
+
+    ``handles`` is not written in ``catalog.yaml``: :func:`load_catalog` fills it from the
+    agent's bundled manifest (the one source of it). ``status`` is ``unavailable`` for an
+    agent with no package yet, and becomes ``modified`` when the bundled package failed
+    its checks at load (never used as trusted).
+    """
 
     name: str = Field(pattern=AGENT_NAME_PATTERN, max_length=60)
     id: str
     title: str = Field(min_length=1, max_length=60)
     description: str = Field(min_length=1, max_length=120, pattern=r"^[^\n]+$")
-    handles: AgentHandles
+    status: CatalogStatus = "bundled"
+    handles: AgentHandles | None = None
 
     @model_validator(mode="after")
     def _check_id(self) -> CatalogAgent:
         if self.id != AGENT_ID_PREFIX + self.name:
             raise ValueError(f"expected id {AGENT_ID_PREFIX + self.name!r}, got {self.id!r}")
         return self
+
+    @property
+    def available(self) -> bool:
+        """Whether the agent's package exists and passed its checks."""
+        return self.status == "bundled"
 
 
 class Catalog(_DataModel):
@@ -142,6 +157,10 @@ class Catalog(_DataModel):
     def get(self, name: str) -> CatalogAgent | None:
         """Return the agent called ``name``, or None."""
         return next((agent for agent in self.agents if agent.name == name), None)
+
+    def unavailable_ids(self, names: list[str]) -> list[str]:
+        """Return the package ids among ``names`` whose package is not available."""
+        return [agent.id for n in names if (agent := self.get(n)) and not agent.available]
 
 
 # --- industry templates ------------------------------------------------------------------
@@ -397,14 +416,52 @@ def _names_in(folder: str) -> list[str]:
     )
 
 
+def _with_packages(catalog: Catalog) -> Catalog:
+    """Return ``catalog`` with each agent's ``handles`` and state from its bundled package."""
+    # Imported here: the marketplace's manifest model imports the onboarding vocabulary.
+    from paulyops.services.marketplace.bundled import load_all
+
+    packages = {a.manifest.id: a for a in load_all() if a.manifest is not None}
+    listed = {agent.id for agent in catalog.agents}
+    stray = sorted(set(packages) - listed)
+    if stray:
+        raise ConfigError(f"data/catalog.yaml does not list the bundled agents {', '.join(stray)}")
+    agents = []
+    for agent in catalog.agents:
+        package = packages.get(agent.id)
+        if agent.status == "unavailable":
+            if package is not None:
+                raise ConfigError(
+                    f"data/catalog.yaml marks {agent.name} unavailable, but its bundled "
+                    f"package exists: remove its 'status: unavailable'"
+                )
+            agents.append(agent)
+            continue
+        if package is None:
+            raise ConfigError(
+                f"data/catalog.yaml lists {agent.name} as packaged, but there is no "
+                f"bundled package {agent.id}: mark it 'status: unavailable'"
+            )
+        if not package.is_trusted or package.manifest is None:
+            agents.append(agent.model_copy(update={"status": "modified"}))
+            continue
+        handles = AgentHandles.model_validate(
+            package.manifest.handles.model_dump(mode="json", by_alias=True)
+        )
+        agents.append(agent.model_copy(update={"handles": handles}))
+    return Catalog(agents=agents)
+
+
 @functools.cache
 def load_catalog() -> Catalog:
-    """Return the bundled agent catalog.
+    """Return the first-party agent catalog, with what each bundled package handles.
 
     Raises:
-        ConfigError: the packaged file is missing or malformed.
+        ConfigError: the packaged file is missing or malformed, or it disagrees with the
+            bundled packages (an agent marked unavailable has a package, or one not
+            marked has none).
     """
-    return _load(Catalog, "catalog.yaml")
+    return _with_packages(_load(Catalog, "catalog.yaml"))
 
 
 @functools.cache

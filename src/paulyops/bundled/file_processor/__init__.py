@@ -1,0 +1,1 @@
+"""The file processor: text, metadata and media type of every new file."""
