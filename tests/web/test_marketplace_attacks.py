@@ -27,7 +27,7 @@ from paulyops.services.marketplace.build import assemble
 from paulyops.services.marketplace.validate import validate_package
 from paulyops.web.api.marketplace import BODY_LIMITS, UPLOAD_PATH
 from tests.services.marketplace.packages import Raw, agent_files, raw_zip, signed_package
-from tests.web.test_marketplace_api import AGENTS, sign_in, stored_count, trust_key, upload
+from tests.web.api.test_marketplace_api import AGENTS, sign_in, stored_count, trust_key, upload
 
 POLICY = "/api/marketplace/policy"
 CONSOLE_UPLOAD = "/console/marketplace/upload"
@@ -130,7 +130,9 @@ def test_an_api_token_of_one_organization_never_reaches_the_other(client, two_or
     client.cookies.clear()
     token = _token(db, acme, "Owner", ["marketplace:read", "marketplace:manage"])
     assert client.get(f"{AGENTS}/acme.secret", headers=token).status_code == 404
-    assert client.get(AGENTS, headers=token).json() == []
+    assert [a["id"] for a in client.get(AGENTS, headers=token).json()] == [
+        "paulyops.file-processor"
+    ]
     assert client.put(POLICY, json={"allowUnsigned": True}, headers=token).status_code == 200
     assert _policy_of(db, other.id) is False
 

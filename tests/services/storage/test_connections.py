@@ -14,9 +14,9 @@ from paulyops.core.errors import ConflictError
 from paulyops.core.security.crypto import KeyRing
 from paulyops.core.security.fields import bind_keyring, read_secret_json
 from paulyops.core.settings import decode_key, new_encryption_key
+from paulyops.core.vocabulary import RETENTION_MAX_DAYS
 from paulyops.services.actor import Actor
 from paulyops.services.commands import CommandError, parse
-from paulyops.services.onboarding.spec import RETENTION_MAX_DAYS
 from paulyops.services.storage import connections
 from paulyops.services.storage.connections import AddStorage
 from tests.factories import make_org
