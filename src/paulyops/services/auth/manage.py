@@ -33,7 +33,7 @@ from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
 from paulyops.services.auth import passwords, rbac, sessions, tokens
 from paulyops.services.auth.passwords import PasswordChange, PasswordReset, reset_password
-from paulyops.services.auth.permissions import RbacModel
+from paulyops.services.auth.permissions import TOKEN_PLATFORM_PERMISSIONS, RbacModel
 from paulyops.services.auth.signin import revoke_own_session, sign_out, switch_organization
 from paulyops.services.auth.users import create_user
 
@@ -81,23 +81,30 @@ def create_token(
     permissions: Iterable[str],
     expires_at: datetime | None,
     actor: Actor,
+    platform_permissions: frozenset[str] = frozenset(),
 ) -> tokens.IssuedToken:
     """Create an API token for the grant's user in its organization.
 
     The token may hold only permissions the user holds through their own role: a
     delegated permission would outlive its delegation inside the token.
 
+    Args:
+        platform_permissions: the caller's instance-wide permissions; of these, the
+            read-only monitoring ones (``metrics:read``, ``health:read``) may go on the
+            token too, so a platform administrator can make a scraper's token.
+
     Raises:
         PermissionDeniedError: a permission the user lacks or holds only by delegation.
     """
     wanted = list(permissions)
-    rbac.refuse_ungrantable(grant, wanted, "a token")
+    extra = frozenset(wanted) & platform_permissions & TOKEN_PLATFORM_PERMISSIONS
+    rbac.refuse_ungrantable(grant, [p for p in wanted if p not in extra], "a token")
     issued = tokens.create_api_token(
         scope,
         user_id=grant.user_id,
         name=name,
         permissions=wanted,
-        holder_permissions=grant.grantable,
+        holder_permissions=grant.grantable | extra,
         expires_at=expires_at,
     )
     actors.record(

@@ -386,6 +386,7 @@ def create_token(
         permissions=body.permissions,
         expires_at=body.expires_at,
         actor=principal.actor(address),
+        platform_permissions=principal.permissions,
     )
     base = TokenOut.model_validate(issued.row, from_attributes=True)
     return NewTokenOut(**base.model_dump(), token=issued.secret)
