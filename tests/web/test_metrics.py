@@ -261,7 +261,7 @@ def test_dashboard_and_alerts_name_only_exported_series(client):
     assert not early, f"exported now, move their rules out of {NOT_EXPORTED_GROUP}: {early}"
 
 
-def test_alert_rules_cover_the_issue(client):
+def test_alert_rules_cover_the_issue():
     """The rules cover health, 5xx, latency, pool, Redis, rate limits, quarantine and queue."""
     names = {rule["alert"] for group in _alert_groups() for rule in group["rules"]}
     assert {
