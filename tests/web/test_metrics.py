@@ -279,3 +279,38 @@ def test_alert_rules_cover_the_issue():
         for rule in group["rules"]:
             assert rule["labels"]["severity"] in {"warning", "critical"}
             assert rule["annotations"]["summary"]
+
+
+def test_cli_makes_a_scraper_token_for_a_platform_admin_only(tmp_path, db_url, monkeypatch):
+    """``paulyops token create --permission metrics:read`` works for platform admins only,
+    and the token it prints scrapes /metrics from afar."""
+    from typer.testing import CliRunner
+
+    from paulyops.cli.main import app as cli
+    from paulyops.core.settings import write_env_values
+    from tests.conftest import fresh_secrets
+
+    secrets = fresh_secrets()
+    write_env_values(tmp_path / ".env.local", secrets)
+    for name, value in {"PAULYOPS_HOME": str(tmp_path), "PAULYOPS_ENV": "test"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    settings = make_settings(tmp_path, DATABASE_URL=db_url, **secrets)
+    app = create_app(settings)
+    with TestClient(app, base_url="http://203.0.113.9", client=REMOTE) as remote:
+        assert app.state.instance.ready.wait(20)
+        org = make_org(app.state.instance.db, "acme")
+
+        def create(email: str):
+            args = ["token", "create", "--org", org.id, "--user", email, "--name", "prometheus"]
+            return CliRunner().invoke(cli, [*args, "--permission", "metrics:read", "--quiet"])
+
+        refused = create(org.emails["Owner"])
+        assert refused.exit_code != 0
+        assert "metrics:read" in refused.output
+        _make_platform_admin(remote, org.members["Owner"])
+        made = create(org.emails["Owner"])
+        assert made.exit_code == 0, made.output
+        secret = made.stdout.strip()
+        scraped = remote.get("/metrics", headers={"Authorization": f"Bearer {secret}"})
+    assert scraped.status_code == 200

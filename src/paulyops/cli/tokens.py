@@ -54,6 +54,7 @@ def create(
     from paulyops.core.db.scoped import OrgScope
     from paulyops.services.actor import CLI
     from paulyops.services.auth import accounts, manage, rbac
+    from paulyops.services.auth.permissions import PLATFORM_PERMISSIONS
 
     expires_at = utcnow() + timedelta(days=expires_days) if expires_days else None
     settings = read_settings(generate_secrets=False)
@@ -75,6 +76,11 @@ def create(
                 permissions=permission,
                 expires_at=expires_at,
                 actor=CLI,
+                # A platform administrator's token may carry metrics:read and health:read
+                # (a Prometheus scraper's token); nobody else's.
+                platform_permissions=PLATFORM_PERMISSIONS
+                if holder.is_platform_admin
+                else frozenset(),
             )
         except PermissionDeniedError as err:
             # The service speaks to a signed-in holder ("you lack"); here the
