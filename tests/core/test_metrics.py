@@ -179,6 +179,9 @@ def test_instance_collector_reads_the_pool_and_the_health_report(db: Database):
     parsed = _parse(text)
     assert parsed[("paulyops_db_pool_checked_out", ())] >= 1
     assert parsed[("paulyops_db_pool_size", ())] >= 1
+    # The ceiling is what the pool really opens: on SQLite its own, not PAULYOPS_DB_POOL_MAX.
+    expected = 50 if db.dialect == "sqlite" else 10
+    assert parsed[("paulyops_db_pool_max", ())] == expected
     assert ("paulyops_db_errors_total", ()) in parsed
     assert parsed[("paulyops_health_status", (("status", "degraded"),))] == 1
     assert parsed[("paulyops_health_status", (("status", "healthy"),))] == 0

@@ -196,13 +196,19 @@ def _pool_metrics(database: Database) -> Iterator[Metric]:
     details = database.pool_details()
     numbers = (
         ("paulyops_db_pool_size", "Connections the pool keeps open", "size"),
-        ("paulyops_db_pool_max", "The most connections the pool opens at once", "max"),
         ("paulyops_db_pool_checked_out", "Connections in use by requests and jobs", "in_use"),
         ("paulyops_db_pool_overflow", "Connections open beyond the pool size", "overflow"),
     )
     for name, text, key in numbers:
         if key in details:
             yield GaugeMetricFamily(name, text, value=float(details[key]))
+    ceiling = database.pool_ceiling
+    if ceiling is not None:
+        yield GaugeMetricFamily(
+            "paulyops_db_pool_max",
+            "The most connections the pool opens at once (size plus overflow)",
+            value=float(ceiling),
+        )
     yield CounterMetricFamily(
         "paulyops_db_errors",
         "Database errors seen by this process (failed connects and statements)",
