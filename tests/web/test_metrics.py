@@ -314,3 +314,26 @@ def test_cli_makes_a_scraper_token_for_a_platform_admin_only(tmp_path, db_url, m
         secret = made.stdout.strip()
         scraped = remote.get("/metrics", headers={"Authorization": f"Bearer {secret}"})
     assert scraped.status_code == 200
+
+
+def test_standalone_middleware_counts_by_template():
+    """MetricsMiddleware on a plain Starlette app labels by the matched route's template."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from paulyops.core import metrics
+    from paulyops.web.metrics import MetricsMiddleware
+
+    async def item(request):
+        return PlainTextResponse(request.path_params["item_id"])
+
+    app = Starlette(routes=[Route("/standalone/{item_id}", item)])
+    app.add_middleware(MetricsMiddleware)
+    labels = {"method": "GET", "route": "/standalone/{item_id}", "status": "200"}
+    before = metrics.REGISTRY.get_sample_value("paulyops_http_requests_total", labels) or 0
+    with TestClient(app) as plain:
+        assert plain.get("/standalone/abc").text == "abc"
+        assert plain.get("/standalone/def").status_code == 200
+    assert metrics.REGISTRY.get_sample_value("paulyops_http_requests_total", labels) == before + 2
+    assert "/standalone/abc" not in metrics.render().decode()

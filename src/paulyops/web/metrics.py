@@ -1,4 +1,4 @@
-"""ASGI middleware counting requests by route template and status, with their latency."""
+"""HTTP request metrics: counts by route template and status, with their latency."""
 
 from __future__ import annotations
 
@@ -44,40 +44,25 @@ def route_template(scope: Scope) -> str:
     return path if isinstance(path, str) and path else UNMATCHED
 
 
-class MetricsMiddleware:
-    """Count every HTTP request and observe its duration, labelled by route template.
+class RequestMetrics:
+    """Count each HTTP request and observe its duration, labelled by route template.
 
     A successful answer (below 400) of a route that belongs to a product feature also
     counts one use of that feature (``paulyops_feature_usage_total``): per feature, never
-    per person. Cheap on purpose: dictionary lookups and two or three updates per request.
+    per person. :class:`~paulyops.web.middleware.CorrelationIdMiddleware` calls
+    :meth:`observe` with the status and duration it measures anyway, so metrics add no
+    ASGI layer of their own; :class:`MetricsMiddleware` is the same as a middleware.
+    Cheap on purpose: dictionary lookups and two or three counter updates per request.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self) -> None:
         # Children are cached per label tuple: ``labels()`` takes a lock and builds a key.
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._histograms: dict[tuple[str, str], Any] = {}
         self._features: dict[str, Any] = {}  # a counter child, or None: not a feature
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            self._observe(scope, status, time.perf_counter() - start)
-
-    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+    def observe(self, scope: Scope, status: int, seconds: float) -> None:
+        """Record one answered request of ``scope``."""
         method = scope.get("method", "GET")
         if method not in _METHODS:
             method = "other"
@@ -106,4 +91,30 @@ class MetricsMiddleware:
             child.inc()
 
 
-__all__ = ["UNMATCHED", "MetricsMiddleware", "feature_of", "route_template"]
+class MetricsMiddleware:
+    """:class:`RequestMetrics` as an ASGI middleware of its own (for apps without ours)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.recorder = RequestMetrics()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            self.recorder.observe(scope, status, time.perf_counter() - start)
+
+
+__all__ = ["UNMATCHED", "MetricsMiddleware", "RequestMetrics", "feature_of", "route_template"]
