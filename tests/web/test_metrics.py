@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from paulyops.core.settings import Settings
 from paulyops.web.app import create_app
-from tests.conftest import make_settings
+from tests.conftest import NO_REDIS, REDIS_URL, make_settings
 from tests.factories import PASSWORD, make_org
 
 REPO = Path(__file__).resolve().parents[2]
@@ -337,3 +338,55 @@ def test_standalone_middleware_counts_by_template():
         assert plain.get("/standalone/def").status_code == 200
     assert metrics.REGISTRY.get_sample_value("paulyops_http_requests_total", labels) == before + 2
     assert "/standalone/abc" not in metrics.render().decode()
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(REDIS_URL is None, reason=NO_REDIS)
+def test_several_workers_scrape_the_sum_of_all(tmp_path):
+    """Under ``serve --workers 2`` every scrape, whichever worker answers, sums both.
+
+    Many keep-alive-free requests spread over both workers; each scrape must count them
+    all (a single worker's own numbers would fall short), and the multiprocess directory
+    is private to the server.
+    """
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.support.server import ServerProcess, free_port, server_env
+
+    assert REDIS_URL is not None
+    port = free_port()
+    root = tmp_path / "instance"
+    root.mkdir()
+    log_path = root / "server.log"
+    command = [sys.executable, "-m", "paulyops.cli.main", "serve", "--workers", "2"]
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(  # the test's own interpreter, fixed arguments
+            [*command, "--port", str(port)],
+            cwd=root,
+            env=server_env(root, port, {"REDIS_URL": REDIS_URL}),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = ServerProcess(proc, port, log_path)
+    try:
+        server.wait_live()
+        requests = 40
+        for _ in range(requests):  # a new connection each: the kernel spreads them
+            httpx.get(f"{server.url}/api/livez", timeout=10)
+        for _ in range(6):
+            scrape = httpx.get(f"{server.url}/metrics", timeout=10)
+            assert scrape.status_code == 200, scrape.text
+            livez = _value(
+                scrape.text, "paulyops_http_requests_total", route="/api/livez", status="200"
+            )
+            assert livez >= requests + 1  # wait_live's probe, and every request since
+        directory = root / "data" / "metrics-multiproc"
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        pids = {path.name.rsplit("_", 1)[-1] for path in directory.glob("*.db")}
+        assert len(pids) >= 2, f"expected files of both workers, got {sorted(pids)}"
+    finally:
+        server.kill()
