@@ -76,6 +76,10 @@ def serve(
         db.connect(attempts=10)
         migrate.upgrade_if_behind(db)
         db.close()
+        from paulyops.core.metrics import prepare_multiprocess_dir
+
+        # Each worker counts into its own files there; /metrics sums them (core/metrics).
+        prepare_multiprocess_dir(settings.data_dir)
         _run_until_terminated(
             "paulyops.web.app:create_app_from_env",
             factory=True,

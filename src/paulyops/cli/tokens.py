@@ -77,7 +77,13 @@ def create(
         holder = holder_email(session, user)
         try:
             issued = tokens.create_token(
-                OrgScope(session, organization.id), grant=grant, command=command, actor=CLI
+                OrgScope(session, organization.id),
+                grant=grant,
+                command=command,
+                actor=CLI,
+                # A platform administrator's token may carry metrics:read and health:read
+                # (a Prometheus scraper's token); nobody else's.
+                platform_permissions=tokens.platform_permissions_of(session, grant.user_id),
             )
         except PermissionDeniedError as err:
             # The service speaks to a signed-in holder ("you lack"); here the

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from paulyops.core import metrics as prometheus
 from paulyops.core.errors import ServiceUnavailableError
 from paulyops.core.logging import get_logger, redact_text, security_event
 
@@ -241,15 +242,19 @@ class RedisKV:
         if not probe and self.is_failing_fast:
             with self.metrics.lock:
                 self.metrics.errors += 1  # refused without asking Redis: still a failure
+            prometheus.count_redis_error()
             raise KVUnavailableError("shared state (Redis) is unreachable; try again shortly")
+        start = time.perf_counter()
         try:
             result = func()
         except self.redis_errors as err:
             self._down_until = time.monotonic() + self.down_for
             self._record_error(err)
+            prometheus.count_redis_error()
             raise KVUnavailableError(
                 "shared state (Redis) is unreachable; try again shortly"
             ) from err
+        prometheus.observe_redis(time.perf_counter() - start)
         self._down_until = -math.inf
         with self.metrics.lock:
             self.metrics.commands += 1

@@ -671,8 +671,26 @@ def audit_event(action: str, *, outcome: str = "success", **fields: Any) -> None
 
 
 def business_metric(name: str, value: float = 1, **fields: Any) -> None:
-    """Log a business metric (e.g. ``organization.provisioned``) for analytics."""
+    """Log a business metric (e.g. ``organization.provisioned``) and count it for Prometheus.
+
+    The Prometheus series ``paulyops_business_events_total`` is labelled by ``name``
+    only: ``fields`` go to the log line, never into a label (no person, no organization).
+    """
+    from paulyops.core import metrics  # prometheus-client loads only where metrics happen
+
+    metrics.count_business_event(name, value)
     get_logger("paulyops.metrics").info("business_metric", metric=name, value=value, **fields)
+
+
+def feature_used(feature: str) -> None:
+    """Count one use of a product feature (the brief's feature usage tracking).
+
+    Counted per feature name (``paulyops_feature_usage_total{feature=...}``), never per
+    person: nothing about who used it is kept. Not logged: it may run on every request.
+    """
+    from paulyops.core import metrics
+
+    metrics.count_feature_use(feature)
 
 
 def webhook_alert_hook(url: str, *, timeout: float = 3.0) -> AlertHook:
@@ -707,6 +725,7 @@ __all__ = [
     "carry_context",
     "configure_logging",
     "correlation_scope",
+    "feature_used",
     "flush_logs",
     "get_correlation_id",
     "get_logger",

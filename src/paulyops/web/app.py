@@ -26,11 +26,13 @@ from paulyops.web.api import auth as auth_api
 from paulyops.web.api import health
 from paulyops.web.api import invitations as invitations_api
 from paulyops.web.api import marketplace as marketplace_api
+from paulyops.web.api import metrics as metrics_api
 from paulyops.web.api import onboarding as onboarding_api
 from paulyops.web.api import ratelimits as ratelimits_api
 from paulyops.web.errors import ErrorOut, install_error_handlers
 from paulyops.web.forwarded import install_forwarded_headers
 from paulyops.web.limits import BodyLimitMiddleware, install_security_headers
+from paulyops.web.metrics import RequestMetrics
 from paulyops.web.middleware import CorrelationIdMiddleware
 from paulyops.web.pages import console as console_pages
 from paulyops.web.pages import setup as setup_pages
@@ -103,17 +105,20 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(onboarding_api.router)
     app.include_router(ratelimits_api.router)
     app.include_router(marketplace_api.router)
+    app.include_router(metrics_api.router)
     app.include_router(setup_pages.router)
     app.include_router(console_pages.router)
-    # Outermost first: correlation id, then body limits; security headers wrap everything
-    # (also the 500 page) through install_security_headers, and the forwarded headers
-    # (client address and scheme, from trusted proxies only) wrap those.
+    # Outermost first: correlation id (and request metrics), then body limits; security
+    # headers wrap everything (also the 500 page) through install_security_headers, and
+    # the forwarded headers (client address and scheme, from trusted proxies only) wrap
+    # those.
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         path_limits=marketplace_api.BODY_LIMITS,
     )
-    app.add_middleware(CorrelationIdMiddleware)
+    # It also counts each request for /metrics, with the status and time it measures.
+    app.add_middleware(CorrelationIdMiddleware, recorder=RequestMetrics())
     install_security_headers(app)
     install_forwarded_headers(app, trusted=settings.trusted_proxies)
     return app

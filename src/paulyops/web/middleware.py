@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,11 +18,25 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
 CORRELATION_SCOPE_KEY = "paulyops.correlation_id"
 
 
-class CorrelationIdMiddleware:
-    """Bind a correlation id to each request, echo it, and log the request's outcome."""
+class RequestRecorder(Protocol):
+    """Something that records each answered request (the metrics)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def observe(self, scope: Scope, status: int, seconds: float) -> None:
+        """Record one request with its status code and duration in seconds."""
+
+
+class CorrelationIdMiddleware:
+    """Bind a correlation id to each request, echo it, and log the request's outcome.
+
+    Args:
+        app: the wrapped application.
+        recorder: counts each request for Prometheus (:class:`~paulyops.web.metrics.
+            RequestMetrics`) with the status and duration measured here anyway.
+    """
+
+    def __init__(self, app: ASGIApp, recorder: RequestRecorder | None = None) -> None:
         self.app = app
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,6 +67,8 @@ class CorrelationIdMiddleware:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
+                if self.recorder is not None:
+                    self.recorder.observe(scope, status, time.perf_counter() - start)
                 path = scope.get("path", "")
                 if path not in {"/api/livez"}:
                     log.info(

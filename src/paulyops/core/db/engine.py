@@ -356,6 +356,20 @@ class Database:
         self._monitor = threading.Thread(target=loop, name="db-health", daemon=True)
         self._monitor.start()
 
+    @property
+    def pool_ceiling(self) -> int | None:
+        """The most connections the pool opens at once (size plus overflow), if pooled.
+
+        On SQLite that is the file's own pool, whatever ``PAULYOPS_DB_POOL_MAX`` says:
+        metrics compare it with the connections in use to tell an exhausted pool.
+        """
+        pool = self.engine.pool
+        if not isinstance(pool, QueuePool):
+            return None
+        if self.dialect == "sqlite":
+            return SQLITE_POOL_SIZE + SQLITE_POOL_OVERFLOW
+        return self.pool_min + max(0, self.pool_max - self.pool_min)
+
     def pool_details(self) -> dict[str, Any]:
         """Return pool numbers for healthz: size, in use, overflow, errors, last error."""
         pool = self.engine.pool

@@ -50,6 +50,7 @@ from limits.strategies import (
     RateLimiter as LimitsStrategy,
 )
 
+from paulyops.core import metrics as prometheus
 from paulyops.core.errors import ConfigError, RateLimitedError, ServiceUnavailableError
 from paulyops.core.kv import KeyValueStore, KVUnavailableError, MemoryKV, RedisKV
 from paulyops.core.logging import get_logger, security_event
@@ -352,6 +353,7 @@ class RateLimiter:
         if decision.limit - decision.remaining >= self._warn_count(policy):
             self._warn_once(policy, client_key, decision)
         if not decision.allowed:
+            prometheus.count_ratelimit_block(policy.name)
             self._record_block(policy, client_key)
         return decision
 
@@ -442,6 +444,7 @@ class RateLimiter:
 
     def _warn_once(self, policy: LimitPolicy, client_key: str, decision: Decision) -> None:
         if self._mark_once(f"ratelimit:warned:{policy.name}:{client_id(client_key)}", policy):
+            prometheus.count_ratelimit_warning(policy.name)
             security_event(
                 "ratelimit.warning",
                 limit=policy.name,

@@ -23,10 +23,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, RowMapping, bindparam, select, text, union
+from sqlalchemy import Connection, RowMapping, bindparam, event, select, text, union
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from paulyops.core import metrics
 from paulyops.core.db.engine import Database
 from paulyops.core.db.models import INSTANCE_CHAIN, AuditCheckpoint, AuditLog, new_id, utcnow
 from paulyops.core.errors import ConflictError, FieldError, SpecValidationError
@@ -283,7 +284,32 @@ def record(
             f"audit chain {chain!r}: seq {row.seq} was taken by a concurrent writer "
             "that did not hold the chain lock"
         ) from err
+    _note_pending(session, chain)
     return row
+
+
+# Appends are counted for Prometheus when their transaction commits, not when flushed: a
+# transaction rolled back (a failed use case, a test's fixture) appended nothing.
+_PENDING_KEY: Final = "paulyops.audit_pending"
+
+
+def _note_pending(session: Session, chain: str) -> None:
+    kind = "instance" if chain == INSTANCE_CHAIN else "organization"
+    pending: dict[str, int] = session.info.setdefault(_PENDING_KEY, {})
+    pending[kind] = pending.get(kind, 0) + 1
+
+
+@event.listens_for(Session, "after_commit")
+def _count_committed(session: Session) -> None:
+    pending = session.info.pop(_PENDING_KEY, None)
+    if pending:
+        for kind, amount in pending.items():
+            metrics.count_audit_appends(kind, amount)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)
 
 
 def _is_seq_clash(err: IntegrityError) -> bool:

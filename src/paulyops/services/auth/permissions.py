@@ -54,6 +54,9 @@ PERMISSIONS: dict[str, str] = {
     "audit:read": "Read the audit log and verify its chain",
     "audit:export": "Export the audit log",
     "health:read": "See health details (pool numbers, errors)",
+    "metrics:read": (
+        "Scrape the Prometheus metrics at /metrics (platform administrators; a scraper's token)"
+    ),
     "ratelimits:manage": "See recent rate-limit blocks and edit the allowlist",
 }
 
@@ -61,8 +64,12 @@ ALL = frozenset(PERMISSIONS)
 # Instance-wide powers: only platform administrators hold them, never an organization role
 # (an organization's admin must not change what applies to every other organization).
 PLATFORM_PERMISSIONS = frozenset(
-    {"org:create", "ratelimits:manage", "health:read", "marketplace:trust"}
+    {"org:create", "ratelimits:manage", "health:read", "marketplace:trust", "metrics:read"}
 )
+# The instance-wide permissions a platform administrator may put on an API token: read-only
+# monitoring, so a Prometheus scraper's token can be limited to exactly these (DESIGN.md).
+# Nothing that changes the instance goes on a token.
+TOKEN_PLATFORM_PERMISSIONS = frozenset({"metrics:read", "health:read"})
 
 
 class RbacModel(StrEnum):
@@ -183,6 +190,7 @@ __all__ = [
     "PERMISSIONS",
     "PLATFORM_PERMISSIONS",
     "SECOND_FACTOR_PERMISSIONS",
+    "TOKEN_PLATFORM_PERMISSIONS",
     "USER",
     "VIEWER",
     "PermissionNames",

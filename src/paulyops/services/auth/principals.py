@@ -35,7 +35,7 @@ from paulyops.core.errors import AuthenticationError, NotFoundError, PermissionD
 from paulyops.core.logging import security_event
 from paulyops.services.actor import Actor
 from paulyops.services.auth import rbac, second_factor
-from paulyops.services.auth.permissions import PLATFORM_PERMISSIONS
+from paulyops.services.auth.permissions import PLATFORM_PERMISSIONS, TOKEN_PLATFORM_PERMISSIONS
 from paulyops.services.auth.sessions import hash_token, idle_limit, resolve_session_and_user
 from paulyops.services.auth.tokens import resolve_api_token
 
@@ -317,8 +317,11 @@ def _token_principal(
         "token",
         user=user,
         organization_id=token.organization_id,
-        # Never a delegated permission: a token outlives any delegation.
-        permissions=frozenset(token.permissions) & grant.grantable,
+        # Never a delegated permission: a token outlives any delegation. A platform
+        # administrator's token may also hold the read-only monitoring permissions, for as
+        # long as its user stays a platform administrator.
+        permissions=frozenset(token.permissions)
+        & (grant.grantable | (TOKEN_PLATFORM_PERMISSIONS if user.is_platform_admin else set())),
         grant=grant,
         token_id=token.id,
     )

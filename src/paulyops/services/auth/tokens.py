@@ -31,7 +31,11 @@ from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
 from paulyops.services.auth import rbac
 from paulyops.services.auth.expiry import read_expiry
-from paulyops.services.auth.permissions import PermissionNames
+from paulyops.services.auth.permissions import (
+    PLATFORM_PERMISSIONS,
+    TOKEN_PLATFORM_PERMISSIONS,
+    PermissionNames,
+)
 from paulyops.services.auth.sessions import hash_token
 from paulyops.services.commands import Command
 from paulyops.services.onboarding.errors import custom_error
@@ -147,23 +151,35 @@ def resolve_api_token(
 
 
 def create_token(
-    scope: OrgScope, *, grant: rbac.Grant, command: CreateToken, actor: Actor
+    scope: OrgScope,
+    *,
+    grant: rbac.Grant,
+    command: CreateToken,
+    actor: Actor,
+    platform_permissions: frozenset[str] = frozenset(),
 ) -> IssuedToken:
     """Create an API token for the grant's user in its organization.
 
     The token may hold only permissions the user holds through their own role: a
     delegated permission would outlive its delegation inside the token.
 
+    Args:
+        platform_permissions: the caller's instance-wide permissions; of these, the
+            read-only monitoring ones (``metrics:read``, ``health:read``) may go on the
+            token too, so a platform administrator can make a scraper's token.
+
     Raises:
         PermissionDeniedError: a permission the user lacks or holds only by delegation.
     """
-    rbac.refuse_ungrantable(grant, command.permissions, "a token")
+    wanted = list(command.permissions)
+    extra = frozenset(wanted) & platform_permissions & TOKEN_PLATFORM_PERMISSIONS
+    rbac.refuse_ungrantable(grant, [p for p in wanted if p not in extra], "a token")
     issued = create_api_token(
         scope,
         user_id=grant.user_id,
         name=command.name,
-        permissions=command.permissions,
-        holder_permissions=grant.grantable,
+        permissions=wanted,
+        holder_permissions=grant.grantable | extra,
         expires_at=command.expires_at,
     )
     actors.record(
@@ -176,6 +192,12 @@ def create_token(
         changes={"permissions": issued.row.permissions, "name": issued.row.name},
     )
     return issued
+
+
+def platform_permissions_of(session: Session, user_id: str) -> frozenset[str]:
+    """The instance-wide permissions of ``user_id`` (a platform administrator's, or none)."""
+    user = session.get(User, user_id)
+    return PLATFORM_PERMISSIONS if user is not None and user.is_platform_admin else frozenset()
 
 
 def revoke_token(scope: OrgScope, *, grant: rbac.Grant | None, token_id: str, actor: Actor) -> None:

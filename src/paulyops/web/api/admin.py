@@ -311,6 +311,7 @@ def create_token(
         grant=principal.acting_grant(),
         command=body,
         actor=principal.actor(address),
+        platform_permissions=principal.permissions,
     )
     base = TokenOut.model_validate(tokens.token_view(issued.row), from_attributes=True)
     return NewTokenOut(**base.model_dump(), token=issued.secret)

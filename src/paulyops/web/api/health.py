@@ -48,11 +48,17 @@ class HealthOut(BaseModel):
 
 
 def _may_see_details(request: Request, instance: Instance, address: str) -> bool:
-    """Whether the caller may see each check's details (pool numbers, errors, memory).
+    """Whether the caller may see each check's details (pool numbers, errors, memory)."""
+    return is_operator(request, instance, address, "health:read")
+
+
+def is_operator(request: Request, instance: Instance, address: str, permission: str) -> bool:
+    """Whether the caller may see operator numbers guarded by ``permission``.
 
     Loopback callers may, but only when no proxy is in front (``PAULYOPS_TRUSTED_PROXIES``
     empty): behind a proxy on the same machine every request would come from loopback.
-    Everyone else needs ``health:read``.
+    Everyone else needs ``permission`` (``health:read`` for healthz details,
+    ``metrics:read`` for ``/metrics``).
     """
     if is_loopback(address) and not instance.settings.trusted_proxies:
         return True
@@ -63,11 +69,11 @@ def _may_see_details(request: Request, instance: Instance, address: str) -> bool
         return False  # checking the credentials would wait on the database that is down
     try:
         with instance.db.session() as session:
-            return authenticate(request, session).can("health:read")
+            return authenticate(request, session).can(permission)
     except (AuthenticationError, PermissionDeniedError):
         return False  # bad, revoked or refused credentials: the anonymous answer
     except Exception:  # healthz must answer even when the database fails: say why, once
-        log.warning("healthz_details_check_failed", exc_info=True)
+        log.warning("healthz_details_check_failed", permission=permission, exc_info=True)
         return False
 
 
