@@ -354,7 +354,6 @@ def _load(model: type[_M], *parts: str) -> _M:
 
 
 # libyaml's parser when the wheel has it (much faster), else the pure-Python one.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _NESTING_START = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
 _NESTING_END = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 # Python's int-str conversion limit (see core/security/jsonlimits.py).
@@ -374,7 +373,7 @@ def load_untrusted_yaml(text: str, *, source: str, max_depth: int) -> object:
     """
     depth = 0
     try:
-        for event in yaml.parse(text, Loader=_YAML_LOADER):
+        for event in yaml.parse(text, Loader=YAML_LOADER):
             line = event.start_mark.line + 1 if event.start_mark is not None else 0
             if isinstance(event, yaml.AliasEvent):
                 raise ConfigError(
@@ -399,7 +398,7 @@ def load_untrusted_yaml(text: str, *, source: str, max_depth: int) -> object:
                         f"{source}:{line}: expected a number of at most "
                         f"{_MAX_INTEGER_DIGITS} digits, got {len(digits)} digits"
                     )
-        return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506  # a safe loader
+        return yaml.load(text, Loader=YAML_LOADER)  # noqa: S506  # a safe loader
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
