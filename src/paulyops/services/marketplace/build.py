@@ -12,7 +12,7 @@ import os
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -99,7 +99,7 @@ def build_package(src_dir: Path, *, key: Ed25519PrivateKey | None = None) -> byt
     return assemble(files, key)
 
 
-def read_files(package: Path, limits: Limits | None = None) -> dict[str, bytes]:
+def read_files(package: Path | BinaryIO, limits: Limits | None = None) -> dict[str, bytes]:
     """Return the entries of a package (without CHECKSUMS and SIGNATURE), checksums checked.
 
     Raises:
