@@ -129,6 +129,34 @@ def test_refused_refresh_then_audited_repin(
     assert "0 package version(s)" in result.output
 
 
+def test_expired_catalog_then_repin_accepting_it(
+    instance_root: Path, author: Path, db: Database
+) -> None:
+    """An expired catalog is refused until `repin --accept-expired`; refreshes then warn."""
+    from paulyops.services.marketplace.publish import renew
+
+    assert run("catalog", "init", "cat").exit_code == 0
+    assert run("publish", "acme.hello-1.0.0.pauly", "--to", "cat").exit_code == 0
+    root = str(instance_root / "cat" / "metadata" / "1.root.json")
+    assert run("sources", "add", "cat", "--root", root, "--name", "main").exit_code == 0
+    renew(instance_root / "cat", expiry_days={"timestamp": -1, "snapshot": -1, "targets": -1})
+    result = run("catalog", "refresh", "main")
+    assert result.exit_code == 8
+    assert "refused expired metadata" in result.output
+    assert "--accept-expired" in result.output
+    result = run("sources", "repin", "main", "--root", root, "--accept-expired")
+    assert result.exit_code == 0, result.output
+    assert "accepted expired metadata: acme v2, snapshot v3, targets v3, timestamp v3" in (
+        " ".join(result.output.split())
+    )
+    assert "catalog_source.repinned" in _audit(db)
+    result = run("catalog", "refresh", "main")
+    assert result.exit_code == 0, result.output
+    assert "1 package version(s)" in result.output
+    assert "in use although expired (accepted by a repin): acme v2" in result.output
+    assert "timestamp=3 (expired, accepted)" in run("sources", "list").output
+
+
 def test_publish_refuses_unsigned_packages(instance_root: Path) -> None:
     """A catalog carries signed packages only."""
     assert run("catalog", "init", "cat").exit_code == 0

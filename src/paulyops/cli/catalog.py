@@ -94,7 +94,10 @@ def sources_list() -> None:
     for column in ("name", "location", "root", "versions", "refreshed"):
         table.add_column(column)
     for view in views:
-        versions = " ".join(f"{role}={n}" for role, n in sorted(view.versions.items()))
+        versions = " ".join(
+            f"{role}={n}" + (" (expired, accepted)" if role in view.accepted_expired else "")
+            for role, n in sorted(view.versions.items())
+        )
         refreshed = (
             view.last_refreshed_at.isoformat(timespec="seconds")
             if view.last_refreshed_at
@@ -122,6 +125,11 @@ def sources_remove(name: str = typer.Argument(..., help="the source's name")) ->
 def sources_repin(
     name: str = typer.Argument(..., help="the source's name"),
     root: Path = typer.Option(..., "--root", help="the new root.json, obtained out of band"),
+    accept_expired: bool = typer.Option(
+        False,
+        "--accept-expired",
+        help="read the catalog now and accept exactly the expired metadata it serves (audited)",
+    ),
 ) -> None:
     """Trust a new root and forget the versions seen so far (audited)."""
     from paulyops.services.actor import CLI
@@ -133,12 +141,30 @@ def sources_repin(
         raise ConfigError(f"--root {root}: cannot read it: {err.strerror}") from None
     settings = read_settings(generate_secrets=False)
     with open_instance(settings) as instance:
-        view = repin_source(instance.db, name, data, CLI)
+        view = repin_source(instance.db, name, data, CLI, accept_expired=accept_expired)
+    if not accept_expired:
+        console.print(
+            f"Catalog {escape(name)} repinned to root {view.root_sha256}; the next refresh "
+            "accepts its current metadata.",
+            highlight=False,
+        )
+        return
     console.print(
-        f"Catalog {escape(name)} repinned to root {view.root_sha256}; the next refresh "
-        "accepts its current metadata.",
+        f"Catalog {escape(name)} repinned to root {view.root_sha256} and refreshed: "
+        + " ".join(f"{role}={n}" for role, n in sorted(view.versions.items()))
+        + ".",
         highlight=False,
     )
+    if view.accepted_expired:
+        err_console.print(
+            "[bold yellow]accepted expired metadata:[/] "
+            + ", ".join(f"{role} v{n}" for role, n in sorted(view.accepted_expired.items()))
+            + " (audited; newer expired metadata is refused again until the publisher "
+            "re-signs it or you repin again).",
+            highlight=False,
+        )
+    else:
+        console.print("Nothing it serves is expired; nothing was accepted.", highlight=False)
 
 
 @catalog_app.command("refresh")
@@ -174,6 +200,14 @@ def catalog_refresh(
                 f"version(s), timestamp v{result.versions.get('timestamp')}.",
                 highlight=False,
             )
+            if result.accepted_expired:
+                err_console.print(
+                    "  [yellow]in use although expired (accepted by a repin):[/] "
+                    + ", ".join(
+                        f"{role} v{n}" for role, n in sorted(result.accepted_expired.items())
+                    ),
+                    highlight=False,
+                )
             for reason in result.listing.rejected.values():
                 err_console.print(f"  [yellow]rejected:[/] {escape(reason)}", highlight=False)
     if not names:

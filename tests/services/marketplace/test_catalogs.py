@@ -9,6 +9,7 @@ private work folder empty.
 from __future__ import annotations
 
 import functools
+import hashlib
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from tuf.api.serialization.json import JSONSerializer
 from paulyops.core.db.engine import Database
 from paulyops.core.db.models import AuditLog, CatalogMetadata
 from paulyops.core.errors import ConfigError, NotFoundError
+from paulyops.core.logging import add_alert_hook
 from paulyops.core.security.signatures import generate_key
 from paulyops.services.actor import CLI
 from paulyops.services.marketplace import catalogs, publish
@@ -574,3 +576,179 @@ def test_delegation_wider_than_its_namespace_is_rejected(
     assert result.listing.rejected["acme"] == (
         "delegation 'acme': must cover exactly the paths acme.*, got ['*']"
     )
+
+
+# --- expired metadata, accepted by an audited repin ------------------------------------
+
+LAPSED = {"timestamp": -1, "snapshot": -1, "targets": -1}
+
+
+def _audit_rows(db: Database, action: str) -> list[AuditLog]:
+    with db.session() as session:
+        return list(session.scalars(select(AuditLog).where(AuditLog.action == action)))
+
+
+@pytest.fixture
+def events() -> Iterator[list[dict[str, Any]]]:
+    """The security events logged meanwhile."""
+    received: list[dict[str, Any]] = []
+    remove = add_alert_hook(received.append)
+    try:
+        yield received
+    finally:
+        remove()
+
+
+def _lapse(db: Database, catalog: Catalog, work: Path) -> dict[str, int]:
+    """Pin and refresh the catalog, then let its publisher re-sign it already expired."""
+    _add(db, catalog)
+    _refresh(db, work)
+    publish.renew(catalog.directory, catalog.keys, expiry_days=LAPSED)
+    err = _refused(db, work, "expired")
+    assert "timestamp.json is expired" in err.message
+    assert "sources repin main --root FILE --accept-expired" in err.message
+    snapshot = catalog.current_snapshot().signed
+    return {
+        "timestamp": Metadata.from_file(str(catalog.meta / "timestamp.json")).signed.version,
+        "snapshot": snapshot.version,
+        "targets": snapshot.meta["targets.json"].version,
+        "acme": snapshot.meta["acme.json"].version,
+    }
+
+
+def test_repin_accepting_expired_metadata_brings_the_listing_back(
+    db: Database, catalog: Catalog, work: Path, events: list[dict[str, Any]]
+) -> None:
+    """`repin --accept-expired` stores what the catalog serves now, audited and logged."""
+    lapsed = _lapse(db, catalog, work)
+    view = catalogs.repin_source(
+        db, "main", catalog.root(), CLI, accept_expired=True, work_parent=work
+    )
+    assert list(work.iterdir()) == []
+    assert view.accepted_expired == lapsed
+    with db.session() as session:
+        assert [e.agent_id for e in catalogs.list_entries(session)] == ["acme.hello"]
+    (row,) = _audit_rows(db, "catalog_source.repinned")
+    assert row.actor_type == "cli"
+    accepted = row.changes["acceptedExpired"]
+    assert accepted["timestamp"]["version"] == lapsed["timestamp"]
+    data = (catalog.meta / "timestamp.json").read_bytes()
+    assert accepted["timestamp"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert row.changes["acceptedBy"].startswith("cli")
+    assert [e["kind"] for e in events] == ["marketplace.catalog_expired_accepted"]
+    assert events[0]["source"] == "main"
+    assert events[0]["accepted"]["timestamp"] == lapsed["timestamp"]
+    # Refreshes keep using exactly that metadata, and say so; packages can be fetched.
+    result = _refresh(db, work)
+    assert result.accepted_expired == view.accepted_expired
+    assert not result.changed
+    fetched = catalogs.fetch_package(
+        db, "main", "acme.hello", "1.0.0", CLI, trusted=trust(catalog.author), work_parent=work
+    )
+    assert fetched.report.is_ok
+    assert list(work.iterdir()) == []
+
+
+def test_accepted_expired_metadata_still_refuses_a_rollback(
+    db: Database, catalog: Catalog, work: Path
+) -> None:
+    """After accepting expired metadata, older metadata is still refused as a rollback."""
+    old = (catalog.meta / "timestamp.json").read_bytes()
+    _lapse(db, catalog, work)
+    catalogs.repin_source(db, "main", catalog.root(), CLI, accept_expired=True, work_parent=work)
+    (catalog.meta / "timestamp.json").write_bytes(old)
+    err = _refused(db, work, "rollback")
+    assert "sources repin main" in err.message
+
+
+def test_newer_expired_metadata_is_refused_again(
+    db: Database, catalog: Catalog, work: Path
+) -> None:
+    """Only the exact versions accepted pass: a newer, still expired timestamp is refused."""
+    lapsed = _lapse(db, catalog, work)
+    catalogs.repin_source(db, "main", catalog.root(), CLI, accept_expired=True, work_parent=work)
+
+    def expire(ts: Timestamp) -> None:
+        ts.expires = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+    catalog.write_timestamp(expire)
+    err = _refused(db, work, "expired")
+    assert f"timestamp.json is expired: version {lapsed['timestamp'] + 1}" in err.message
+    assert f"accepted version {lapsed['timestamp']} only" in err.message
+    # A second repin accepts the new one, audited again.
+    view = catalogs.repin_source(
+        db, "main", catalog.root(), CLI, accept_expired=True, work_parent=work
+    )
+    assert view.accepted_expired["timestamp"] == lapsed["timestamp"] + 1
+    assert len(_audit_rows(db, "catalog_source.repinned")) == 2
+
+
+def test_expired_metadata_with_other_bytes_is_refused(
+    db: Database, catalog: Catalog, work: Path
+) -> None:
+    """The acceptance binds the bytes: same version, other content, still expired: refused."""
+    _lapse(db, catalog, work)
+    catalogs.repin_source(db, "main", catalog.root(), CLI, accept_expired=True, work_parent=work)
+    # The stored copy is what tuf starts from; replace it as another machine might have.
+    with db.write_session() as session:
+        row = session.scalars(
+            select(CatalogMetadata).where(CatalogMetadata.role == "timestamp")
+        ).one()
+        md = Metadata[Timestamp].from_bytes(row.data)
+        md.signed.unrecognized_fields["x-other"] = "bytes"
+        md.signatures.clear()
+        md.sign(catalog.signers("timestamp")[0])
+        row.data = md.to_bytes(SERIALIZER)
+    err = _refused(db, work, "expired")
+    assert "its bytes differ from the ones the repin accepted" in err.message
+
+
+def test_renewed_catalog_ends_the_acceptance(db: Database, catalog: Catalog, work: Path) -> None:
+    """Once the publisher re-signs, the acceptance lapses: a later expiry is refused again."""
+    _lapse(db, catalog, work)
+    catalogs.repin_source(db, "main", catalog.root(), CLI, accept_expired=True, work_parent=work)
+    publish.renew(catalog.directory, catalog.keys)
+    result = _refresh(db, work)
+    assert result.accepted_expired == {}
+    with db.session() as session:
+        (view,) = catalogs.list_sources(session)
+    assert view.accepted_expired == {}
+    (row,) = [
+        r for r in _audit_rows(db, "catalog.refreshed") if "acceptedExpired" in (r.changes or {})
+    ]
+    assert row.changes["acceptedExpired"]["to"] == {}
+    publish.renew(catalog.directory, catalog.keys, expiry_days=LAPSED)
+    # Back to tuf's own expiry check, as if nothing had ever been accepted.
+    err = _refused(db, work, "expired")
+    assert "(timestamp.json is expired)" in err.message
+
+
+def test_plain_repin_does_not_accept_expired_metadata(
+    db: Database, catalog: Catalog, work: Path, events: list[dict[str, Any]]
+) -> None:
+    """Without --accept-expired a repin changes nothing about expiry: still refused."""
+    _lapse(db, catalog, work)
+    view = catalogs.repin_source(db, "main", catalog.root(), CLI)
+    assert view.accepted_expired == {}
+    _refused(db, work, "expired")
+    assert events == []
+
+
+def test_accept_expired_repin_refuses_other_faults(
+    db: Database, catalog: Catalog, work: Path
+) -> None:
+    """Accepting expiry accepts nothing else: a catalog with new keys is refused, unchanged."""
+    _lapse(db, catalog, work)
+    before = _stored_versions(db)
+    pinned = catalog.root()
+    shutil.rmtree(catalog.directory)
+    shutil.rmtree(catalog.keys)
+    publish.init_catalog(catalog.directory, catalog.keys)
+    catalog.publish("2.0.0")
+    with pytest.raises(CatalogError) as caught:
+        catalogs.repin_source(db, "main", pinned, CLI, accept_expired=True, work_parent=work)
+    assert caught.value.reason == "signature"
+    assert list(work.iterdir()) == []
+    assert _stored_versions(db) == before
+    assert ("catalog_source.repin_refused", "failure") in _audit_actions(db)
+    assert _audit_rows(db, "catalog_source.repinned") == []

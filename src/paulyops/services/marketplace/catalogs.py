@@ -10,24 +10,36 @@ on disk.
 
 On top of tuf, each listed package must be in its publisher's namespace: the delegation
 of publisher ``acme`` must be exactly the path pattern ``acme.*``, and every target it
-lists must be ``<id>-<version>.pauly`` with an id starting ``acme.``. Expired metadata can
-only be fixed by its publisher; rolled-back metadata (a catalog rebuilt on purpose) or a
-new root (after a key compromise) is accepted only through :func:`repin_source`, which
+lists must be ``<id>-<version>.pauly`` with an id starting ``acme.``. Rolled-back metadata
+(a catalog rebuilt on purpose), a new root (after a key compromise) and expired metadata
+(a publisher who let it lapse) are accepted only through :func:`repin_source`, which
 writes an audit row.
+
+Accepting expired metadata is bounded: the repin records, per role, the exact version
+and sha256 of the expired metadata it saw; later refreshes accept expired metadata only
+when it is byte for byte one of those. A newer version that is expired too is refused
+again, a rollback is refused as always, and once the publisher re-signs (metadata that
+is not expired) the acceptance of that role lapses for good. ``tuf`` 7 has no public
+setting for the time it checks expiry against, so in that one case the updater's
+reference time is moved back (:func:`_check_expiry_ourselves`) and the expiry of every
+role is checked here instead, against the acceptance, right after tuf's refresh.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import getpass
+import hashlib
 import io
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote
 
 from sqlalchemy import delete, select
@@ -45,6 +57,7 @@ from paulyops.core.errors import (
     ExternalServiceError,
     NotFoundError,
 )
+from paulyops.core.logging import security_event
 from paulyops.services import actor as actors
 from paulyops.services.actor import Actor
 from paulyops.services.marketplace.catalog_listing import (
@@ -113,16 +126,22 @@ class SourceView:
     root_sha256: str
     versions: Mapping[str, int]
     last_refreshed_at: datetime | None
+    accepted_expired: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class RefreshResult:
-    """The outcome of one refresh: the role versions now trusted and the listing."""
+    """The outcome of one refresh: the role versions now trusted and the listing.
+
+    ``accepted_expired`` names the roles (and versions) in use although expired, because
+    an operator accepted exactly them with ``sources repin --accept-expired``.
+    """
 
     source: str
     versions: Mapping[str, int]
     changed: bool
     listing: Listing
+    accepted_expired: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +153,44 @@ class FetchedPackage:
     report: Report
 
 
+def _accepted_versions(accepted: Mapping[str, Any]) -> dict[str, int]:
+    roles = accepted.get("roles") or {}
+    return {role: int(entry["version"]) for role, entry in roles.items()}
+
+
 def _view(row: CatalogSource) -> SourceView:
     return SourceView(
-        row.name, row.location, row.kind, row.root_sha256, dict(row.versions), row.last_refreshed_at
+        row.name,
+        row.location,
+        row.kind,
+        row.root_sha256,
+        dict(row.versions),
+        row.last_refreshed_at,
+        _accepted_versions(row.accepted_expired or {}),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """What a refresh needs of a source row, detached from any session."""
+
+    id: str
+    name: str
+    kind: str
+    location: str
+    versions: Mapping[str, int]
+    accepted: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, row: CatalogSource) -> _Source:
+        return cls(
+            row.id,
+            row.name,
+            row.kind,
+            row.location,
+            dict(row.versions),
+            dict(row.accepted_expired or {}),
+        )
 
 
 # --- locations and fetchers -------------------------------------------------------------
@@ -306,28 +359,107 @@ def remove_source(db: Database, name: str, actor: Actor) -> None:
         )
 
 
-def repin_source(db: Database, name: str, root: bytes, actor: Actor) -> SourceView:
+def _who(actor: Actor) -> str:
+    """Name the actor for an acceptance record: the user or token, or the OS login."""
+    if actor.id:
+        return f"{actor.type}:{actor.id}"
+    if actor.type == "cli":
+        with contextlib.suppress(KeyError, OSError):  # no passwd entry in some containers
+            return f"cli:{getpass.getuser()}"
+    return actor.type
+
+
+def repin_source(
+    db: Database,
+    name: str,
+    root: bytes,
+    actor: Actor,
+    *,
+    accept_expired: bool = False,
+    fetcher: FetcherInterface | None = None,
+    work_parent: Path | None = None,
+) -> SourceView:
     """Trust a new root and forget the last-seen versions: the audited way past a refusal.
 
-    After this the next refresh accepts the catalog's current metadata even if its
-    versions are lower than before (a catalog rebuilt on purpose), and follows the new
-    root's keys (after a key compromise). Expired metadata is still refused.
+    After a plain repin the next refresh accepts the catalog's current metadata even if
+    its versions are lower than before (a catalog rebuilt on purpose), and follows the
+    new root's keys (after a key compromise). Expired metadata is still refused.
+
+    With ``accept_expired`` the catalog is read right away (every check but expiry, from
+    the new root) and its metadata stored; each role found expired is accepted by its
+    exact version and sha256, recorded on the source and in the audit row, and logged as
+    a security event. Refreshes then keep using exactly that metadata; any other expired
+    metadata, newer or older, is refused again (see the module docstring).
+
+    Args:
+        db: the instance database.
+        name: the source's name.
+        root: the root metadata file's bytes, obtained out of band.
+        actor: who repins (audited).
+        accept_expired: accept the expired metadata the catalog serves now.
+        fetcher: how to read the catalog (default: by its kind); only with ``accept_expired``.
+        work_parent: where the private temporary folder goes (default: the system's).
 
     Raises:
         NotFoundError: no such source.
         ConfigError: the file is not a root signed by its own threshold.
+        CatalogError: with ``accept_expired``: the catalog was refused for another reason
+            than expiry (nothing changed).
     """
     parsed = _check_root(root, "--root")
     digest = root_fingerprint(root)
+    fetched: _Refreshed | None = None
+    accepted: dict[str, Any] = {}
+    if accept_expired:
+        with db.session() as session:
+            source = dataclasses.replace(
+                _Source.of(_get(session, name)),
+                versions={"root": parsed.signed.version},
+                accepted={},
+            )
+        used = fetcher or default_fetcher(source.kind, source.location)
+        try:
+            with _work_dir(work_parent) as work:
+                try:
+                    fetched = _run_updater(
+                        source, {"root": root}, work, used, accept_any_expired=True
+                    )
+                except CatalogError as err:
+                    _audit_refusal(db, actor, source.id, err, "catalog_source.repin_refused")
+                    raise
+        finally:
+            if fetcher is None and isinstance(used, HttpFetcher):
+                used.close()
+        if fetched.expired:
+            accepted = {
+                "at": utcnow().isoformat(timespec="seconds"),
+                "by": _who(actor),
+                "roles": fetched.expired,
+            }
     with db.write_session() as session:
         row = _get(session, name)
-        before = {"rootSha256": row.root_sha256, "versions": dict(row.versions)}
+        before = {
+            "rootSha256": row.root_sha256,
+            "versions": dict(row.versions),
+            "acceptedExpired": _accepted_versions(row.accepted_expired or {}),
+        }
+        roles = fetched.roles if fetched else {"root": root}
+        versions = fetched.versions if fetched else {"root": parsed.signed.version}
         session.execute(delete(CatalogMetadata).where(CatalogMetadata.source_id == row.id))
-        session.add(
-            CatalogMetadata(source_id=row.id, role="root", version=parsed.signed.version, data=root)
-        )
+        for role, data in roles.items():
+            session.add(
+                CatalogMetadata(source_id=row.id, role=role, version=versions[role], data=data)
+            )
         row.root_sha256 = digest
-        row.versions = {"root": parsed.signed.version}
+        row.versions = versions
+        row.accepted_expired = accepted
+        changes: dict[str, Any] = {"name": name, "before": before, "rootSha256": digest}
+        if fetched is not None:
+            row.last_refreshed_at = utcnow()
+            changes["versions"] = versions
+            changes["acceptExpired"] = True
+            changes["acceptedExpired"] = fetched.expired
+            changes["acceptedBy"] = _who(actor)
         actors.record(
             session,
             actor,
@@ -335,10 +467,18 @@ def repin_source(db: Database, name: str, root: bytes, actor: Actor) -> SourceVi
             organization_id=None,
             target_type="catalog_source",
             target_id=row.id,
-            changes={"name": name, "before": before, "rootSha256": digest},
+            changes=changes,
         )
         session.flush()
-        return _view(row)
+        view = _view(row)
+    if accepted:
+        security_event(
+            "marketplace.catalog_expired_accepted",
+            source=name,
+            accepted=_accepted_versions(accepted),
+            by=accepted["by"],
+        )
+    return view
 
 
 # --- refresh --------------------------------------------------------------------------------
@@ -350,14 +490,23 @@ _REPIN_HINT = (
 )
 
 
+_EXPIRED_HINT = (
+    "the publisher must re-sign it (`paulyops marketplace catalog renew DIR`); to use it "
+    "meanwhile, accept exactly this metadata with "
+    "`paulyops marketplace sources repin {name} --root FILE --accept-expired` (audited)"
+)
+
+#: The reference time tuf checks expiry against while this module checks it instead.
+_LONG_AGO: Final = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 def _refusal(name: str, err: Exception) -> CatalogError:
     """Translate one of tuf's errors into a refusal with its own clear message."""
     if isinstance(err, exceptions.ExpiredMetadataError):
         return CatalogError(
             name,
             "expired",
-            f"refused expired metadata ({err}); the publisher must re-sign it "
-            "(`paulyops marketplace catalog renew DIR`)",
+            f"refused expired metadata ({err}); " + _EXPIRED_HINT.format(name=name),
         )
     if isinstance(err, exceptions.BadVersionNumberError):
         return CatalogError(
@@ -397,6 +546,8 @@ class _Refreshed:
     changed: bool
     updater: Updater
     listing: Listing
+    #: the roles in use although expired: ``{role: {version, sha256, expires}}``
+    expired: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def _materialize(work: Path, stored: Mapping[str, bytes]) -> Path:
@@ -432,15 +583,92 @@ def _work_dir(parent: Path | None) -> Iterator[Path]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _check_expiry_ourselves(updater: Updater, when: datetime, name: str) -> None:
+    """Make ``updater`` check expiry against ``when`` instead of the current time.
+
+    tuf 7 (and python-tuf's main branch as of 2026-12) offers no public setting for the
+    reference time: ``TrustedMetadataSet`` takes the current time when the updater is made
+    and compares every role's ``expires`` with its ``reference_time`` attribute, which is
+    all this changes. Moving it back turns off tuf's expiry checks only; signatures,
+    thresholds, versions, hashes and lengths are checked as always, and the caller checks
+    expiry itself afterwards (:func:`_expired_roles`). Should a tuf upgrade move that
+    attribute, this refuses rather than accept anything expired.
+    """
+    trusted = getattr(updater, "_trusted_set", None)
+    if trusted is None or not isinstance(getattr(trusted, "reference_time", None), datetime):
+        raise CatalogError(
+            name,
+            "invalid",
+            "this version of tuf cannot check metadata against another time; "
+            "accepted expired metadata cannot be used",
+        )
+    trusted.reference_time = when
+
+
+def _expired_roles(
+    roles: Mapping[str, bytes], now: datetime, order: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Return each role whose metadata is expired at ``now``, in ``order``."""
+    out: dict[str, dict[str, Any]] = {}
+    for role in order:
+        data = roles.get(role)
+        if data is None:
+            continue
+        signed = Metadata.from_bytes(data).signed
+        if signed.is_expired(now):
+            out[role] = {
+                "version": signed.version,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "expires": signed.expires.isoformat(),
+            }
+    return out
+
+
+def _check_accepted(source: _Source, expired: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuse expired metadata unless the source's repin accepted exactly these bytes."""
+    roles = source.accepted.get("roles") or {}
+    for role, seen in expired.items():
+        accepted = roles.get(role)
+        what = f"{role}.json is expired: version {seen['version']}, expired {seen['expires']}"
+        if accepted is None:
+            why = "; the last repin did not accept it"
+        elif accepted["version"] != seen["version"]:
+            when = source.accepted.get("at")
+            why = f"; the repin of {when} accepted version {accepted['version']} only"
+        elif accepted["sha256"] != seen["sha256"]:
+            why = "; its bytes differ from the ones the repin accepted"
+        else:
+            continue
+        raise CatalogError(
+            source.name,
+            "expired",
+            f"refused expired metadata ({what}{why}); " + _EXPIRED_HINT.format(name=source.name),
+        )
+
+
 def _run_updater(
-    row: CatalogSource,
+    source: _Source,
     stored: Mapping[str, bytes],
     work: Path,
     fetcher: FetcherInterface,
+    *,
+    accept_any_expired: bool = False,
 ) -> _Refreshed:
-    name = row.name
+    """Run tuf's refresh from ``stored`` and check the result against ``source``.
+
+    Args:
+        source: the source (its last-seen versions and accepted expired metadata).
+        stored: the metadata to start from, by role (at least ``root``).
+        work: an empty private folder.
+        fetcher: how to read the catalog.
+        accept_any_expired: a repin with ``--accept-expired``: expired metadata is
+            returned in ``expired`` instead of refused.
+    """
+    name = source.name
+    now = datetime.now(UTC)
+    ourselves = accept_any_expired or bool(source.accepted.get("roles"))
     meta = _materialize(work, stored)
-    base = _base_url(row.kind, row.location)
+    base = _base_url(source.kind, source.location)
     try:
         updater = Updater(
             metadata_dir=str(meta),
@@ -451,6 +679,8 @@ def _run_updater(
             config=CONFIG,
             bootstrap=stored["root"],
         )
+        if ourselves:
+            _check_expiry_ourselves(updater, _LONG_AGO, name)
         updater.refresh()
         top = Metadata[Targets].from_file(str(meta / "targets.json")).signed
         delegated = top.delegations.roles if top.delegations and top.delegations.roles else {}
@@ -463,9 +693,10 @@ def _run_updater(
                 loaded.append(role.name)
     except (exceptions.RepositoryError, exceptions.DownloadError) as err:
         raise _refusal(name, err) from err
-    roles = _read_back(meta, [*TOP_ROLES, *loaded])
+    order = [*TOP_ROLES, *loaded]
+    roles = _read_back(meta, order)
     versions = _versions(roles)
-    for role_name, seen in row.versions.items():
+    for role_name, seen in source.versions.items():
         if role_name in versions and versions[role_name] < seen:
             raise CatalogError(
                 name,
@@ -473,22 +704,44 @@ def _run_updater(
                 f"refused rolled-back metadata ({role_name} version {versions[role_name]} is older "
                 f"than the version {seen} seen before); " + _REPIN_HINT.format(name=name),
             )
-    changed = versions != dict(row.versions)
-    return _Refreshed(row.id, name, roles, versions, changed, updater, listing_of(name, roles))
+    expired: dict[str, dict[str, Any]] = {}
+    if ourselves:
+        expired = _expired_roles(roles, now, ["root", *order])
+        if not accept_any_expired:
+            _check_accepted(source, expired)
+        # Anything tuf loads from here on (a package download) is checked at the real time.
+        _check_expiry_ourselves(updater, now, name)
+    changed = versions != dict(source.versions)
+    return _Refreshed(
+        source.id, name, roles, versions, changed, updater, listing_of(name, roles), expired
+    )
 
 
-def _audit_refusal(db: Database, actor: Actor, source_id: str, err: CatalogError) -> None:
+def _audit_refusal(
+    db: Database,
+    actor: Actor,
+    source_id: str,
+    err: CatalogError,
+    action: str = "catalog.refresh_refused",
+) -> None:
     with db.write_session() as session:
         actors.record(
             session,
             actor,
-            "catalog.refresh_refused",
+            action,
             organization_id=None,
             target_type="catalog_source",
             target_id=source_id,
             outcome="failure",
             changes={"reason": err.reason, "message": err.message},
         )
+
+
+def _still_accepted(accepted: Mapping[str, Any], result: _Refreshed) -> dict[str, Any]:
+    """Keep the acceptance of the roles still in use expired; drop the rest for good."""
+    if not result.expired:
+        return {}
+    return {**accepted, "roles": dict(result.expired)}
 
 
 def _store(db: Database, actor: Actor, result: _Refreshed) -> None:
@@ -505,7 +758,13 @@ def _store(db: Database, actor: Actor, result: _Refreshed) -> None:
             )
         row.versions = result.versions
         row.last_refreshed_at = utcnow()
-        if result.changed:
+        before = _accepted_versions(row.accepted_expired or {})
+        row.accepted_expired = _still_accepted(row.accepted_expired or {}, result)
+        after = _accepted_versions(row.accepted_expired)
+        if result.changed or before != after:
+            changes: dict[str, Any] = {"versions": result.versions}
+            if before != after:
+                changes["acceptedExpired"] = {"from": before, "to": after}
             actors.record(
                 session,
                 actor,
@@ -513,7 +772,7 @@ def _store(db: Database, actor: Actor, result: _Refreshed) -> None:
                 organization_id=None,
                 target_type="catalog_source",
                 target_id=row.id,
-                changes={"versions": result.versions},
+                changes=changes,
             )
 
 
@@ -526,16 +785,15 @@ def _refreshed(
     work_parent: Path | None,
 ) -> Iterator[tuple[_Refreshed, Path]]:
     with db.session() as session:
-        row = _get(session, name)
-        session.expunge(row)
-        stored = _stored(session, row.id)
-    used = fetcher or default_fetcher(row.kind, row.location)
+        source = _Source.of(_get(session, name))
+        stored = _stored(session, source.id)
+    used = fetcher or default_fetcher(source.kind, source.location)
     try:
         with _work_dir(work_parent) as work:
             try:
-                result = _run_updater(row, stored, work, used)
+                result = _run_updater(source, stored, work, used)
             except CatalogError as err:
-                _audit_refusal(db, actor, row.id, err)
+                _audit_refusal(db, actor, source.id, err)
                 raise
             _store(db, actor, result)
             yield result, work
@@ -563,11 +821,18 @@ def refresh_catalog(
 
     Raises:
         NotFoundError: no such source.
-        CatalogError: the metadata was refused (expired, rolled back, mismatched,
-            too large, badly signed) or could not be read; nothing was stored.
+        CatalogError: the metadata was refused (expired and not accepted by a repin,
+            rolled back, mismatched, too large, badly signed) or could not be read;
+            nothing was stored.
     """
     with _refreshed(db, name, actor, fetcher, work_parent) as (result, _work):
-        return RefreshResult(name, result.versions, result.changed, result.listing)
+        return RefreshResult(
+            name,
+            result.versions,
+            result.changed,
+            result.listing,
+            {role: int(entry["version"]) for role, entry in result.expired.items()},
+        )
 
 
 def list_entries(

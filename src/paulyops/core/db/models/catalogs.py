@@ -20,7 +20,10 @@ class CatalogSource(TimestampMixin, Base):
 
     ``root_sha256`` is the fingerprint of the root pinned by ``sources add`` (or the last
     ``sources repin``); the root currently trusted, possibly rotated since, is the
-    ``root`` row of :class:`CatalogMetadata`.
+    ``root`` row of :class:`CatalogMetadata`. ``accepted_expired`` holds what an operator
+    accepted with ``sources repin --accept-expired``: per role, the exact version and
+    sha256 of expired metadata that refreshes may keep using (empty: nothing expired is
+    accepted).
     """
 
     __tablename__ = "catalog_sources"
@@ -31,6 +34,7 @@ class CatalogSource(TimestampMixin, Base):
     kind: Mapped[str] = mapped_column(String(10))
     root_sha256: Mapped[str] = mapped_column(String(64))
     versions: Mapped[JsonDict] = mapped_column(default=dict)
+    accepted_expired: Mapped[JsonDict] = mapped_column(default=dict)
     last_refreshed_at: Mapped[datetime | None] = mapped_column()
 
 
