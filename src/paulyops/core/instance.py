@@ -12,7 +12,7 @@ import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -43,8 +43,10 @@ from paulyops.core.security.fields import bind_keyring
 from paulyops.core.security.keyfile import active_key_since
 from paulyops.core.security.keywatch import KeyRingWatcher
 from paulyops.core.security.passwords import PasswordHashing
-from paulyops.core.security.ratelimit import DEFAULT_LIMITS, STRICT_LIMITS, RateLimiter
 from paulyops.core.settings import Environment, Settings
+
+if TYPE_CHECKING:
+    from paulyops.core.security.ratelimit import RateLimiter
 
 log = get_logger("paulyops.instance")
 
@@ -93,12 +95,10 @@ class Instance:
             if settings.env is Environment.TEST
             else PasswordHashing(fips=fips)
         )
-        self.limiter = RateLimiter(
-            self.kv,
-            {**DEFAULT_LIMITS, **EXTRA_LIMITS, **settings.rate_limits},
-            strict=STRICT_LIMITS | {"signin_account"},
-            allowlist=settings.ratelimit_allowlist,
-        )
+        # Built on first use (a server builds it at start): most CLI commands never rate
+        # limit anything, and the limits library costs a tenth of a second to import.
+        self._limiter: RateLimiter | None = None
+        self._limiter_lock = threading.Lock()
         self.csrf = CsrfTokens(self.kv, secret=settings.session_secret_keys or None)
         self.health = HealthRegistry(timeout=settings.health_check_timeout)
         # One background thread runs the checks; requests only read its cached report.
@@ -120,6 +120,28 @@ class Instance:
         )
         self._register_checks()
 
+    @property
+    def limiter(self) -> RateLimiter:
+        """The rate limiter on this instance's key-value store (one per instance)."""
+        limiter = self._limiter
+        if limiter is None:
+            with self._limiter_lock:
+                if self._limiter is None:
+                    from paulyops.core.security.ratelimit import (
+                        DEFAULT_LIMITS,
+                        STRICT_LIMITS,
+                        RateLimiter,
+                    )
+
+                    self._limiter = RateLimiter(
+                        self.kv,
+                        {**DEFAULT_LIMITS, **EXTRA_LIMITS, **self.settings.rate_limits},
+                        strict=STRICT_LIMITS | {"signin_account"},
+                        allowlist=self.settings.ratelimit_allowlist,
+                    )
+                limiter = self._limiter
+        return limiter
+
     # --- lifecycle ------------------------------------------------------------------
     def start(self, *, background: bool = True) -> None:
         """Connect to the database (retrying), migrate if behind, and start monitors.
@@ -133,6 +155,7 @@ class Instance:
         """
         make_private_dir(self.settings.data_dir)
         if background:
+            _ = self.limiter  # a server builds it now, not inside its first request
             self._watch_key_ring()
             self.health_monitor.start()
             self._starter = threading.Thread(target=self._start, name="db-start", daemon=True)

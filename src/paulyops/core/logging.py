@@ -33,9 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, ParamSpec, TypeVar
 
-import structlog
-from structlog.typing import EventDict, WrappedLogger
-
+from paulyops.core._structlog import EventDict, WrappedLogger, structlog
 from paulyops.core.files import make_private_dir
 
 REDACTED = "[REDACTED]"

@@ -123,6 +123,10 @@ class Database:
     ) -> None:
         self.url = _driver_url(url)
         self.dialect = make_url(self.url).get_backend_name()
+        if self.dialect == "postgresql":
+            from paulyops.core.db.models.marketplace import add_postgresql_options
+
+            add_postgresql_options()
         self.metrics = PoolMetrics()
         self.health = HealthState()
         self.connect_attempts = connect_attempts

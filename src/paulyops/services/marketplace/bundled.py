@@ -19,8 +19,7 @@ from importlib.resources import files as package_files
 from pathlib import Path
 from typing import Final, Literal
 
-import structlog
-
+from paulyops.core.logging import get_logger
 from paulyops.services.marketplace.archive import write_canonical
 from paulyops.services.marketplace.build import collect_sources
 from paulyops.services.marketplace.errors import PackageSourceError
@@ -28,7 +27,7 @@ from paulyops.services.marketplace.integrity import CHECKSUMS_NAME, checksums_te
 from paulyops.services.marketplace.manifest import MANIFEST_NAME, Manifest
 from paulyops.services.marketplace.validate import AvailableAgent, Report, validate_package
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 BUNDLED_PACKAGE: Final = "paulyops.bundled"
 BundledState = Literal["bundled", "modified", "invalid"]
