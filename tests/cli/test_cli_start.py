@@ -73,3 +73,30 @@ def test_quick_setup_without_redis_url_never_imports_redis(tmp_path: Path) -> No
     assert code in (0, None)
     assert "sqlalchemy" in _packages(modules)  # it did set up
     assert "redis" not in _packages(modules)
+
+
+def test_quick_setup_on_sqlite_imports_only_what_it_uses(tmp_path: Path) -> None:
+    """A first quick setup on SQLite creates its schema without Alembic and starts lean.
+
+    No Alembic or Mako (the new database is made from the models and stamped), no limits
+    (nothing is rate limited), no Pygments (structlog's rich tracebacks are not loaded),
+    and no SQLAlchemy PostgreSQL dialect (the database is SQLite).
+    """
+    code, modules = _imports(
+        "setup",
+        "--quick",
+        "--org-name",
+        "Acme",
+        "--owner-email",
+        "owner@acme.example",
+        "--owner-name",
+        "Olga Owner",
+        "--dir",
+        str(tmp_path / "instance"),
+        cwd=tmp_path,
+    )
+    assert code in (0, None)
+    assert (tmp_path / "instance" / ".env.local").is_file()
+    assert not _packages(modules) & {"alembic", "mako", "limits", "pygments"}
+    assert "sqlalchemy.dialects.postgresql" not in modules
+    assert "rich.traceback" not in modules

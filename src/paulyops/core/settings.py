@@ -416,6 +416,8 @@ class Settings(BaseSettings):
     def _check_rate_limits(cls, value: dict[str, str]) -> dict[str, str]:
         # Checked here, with the parser the rate limiter uses, so `validate env` and every
         # start refuse a bad rate before anything (a generated secret) is written.
+        if not value:
+            return value
         import limits  # only when overrides are set: the CLI starts without it
 
         for name, rate in value.items():
