@@ -15,7 +15,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import func, inspect, select, text
 
 from paulyops.core.db import migrate
 from paulyops.core.db.engine import Database
@@ -34,13 +34,19 @@ def _made(tmp_path: Path, name: str, *, fresh: bool) -> Database:
 
 
 def _schema(db: Database) -> dict[str, object]:
-    """Everything of a schema but the CREATE TABLE texts (a batch migration reformats them)."""
+    """Everything of a schema but the CREATE TABLE texts (a batch migration reformats them),
+    and the number of rows in each table."""
     view = inspect(db.engine)
     tables = sorted(view.get_table_names())
     with db.engine.connect() as conn:
         triggers = conn.execute(
             text("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
         ).all()
+        # Rows a migration seeds (none today) would have to be seeded by create_fresh too.
+        rows = {
+            t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in Base.metadata.sorted_tables
+        }
     return {
         "tables": tables,
         "columns": {
@@ -67,6 +73,7 @@ def _schema(db: Database) -> dict[str, object]:
             for t in tables
         },
         "triggers": sorted((n, t, " ".join(s.split())) for n, t, s in triggers),
+        "rows": rows,
     }
 
 
