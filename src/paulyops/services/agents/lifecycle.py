@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -460,6 +460,16 @@ def get_installation(scope: OrgScope, ref: str) -> AgentInstallation:
     return _installation(scope, ref)
 
 
+def _in_savepoint(scope: OrgScope, step: Callable[[], ChangeOutcome]) -> ChangeOutcome:
+    """Run a plan in a savepoint that is always rolled back: a plan changes nothing,
+    not even the bundled package a real install stores first."""
+    nested = scope.session.begin_nested()
+    try:
+        return step()
+    finally:
+        nested.rollback()
+
+
 # --- grants ------------------------------------------------------------------------------
 
 
@@ -515,6 +525,12 @@ def install(scope: OrgScope, command: InstallAgent, *, actor: Actor, cache: Path
         PackageError: the package fails a check now (trust, revocation, compatibility...).
         CommandError: the grant is not exactly what the agent requests.
     """
+    if command.plan:
+        return _in_savepoint(scope, lambda: _install(scope, command, actor=actor, cache=cache))
+    return _install(scope, command, actor=actor, cache=cache)
+
+
+def _install(scope: OrgScope, command: InstallAgent, *, actor: Actor, cache: Path) -> ChangeOutcome:
     row = _find_package(
         scope, package_id=command.package_id, agent_id=command.agent_id, version=command.version
     )
@@ -614,6 +630,14 @@ def update(
         PackageError: the new version fails a check.
         CommandError: a grant was given that is not exactly what the new version requests.
     """
+    if command.plan:
+        return _in_savepoint(scope, lambda: _update(scope, ref, command, actor=actor, cache=cache))
+    return _update(scope, ref, command, actor=actor, cache=cache)
+
+
+def _update(
+    scope: OrgScope, ref: str, command: UpdateAgent, *, actor: Actor, cache: Path
+) -> ChangeOutcome:
     inst = _installation(scope, ref)
     if inst.status == QUARANTINED:
         raise ConflictError(
