@@ -663,6 +663,7 @@ def _update(
         return ChangeOutcome(
             applied=False,
             message=f"{inst.agent_id} is up to date ({inst.version})",
+            noop=True,
             plan=base,
             installation=view(scope, inst),
         )
@@ -924,6 +925,7 @@ def set_enabled(
         return ChangeOutcome(
             applied=False,
             message=f"{inst.agent_id} is {inst.status} already",
+            noop=True,
             plan=plan,
             installation=view(scope, inst),
         )
