@@ -198,13 +198,24 @@ def install(
     org: str | None = typer.Option(None, "--org", help=ORG_HELP),
     plan: bool = typer.Option(False, "--plan", help=PLAN_HELP),
     yes: bool = typer.Option(False, "--yes", "-y", help="grant what it asks for without asking"),
+    catalog: str | None = typer.Option(
+        None, "--catalog", help="fetch the package from this catalog source into the store first"
+    ),
 ) -> None:
     """Install a stored agent package (an upload, a catalog's or a bundled one)."""
     from paulyops.services.agents import lifecycle
     from paulyops.services.commands import parse
 
     agent_id, version = _split_ref(agent)
-    fields = {"agentId": agent_id, "version": version}
+    fields: dict[str, Any] = {"agentId": agent_id, "version": version}
+    if catalog:
+        settings = read_settings(generate_secrets=False)
+        with open_instance(settings) as instance:
+            fields = {
+                "packageId": lifecycle.fetch_from_catalog(
+                    instance.db, catalog, agent_id, version, actor=_actor()
+                )
+            }
     preview = parse(lifecycle.InstallAgent, {**fields, "plan": True})
     with _scope(org) as (scope, cache):
         planned = lifecycle.install(scope, preview, actor=_actor(), cache=cache)
