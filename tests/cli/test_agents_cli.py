@@ -182,3 +182,43 @@ def test_org_defaults_to_the_only_one(acme, db):
     assert run("show", "acme.hello", "--org", "other").exit_code != 0
     assert run("uninstall", "acme.hello", "--yes", "--org", "other").exit_code != 0
     assert installed(db) == [("acme.hello", "enabled")]
+
+
+def test_quick_setup_ends_with_installed_agents(tmp_path, db_url, monkeypatch, db):
+    """`setup --quick` installs the bundled defaults for real and says so; they verify clean."""
+    root = tmp_path / "instance"
+    root.mkdir()
+    monkeypatch.setenv("PAULYOPS_ENV", "test")
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    result = CliRunner().invoke(
+        app,
+        [
+            "setup",
+            "--quick",
+            "--org-name",
+            "Acme",
+            "--dir",
+            str(root),
+            "--owner-email",
+            "owner@acme.example",
+            "--owner-name",
+            "Olga Owner",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Default agents installed: file-processor" in result.output
+    with db.session() as session:
+        row = session.scalars(select(AgentInstallation)).one()
+    assert (row.agent_id, row.status, row.granted_by) == (
+        "paulyops.file-processor",
+        "enabled",
+        "cli",
+    )
+    monkeypatch.setenv("PAULYOPS_HOME", str(root))
+    listed = run("list")
+    assert listed.exit_code == 0, listed.output
+    assert "paulyops.file-processor" in listed.output
+    verified = run("verify-installed", "--json")
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.stdout)[0]["problems"] == []
