@@ -40,7 +40,7 @@ def rows(db) -> tuple[int, int, int]:
 
 def test_every_role_gets_what_its_permissions_allow(client, two_orgs):
     """Viewer and User read; Manager also configures; Admin and Owner install."""
-    db, acme, _other = two_orgs
+    _db, acme, _other = two_orgs
     for template in role_templates("enterprise"):
         headers = sign_in(client, acme.id, acme.members[template.name])
         perms = template.permissions
