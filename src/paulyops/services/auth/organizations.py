@@ -78,6 +78,23 @@ def find_organization(session: Session, ref: str) -> OrganizationView:
     return _view(org)
 
 
+def organization_or_only(session: Session, ref: str | None) -> OrganizationView:
+    """Return the organization ``ref`` names, or the instance's only one when ``ref`` is None.
+
+    Raises:
+        NotFoundError: no such organization, or ``ref`` is None and there is not exactly one
+            (the message says to pass ``--org``).
+    """
+    if ref:
+        return find_organization(session, ref)
+    rows = session.scalars(select(Organization).order_by(Organization.slug).limit(2)).all()
+    if len(rows) == 1:
+        return _view(rows[0])
+    if not rows:
+        raise NotFoundError("no organization is set up yet (run `paulyops setup --quick`)")
+    raise NotFoundError("--org: this instance has several organizations; say which (id or slug)")
+
+
 @dataclass(frozen=True, slots=True)
 class Overview:
     """What the console home shows: the profile, counts and (optionally) recent activity.
@@ -139,4 +156,11 @@ def overview(scope: OrgScope, *, activity_days: int = 0, recent: int = 0) -> Ove
     )
 
 
-__all__ = ["OrganizationView", "Overview", "find_organization", "get_organization", "overview"]
+__all__ = [
+    "OrganizationView",
+    "Overview",
+    "find_organization",
+    "get_organization",
+    "organization_or_only",
+    "overview",
+]

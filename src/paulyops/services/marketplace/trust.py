@@ -292,6 +292,10 @@ def revoke(session: Session, command: RevokeTrust, *, actor: Actor) -> Revocatio
     row.revoked_by = actor.id
     session.add(row)
     session.flush()
+    # Imported here: the agents' lifecycle builds on this module (trust_inputs).
+    from paulyops.services.agents.integrity import quarantine_revoked
+
+    quarantined = quarantine_revoked(session, row, actor=actor)
     view = _revocation_view(row)
     actors.record(
         session,
@@ -306,9 +310,10 @@ def revoke(session: Session, command: RevokeTrust, *, actor: Actor) -> Revocatio
             "agentId": row.agent_id,
             "version": row.version,
             "reason": row.reason,
+            "quarantinedInstallations": len(quarantined),
         },
     )
-    security_event("marketplace.revoked", target=view.target)
+    security_event("marketplace.revoked", target=view.target, quarantined=len(quarantined))
     return view
 
 

@@ -31,10 +31,38 @@ class AgentInstallation(OrgScoped, TimestampMixin, Base):
     )
     version: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(20), default="enabled")
+    # The capabilities an admin granted (services/marketplace/capabilities.py), exactly the
+    # ones the current version's manifest requests: granted all or nothing.
     granted_permissions: Mapped[list[str]] = mapped_column(default=list)
+    granted_by: Mapped[str | None] = mapped_column(String(60))
+    granted_at: Mapped[datetime | None]
+    # The secret settings fields (``secret: true`` in the manifest), key-ring encrypted.
     config: Mapped[bytes | None] = encrypted_column()
+    # The settings that are not secret, validated against the manifest's settings schema.
+    settings: Mapped[JsonDict] = mapped_column(default=dict)
     failure_count: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The sha256 of the current version's archive: its unpack cache folder's name.
+    package_sha256: Mapped[str | None] = mapped_column(String(64))
+    # The version an update replaced, kept for a rollback (and its grants).
+    previous_package_id: Mapped[str | None] = mapped_column(
+        ForeignKey("agent_packages.id", ondelete="SET NULL")
+    )
+    previous_version: Mapped[str | None] = mapped_column(String(40))
+    previous_sha256: Mapped[str | None] = mapped_column(String(64))
+    previous_permissions: Mapped[list[str] | None]
+    # Runs of a freshly updated version that must succeed before it is trusted; a failure
+    # while this is above zero rolls back to the previous version.
+    probation_runs_left: Mapped[int] = mapped_column(default=0)
+    # An update that asks for capabilities not granted yet waits here for a new grant.
+    pending_package_id: Mapped[str | None] = mapped_column(
+        ForeignKey("agent_packages.id", ondelete="SET NULL")
+    )
+    pending_version: Mapped[str | None] = mapped_column(String(40))
+    quarantined_reason: Mapped[str | None] = mapped_column(Text)
+    quarantined_at: Mapped[datetime | None]
+    # The status to return to when an admin releases the quarantine.
+    quarantined_from: Mapped[str | None] = mapped_column(String(20))
 
 
 class Job(OrgScoped, TimestampMixin, Base):
