@@ -8,7 +8,7 @@ still has to pass, an update waiting for a new grant, and why and since when it 
 quarantined.
 
 Revision ID: 0007ins
-Revises: 0006onb
+Revises: 0006exp
 Create Date: 2026-12-02 05:00:00.000000
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007ins"
-down_revision: str | None = "0006onb"
+down_revision: str | None = "0006exp"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
