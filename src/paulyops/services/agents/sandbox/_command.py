@@ -146,6 +146,8 @@ def bwrap_args(
         args += ["--ro-bind", str(run_dir / "etc" / "hosts"), "/etc/hosts"]
         for path in NETWORK_ETC:
             args += ["--ro-bind-try", path, path]
+    # The root is bubblewrap's own tmpfs: make it (and every folder made on it) read-only.
+    args += ["--remount-ro", "/"]
     for key, value in env.items():
         args += ["--setenv", key, value]
     if seccomp_fd is not None:

@@ -104,7 +104,10 @@ def _set_limits(limits: dict[str, int]) -> None:
         which = _LIMITS[name]
         _soft, hard = resource.getrlimit(which)
         new = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(which, (new, new))
+        # The CPU hard limit sits a second above the soft one: SIGXCPU, not SIGKILL, names
+        # the cause.
+        top = new + 1 if name == "cpu" and (hard == resource.RLIM_INFINITY or new < hard) else new
+        resource.setrlimit(which, (new, top))
 
 
 def _landlock(read: list[str], write: list[str]) -> int:
