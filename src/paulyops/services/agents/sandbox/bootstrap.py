@@ -17,7 +17,6 @@ them with the job and the organization. Nothing here imports PaulyOps except
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import json
 import logging
@@ -112,6 +111,8 @@ def _set_limits(limits: dict[str, int]) -> None:
 
 def _landlock(read: list[str], write: list[str]) -> int:
     """Allow reading ``read`` and writing ``write`` only; return the ABI used (0: none)."""
+    import ctypes  # only the fallback confines itself: bubblewrap runs skip the import
+
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
     abi = libc.syscall(_LL_CREATE, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
@@ -152,6 +153,8 @@ def _landlock(read: list[str], write: list[str]) -> int:
 
 
 def _load_seccomp(fd: int) -> None:
+    import ctypes
+
     program = b""
     while chunk := os.read(fd, 65536):
         program += chunk
