@@ -5,7 +5,9 @@ shared machine hits all of them):
 
 * ``bare``     ``/usr/bin/python3 -I -c pass`` through ``subprocess.run`` with pipes
   (the baseline: the least any agent run costs);
-* ``wrapped``  the same command under prlimit + setpriv + bubblewrap with the run's
+* ``imports``  the same interpreter importing what every agent start imports (the
+  bootstrap's modules and ``paulyops.sdk``), outside any sandbox;
+* ``wrapped``  the bare command under prlimit + setpriv + bubblewrap with the run's
   namespaces and seccomp filter (what the layers cost by themselves);
 * ``sandbox``  ``run_batch`` of a one-item batch of a no-op agent, start to finish:
   slot uid, run folder, staged input, bootstrap, ``paulyops.sdk`` import, protocol v1
@@ -34,6 +36,7 @@ from paulyops.services.agents.sandbox import SandboxConfig, run_batch, sandbox_s
 from paulyops.services.agents.sandbox import _command as cmdline
 from paulyops.services.agents.sandbox._config import DEFAULT_LIMITS
 from paulyops.services.agents.sandbox._seccomp import filter_fd
+from paulyops.services.agents.sandbox._staging import runtime_dir
 from paulyops.services.agents.unpack import unpack
 from paulyops.services.marketplace.build import build_package
 
@@ -103,10 +106,21 @@ def main() -> None:
         def bare() -> None:
             subprocess.run([PYTHON, "-I", "-c", "pass"], capture_output=True, check=True)
 
+        lib = runtime_dir(config.root)
+        imports_code = (
+            f"import sys; sys.path.insert(0, {str(lib)!r}); "
+            "import json, logging, importlib, resource, traceback; import paulyops.sdk"
+        )
+
+        def imports() -> None:
+            subprocess.run([PYTHON, "-I", "-c", imports_code], capture_output=True, check=True)
+
         def wrapped() -> None:
             fd = filter_fd(deny_inet=False)
             facts = status.facts
-            assert facts.bwrap and facts.setpriv and facts.prlimit
+            assert facts.bwrap
+            assert facts.setpriv
+            assert facts.prlimit
             cmd = [
                 *cmdline.rlimit_prefix(facts.prlimit, DEFAULT_LIMITS),
                 *cmdline.drop_privileges(facts.setpriv, config.uid_range[0]),
@@ -131,12 +145,13 @@ def main() -> None:
             outcome = run_batch(request, config=config)
             assert outcome.items[0].ok, outcome.items[0].error
 
-        for warm in (bare, wrapped, sandboxed):
+        for warm in (bare, imports, wrapped, sandboxed):
             warm()
-        times: dict[str, list[float]] = {"bare": [], "wrapped": [], "sandbox": []}
+        times: dict[str, list[float]] = {"bare": [], "imports": [], "wrapped": [], "sandbox": []}
         ratios = []
         for _ in range(args.rounds):
             b = _timed(bare)
+            times["imports"].append(_timed(imports))
             w = _timed(wrapped)
             s = _timed(sandboxed)
             times["bare"].append(b)

@@ -307,6 +307,8 @@ def run_package_command(
                     highlight=False,
                 )
         if outcome.error:
-            err_console.print(f"[bold red]batch failed:[/] {escape(outcome.error)}", highlight=False)
+            err_console.print(
+                f"[bold red]batch failed:[/] {escape(outcome.error)}", highlight=False
+            )
     if failed:
         raise typer.Exit(1)

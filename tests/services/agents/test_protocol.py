@@ -57,7 +57,12 @@ def test_report_section_is_sanitized() -> None:
         (_line(jobId="other", result={}), "expected the result of job 'j1'"),
         (_line(result={"confidence": 2}), "confidence"),
         (_line(result={"files": [{"path": "../etc/passwd"}]}), "relative path"),
-        (_line(result={"charts": [{"kind": "pie", "title": "t", "labels": ["a"], "values": []}]}), "same length"),
+        (
+            _line(
+                result={"charts": [{"kind": "pie", "title": "t", "labels": ["a"], "values": []}]}
+            ),
+            "same length",
+        ),
         (_line(result={"series": [{"series": "s", "at": "yesterday", "value": 1}]}), "at"),
         (_line(result={"html": "<b>"}), "html"),
     ],

@@ -56,7 +56,12 @@ def handle(ctx: Context, item: Item) -> Result:
 """
     data = _only_ok(run_agent(code))
     expected = subprocess.run(
-        ["/usr/bin/python3", "-I", "-c", "import sys, json; print(json.dumps(list(sys.version_info)))"],
+        [
+            "/usr/bin/python3",
+            "-I",
+            "-c",
+            "import sys, json; print(json.dumps(list(sys.version_info)))",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -137,7 +142,7 @@ PROBES = {
 
 
 def test_local_services_are_unreachable(run_agent: AgentRunner) -> None:
-    """PostgreSQL (5432), Redis (6379) and RabbitMQ (5672) on the host's loopback are out of reach."""
+    """The host's PostgreSQL (5432), Redis (6379) and RabbitMQ (5672) are out of reach."""
     code = probes("""
 def connect(host, port):
     def go(c, i):
@@ -151,7 +156,9 @@ PROBES = {f"{h}:{p}": connect(h, p) for h in ("127.0.0.1", "10.0.2.2") for p in 
     assert all(v[0] == "error" for v in data.values()), data
 
 
-def test_fork_bomb_is_contained_and_ended(run_agent: AgentRunner, bwrap_config: SandboxConfig) -> None:
+def test_fork_bomb_is_contained_and_ended(
+    run_agent: AgentRunner, bwrap_config: SandboxConfig
+) -> None:
     """A fork bomb hits the process limit, the wall clock ends it, nothing is left behind."""
     code = """
 def handle(ctx: Context, item: Item) -> Result:
@@ -258,7 +265,7 @@ PROBES = {
 def test_host_environment_is_invisible(
     run_agent: AgentRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Neither the agent's environment nor /proc/<ppid>/environ or /proc/1/environ show the host's."""
+    """Nothing of the host in the environment, /proc/<ppid>/environ or /proc/1/environ."""
     monkeypatch.setenv("PAULYOPS_SANDBOX_TEST_SECRET", "s3cret-value")
     code = probes("""
 PROBES = {
@@ -282,10 +289,14 @@ def test_instance_files_are_unreachable(run_agent: AgentRunner, tmp_path: Path) 
     db_file.parent.mkdir()
     db_file.write_bytes(b"SQLite format 3\x00")
     repo_env = Path("/work/main/.env.local")
-    code = probes("""
+    code = probes(
+        """
 PROBES = {name: (lambda path: lambda c, i: open(path, "rb").read())(path)
           for name, path in (("env", "ENV"), ("db", "DB"), ("repo", "REPO"))}
-""".replace('"ENV"', repr(str(env_local))).replace('"DB"', repr(str(db_file))).replace('"REPO"', repr(str(repo_env))))
+""".replace('"ENV"', repr(str(env_local)))
+        .replace('"DB"', repr(str(db_file)))
+        .replace('"REPO"', repr(str(repo_env)))
+    )
     data = _only_ok(run_agent(code))
     assert data["env"][0] == "error"
     assert data["db"][0] == "error"
@@ -429,7 +440,11 @@ def handle(ctx: Context, item: Item) -> Result:
     os.chmod(ctx.scratch / "sub", 0o500)
     return Result(data={})
 """
-    before = set((bwrap_config.root / "runs").iterdir()) if (bwrap_config.root / "runs").exists() else set()
+    before = (
+        set((bwrap_config.root / "runs").iterdir())
+        if (bwrap_config.root / "runs").exists()
+        else set()
+    )
     assert run_agent(code).items[0].ok
     assert set((bwrap_config.root / "runs").iterdir()) <= before
 

@@ -56,7 +56,8 @@ def test_fallback_status_names_its_layers(fallback: SandboxStatus) -> None:
     """The fallback reports slot uid, rlimits, seccomp (and Landlock where the kernel has it)."""
     assert {"slot-uid", "no-new-privs", "rlimits", "wall-clock", "seccomp"} <= set(fallback.layers)
     assert "bubblewrap" not in fallback.layers
-    assert fallback.reason is not None and NO_BWRAP in fallback.reason
+    assert fallback.reason is not None
+    assert NO_BWRAP in fallback.reason
     assert fallback.is_degraded
     assert fallback.network is False
 
@@ -65,7 +66,8 @@ def test_fallback_refuses_untrusted_agents(run_fallback: AgentRunner) -> None:
     """An agent that is neither bundled nor from a verified publisher does not run."""
     outcome = run_fallback("def handle(ctx, item):\n    return Result(data={})\n")
     assert outcome.mode == "refused"
-    assert outcome.error is not None and "only bundled and trusted agents" in outcome.error
+    assert outcome.error is not None
+    assert "only bundled and trusted agents" in outcome.error
     assert not outcome.items[0].ok
 
 
@@ -80,7 +82,9 @@ def test_fallback_refuses_network(run_fallback: AgentRunner) -> None:
     assert "network" in (outcome.error or "")
 
 
-def test_fallback_confines_a_trusted_agent(run_fallback: AgentRunner, fallback: SandboxStatus) -> None:
+def test_fallback_confines_a_trusted_agent(
+    run_fallback: AgentRunner, fallback: SandboxStatus
+) -> None:
     """Slot uid, no inet sockets, no host secrets, writes only in scratch."""
     code = """
 def attempt(fn):
@@ -114,7 +118,8 @@ def handle(ctx: Context, item: Item) -> Result:
     assert outcome.mode == "fallback"
     assert outcome.error is None, outcome.error
     item = outcome.items[0]
-    assert item.ok and item.result, item.error
+    assert item.ok, item.error
+    assert item.result
     data = item.result["data"]
     assert 62000 <= data["uid"] <= 62031
     assert data["input"] == "hello\n"

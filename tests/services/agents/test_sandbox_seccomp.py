@@ -52,12 +52,15 @@ def answers(
     bwrap_config: SandboxConfig, build_agent: Callable[..., Path], sandbox_root: Path
 ) -> dict[str, list[int]]:
     """Every blocked call's (return value, errno) inside one sandbox start."""
-    calls = {label: [_number(name), args] for label, (name, args) in CASES.items() if _number(name) >= 0}
+    calls = {
+        label: [_number(name), args] for label, (name, args) in CASES.items() if _number(name) >= 0
+    }
     run = make_runner(bwrap_config, build_agent, sandbox_root)
     outcome = run(AGENT, metadata=[{"calls": calls}])
     assert outcome.error is None, outcome.error
     item = outcome.items[0]
-    assert item.ok and item.result, item.error
+    assert item.ok, item.error
+    assert item.result
     data: dict[str, list[int]] = item.result["data"]
     return data
 
@@ -76,5 +79,6 @@ def test_filter_is_classic_bpf() -> None:
     """The exported program is a whole number of 8-byte sock_filter instructions."""
     for deny_inet in (False, True):
         program = build_filter(deny_inet=deny_inet)
-        assert program and len(program) % 8 == 0
+        assert program
+        assert len(program) % 8 == 0
     assert len(build_filter(deny_inet=True)) > len(build_filter(deny_inet=False))

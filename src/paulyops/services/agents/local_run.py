@@ -85,7 +85,9 @@ def run_package(
         )
     for path in inputs:
         if not path.is_file():
-            raise PackageError(f"--input {path}: no such file", [FieldError("input", "no such file")])
+            raise PackageError(
+                f"--input {path}: no such file", [FieldError("input", "no such file")]
+            )
     report = validate_package(package, allow_unsigned=True)
     manifest = report.manifest
     if not report.is_ok or manifest is None:
