@@ -200,3 +200,20 @@ def test_health_check_reports_mode_and_layers(sandbox_config: SandboxConfig) -> 
     else:
         assert result.status in ("degraded", "unhealthy")
         assert result.details["reason"]
+
+
+def test_fallback_does_not_wait_for_a_child_left_behind(run_fallback: AgentRunner) -> None:
+    """A child that outlives the agent and holds its pipes does not hold the batch."""
+    code = """
+def handle(ctx: Context, item: Item) -> Result:
+    if os.fork() == 0:
+        os.setsid()
+        time.sleep(30)
+        os._exit(0)
+    return Result(data={"done": True})
+"""
+    started = time.monotonic()
+    outcome = run_fallback(code, trusted=True, resources={"wallSeconds": 20})
+    assert time.monotonic() - started < 8
+    assert outcome.error is None, outcome.error
+    assert outcome.items[0].ok

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
+from paulyops.core.errors import SandboxError
 from paulyops.core.health import CheckResult, HealthRegistry
 from paulyops.services.agents.runtime import RunOutcome, RunRequest
 from paulyops.services.agents.sandbox._config import (
@@ -37,6 +39,7 @@ from paulyops.services.agents.sandbox._config import (
 from paulyops.services.agents.sandbox._probe import HostFacts, SandboxStatus, probe_host, status_of
 from paulyops.services.agents.sandbox._runner import run as _run
 from paulyops.services.agents.sandbox._seccomp import BLOCKED_CALLS, build_filter
+from paulyops.services.agents.sandbox._staging import check_traversable
 
 _lock = threading.Lock()
 _config: SandboxConfig | None = None
@@ -88,11 +91,29 @@ def sandbox_check(config: SandboxConfig) -> Callable[[], CheckResult]:
 
     def check() -> CheckResult:
         status = sandbox_status(config)
+        details = status.details()
         if status.mode == "refused":
-            return CheckResult("unhealthy", status.details())
-        return CheckResult("degraded" if status.is_degraded else "healthy", status.details())
+            return CheckResult("unhealthy", details)
+        if "slot-uid" in status.layers:
+            problem = root_problem(config.root, config.uid_range[0])
+            if problem:
+                details["reason"] = problem
+                return CheckResult("unhealthy", details)
+        return CheckResult("degraded" if status.is_degraded else "healthy", details)
 
     return check
+
+
+def root_problem(root: Path, uid: int) -> str | None:
+    """Return why slot uids could not reach ``root`` (its nearest existing folder), or None."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        check_traversable(existing, uid)
+    except SandboxError as err:
+        return err.message
+    return None
 
 
 def register_health_check(registry: HealthRegistry, config: SandboxConfig) -> None:
@@ -115,6 +136,7 @@ __all__ = [
     "current_config",
     "register_health_check",
     "resolve_limits",
+    "root_problem",
     "run_batch",
     "sandbox_check",
     "sandbox_status",

@@ -42,6 +42,8 @@ MAX_LOG_CHARS = 4000
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 """Files read back per item; more fails the item."""
 NETWORK_SETUP_S = 10.0
+EXIT_GRACE_S = 0.5
+"""How long pipes may stay open after the agent exited (a child it left behind)."""
 _LEVELS = {"debug", "info", "warning", "error", "critical"}
 
 
@@ -346,11 +348,16 @@ def _pump(
     total = 0
     skipping = False  # inside an oversize line: discard until its newline
     open_streams = 2
+    exited_at: float | None = None
     while open_streams:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return f"wall-clock timeout: stopped after {limits.wall_seconds} s"
-        for key, _ in sel.select(min(remaining, 1.0)):
+        if exited_at is None and proc.poll() is not None:
+            exited_at = time.monotonic()
+        if exited_at is not None and time.monotonic() - exited_at > EXIT_GRACE_S:
+            break  # the agent is gone; a leftover child holding its pipes is killed below
+        for key, _ in sel.select(min(remaining, 0.25)):
             chunk = os.read(key.fd, 65536)
             if not chunk:
                 sel.unregister(key.fileobj)
