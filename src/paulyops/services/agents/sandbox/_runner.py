@@ -454,7 +454,8 @@ def _log_line(exchange: _Exchange, raw: bytes) -> None:
 
 def _kill(proc: subprocess.Popen[bytes], uid: int | None, status: SandboxStatus) -> None:
     """End the run's whole process group (and, as root, anything left under its slot uid)."""
-    if proc.poll() is None:
+    was_running = proc.poll() is None
+    if was_running:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -463,8 +464,10 @@ def _kill(proc: subprocess.Popen[bytes], uid: int | None, status: SandboxStatus)
         if stream is not None:
             with contextlib.suppress(OSError):
                 stream.close()
-    if uid is not None and status.mode == "fallback" and status.facts.setpriv:
-        # Without a PID namespace an agent can leave its session; the slot uid is its own.
+    sweep = status.mode == "fallback" or was_running or proc.returncode != 0
+    if uid is not None and sweep and status.facts.setpriv:
+        # Without a PID namespace an agent can leave its session; with one, a killed run
+        # is swept too, in case. The slot uid is this run's alone.
         subprocess.run(  # noqa: S603  # argv built here, no shell
             [*cmdline_drop(status.facts.setpriv, uid), "/usr/bin/kill", "-KILL", "-1"],
             capture_output=True,
