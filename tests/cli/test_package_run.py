@@ -123,3 +123,12 @@ def test_health_reports_the_sandbox(package: Path, monkeypatch: pytest.MonkeyPat
     sandbox = body["checks"]["sandbox"]
     assert sandbox["details"]["mode"] == "bubblewrap"
     assert "seccomp" in sandbox["details"]["layers"]
+
+
+def test_package_run_checks_settings_against_the_schema(package: Path) -> None:
+    """A setting of the wrong type is refused with the field's name before any run."""
+    result = runner.invoke(
+        app, ["package", "run", str(package), "--input", "good.txt", "--setting", "greeting=3"]
+    )
+    assert result.exit_code != 0
+    assert "greeting" in result.output

@@ -64,6 +64,20 @@ def _with_defaults(schema: Mapping[str, Any], settings: Mapping[str, Any]) -> di
     return out
 
 
+def _check_settings(schema: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+    import jsonschema  # type: ignore[import-untyped]  # no stubs in the locked environment
+
+    validator = jsonschema.Draft202012Validator(dict(schema))
+    errors = sorted(validator.iter_errors(dict(settings)), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        where = ".".join(str(p) for p in first.path) or "settings"
+        raise PackageError(
+            f"--setting {where}: {first.message}",
+            [FieldError(f"settings.{where}", error.message) for error in errors],
+        )
+
+
 def run_package(
     package: Path,
     inputs: Sequence[Path],
@@ -76,7 +90,8 @@ def run_package(
 
     Raises:
         PackageError: the package fails validation, a grant is not requested by its
-            manifest, or there are no or too many inputs.
+            manifest, a setting breaks the settings schema, or there are no or too many
+            inputs.
     """
     if not inputs or len(inputs) > MAX_BATCH:
         raise PackageError(
@@ -102,6 +117,8 @@ def run_package(
             f"{', '.join(manifest.capabilities) or 'nothing'})",
             [FieldError("grant", "not requested by the manifest")],
         )
+    effective = _with_defaults(manifest.settings, settings)
+    _check_settings(manifest.settings, effective)
     data = package.read_bytes()
     root = Path(tempfile.mkdtemp(prefix="paulyops-package-run-"))
     try:
@@ -126,7 +143,7 @@ def run_package(
             entrypoint=manifest.entrypoint,
             items=items,
             capabilities=frozenset(grants),
-            settings=_with_defaults(manifest.settings, settings),
+            settings=effective,
             resources=manifest.resources.model_dump(by_alias=True, exclude_none=True),
             trusted=True,
         )
