@@ -55,19 +55,24 @@ def _is_reachable(path: Path, uid: int) -> bool:
 
 
 @functools.cache
-def runtime_dir(root: Path) -> Path:
-    """Return ``<root>/runtime/<digest>``: the bootstrap and ``paulyops.sdk``, read-only.
-
-    Written once per content (renamed into place), so every run of every process binds
-    the same folder.
-    """
+def _runtime_files() -> tuple[dict[str, bytes], str]:
     files = {
         BOOTSTRAP_NAME: (_HERE / "bootstrap.py").read_bytes(),
         "paulyops/__init__.py": _PAULYOPS_STUB,
         "paulyops/sdk/__init__.py": _sdk_source().read_bytes(),
     }
     digest = hashlib.sha256(b"\0".join(k.encode() + b"\0" + v for k, v in files.items()))
-    dest = root / "runtime" / digest.hexdigest()[:24]
+    return files, digest.hexdigest()[:24]
+
+
+def runtime_dir(root: Path) -> Path:
+    """Return ``<root>/runtime/<digest>``: the bootstrap and ``paulyops.sdk``, read-only.
+
+    Written once per content (renamed into place), so every run of every process binds
+    the same folder.
+    """
+    files, digest = _runtime_files()
+    dest = root / "runtime" / digest
     if dest.is_dir():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
