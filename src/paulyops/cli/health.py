@@ -24,7 +24,7 @@ def health(
     ),
     as_json: bool = typer.Option(False, "--json", help="print the raw JSON report"),
 ) -> None:
-    """Check the database, Redis, storage and Stripe; exit 1 when unhealthy."""
+    """Check the database, Redis, storage, Stripe and the agent sandbox; exit 1 when unhealthy."""
     report = _from_server(url) if url else _in_process()
     if as_json:
         console.print_json(json.dumps(report))
@@ -35,10 +35,12 @@ def health(
 
 def _in_process() -> dict[str, Any]:
     from paulyops.core.instance import Instance
+    from paulyops.services.agents.sandbox import config_from_settings, register_health_check
 
     settings = read_settings(generate_secrets=False)
     settings = settings.model_copy(update={"db_connect_attempts": 1})
     instance = Instance(settings, migrate_on_start=False)
+    register_health_check(instance.health, config_from_settings(settings))
     try:
         try:
             instance.start(background=False)

@@ -1,5 +1,5 @@
 """``paulyops package``: tools for agent authors: init, build, keygen, sign, verify, schema,
-checksums.
+checksums, run.
 
 Installing agents into an organization is ``paulyops agents``; catalogs and trusted
 publishers are ``paulyops marketplace``. These commands work on files only and need no
@@ -261,3 +261,54 @@ def schema() -> None:
 
 
 __all__ = ["app"]
+
+
+@app.command("run")
+def run_package_command(
+    package: Path = typer.Argument(..., metavar="PKG", help="the .pauly file"),
+    inputs: list[Path] = typer.Option(
+        ..., "--input", metavar="FILE", help="an input file (repeatable, up to 20)"
+    ),
+    setting: list[str] = typer.Option(
+        [], "--setting", metavar="KEY=VALUE", help="a setting (JSON or text; repeatable)"
+    ),
+    grant: list[str] = typer.Option(
+        [], "--grant", metavar="CAP", help="grant a capability the manifest requests"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the outcome as JSON"),
+) -> None:
+    """Run a package on local files in the same sandbox as the server; print the result."""
+    from paulyops.cli.context import read_settings
+    from paulyops.services.agents.local_run import outcome_dict, parse_setting, run_package
+    from paulyops.services.agents.sandbox import config_from_settings
+
+    if not package.is_file():
+        raise ConfigError(f"{package}: no such file")
+    settings = dict(parse_setting(item) for item in setting)
+    config = config_from_settings(read_settings(generate_secrets=False))
+    result = run_package(package, inputs, settings=settings, grants=grant, config=config)
+    outcome = result.outcome
+    failed = outcome.error is not None or not all(item.ok for item in outcome.items)
+    if as_json:
+        typer.echo(json.dumps(outcome_dict(outcome), indent=2))
+    else:
+        console.print(
+            f"Ran {escape(str(package))} in the {outcome.mode} sandbox "
+            f"({outcome.duration_ms:.0f} ms).",
+            highlight=False,
+        )
+        for path, item in zip(inputs, outcome.items, strict=True):
+            if item.ok:
+                console.print(f"[green]ok[/] {escape(str(path))}", highlight=False)
+                typer.echo(json.dumps(item.result, indent=2))
+            else:
+                console.print(
+                    f"[bold red]failed[/] {escape(str(path))}: {escape(item.error or '')}",
+                    highlight=False,
+                )
+        if outcome.error:
+            err_console.print(
+                f"[bold red]batch failed:[/] {escape(outcome.error)}", highlight=False
+            )
+    if failed:
+        raise typer.Exit(1)

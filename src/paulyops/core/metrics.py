@@ -216,6 +216,10 @@ def _pool_metrics(database: Database) -> Iterator[Metric]:
     )
 
 
+# The modes of services/agents/runtime.py's SandboxMode (core may not import services).
+SANDBOX_MODES = ("bubblewrap", "fallback", "insecure", "refused")
+
+
 def _health_metrics(report: dict[str, Any]) -> Iterator[Metric]:
     overall = GaugeMetricFamily(
         "paulyops_health_status",
@@ -242,6 +246,16 @@ def _health_metrics(report: dict[str, Any]) -> Iterator[Metric]:
         timing.add_metric([label], float(check.get("responseTime", 0)) / 1000)
     yield checks
     yield timing
+    sandbox = report.get("checks", {}).get("sandbox", {}).get("details") or {}
+    if sandbox.get("mode"):
+        mode = GaugeMetricFamily(
+            "paulyops_sandbox_mode",
+            "The isolation agent runs get (1 for the current mode, 0 for the others)",
+            labels=["mode"],
+        )
+        for name in SANDBOX_MODES:
+            mode.add_metric([name], 1.0 if sandbox["mode"] == name else 0.0)
+        yield mode
 
 
 class _Scrape:

@@ -362,6 +362,56 @@ class Settings(BaseSettings):
         True, validation_alias=AliasChoices("MONITORING_ENABLED", "monitoring_enabled")
     )
 
+    # --- agent sandbox (docs/agents/sandbox.md) -------------------------------------------
+    sandbox_root_override: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("PAULYOPS_SANDBOX_ROOT", "sandbox_root"),
+        description="run folders of sandboxed agents (default /var/lib/paulyops-sandbox as "
+        "root, else <root>/sandbox); never holds a secret",
+    )
+    sandbox_insecure: bool = Field(
+        False,
+        validation_alias=AliasChoices("PAULYOPS_SANDBOX_INSECURE", "sandbox_insecure"),
+        description="without root and bubblewrap, run agents with rlimits only (logged)",
+    )
+    sandbox_uids: str = Field(
+        "61000-61063",
+        pattern=r"^\d+-\d+$",
+        validation_alias=AliasChoices("PAULYOPS_SANDBOX_UIDS", "sandbox_uids"),
+        description="slot uids agents run as (one per concurrent run), 'FIRST-LAST'",
+    )
+    sandbox_max_cpu_seconds: int = Field(
+        600,
+        ge=1,
+        validation_alias=AliasChoices(
+            "PAULYOPS_SANDBOX_MAX_CPU_SECONDS", "sandbox_max_cpu_seconds"
+        ),
+    )
+    sandbox_max_memory_mb: int = Field(
+        8192,
+        ge=64,
+        validation_alias=AliasChoices("PAULYOPS_SANDBOX_MAX_MEMORY_MB", "sandbox_max_memory_mb"),
+    )
+    sandbox_max_wall_seconds: int = Field(
+        3600,
+        ge=1,
+        validation_alias=AliasChoices(
+            "PAULYOPS_SANDBOX_MAX_WALL_SECONDS", "sandbox_max_wall_seconds"
+        ),
+    )
+    sandbox_max_processes: int = Field(
+        256,
+        ge=1,
+        validation_alias=AliasChoices("PAULYOPS_SANDBOX_MAX_PROCESSES", "sandbox_max_processes"),
+    )
+    sandbox_max_file_size_mb: int = Field(
+        1024,
+        ge=1,
+        validation_alias=AliasChoices(
+            "PAULYOPS_SANDBOX_MAX_FILE_SIZE_MB", "sandbox_max_file_size_mb"
+        ),
+    )
+
     # --- validators ---------------------------------------------------------------------
     @field_validator("storage_providers", "default_agents", "trusted_proxies", mode="before")
     @classmethod
@@ -490,6 +540,14 @@ class Settings(BaseSettings):
             raise ValueError("expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return upper
 
+    @field_validator("sandbox_uids")
+    @classmethod
+    def _check_sandbox_uids(cls, value: str) -> str:
+        first, _, last = value.partition("-")
+        if not 1000 <= int(first) <= int(last) < 2**31:
+            raise ValueError(f"expected 'FIRST-LAST' with 1000 <= FIRST <= LAST, got {value!r}")
+        return value
+
     # --- derived ------------------------------------------------------------------------
     @property
     def root(self) -> Path:
@@ -507,6 +565,22 @@ class Settings(BaseSettings):
         if self.data_dir_override is not None:
             return self.data_dir_override.expanduser().resolve()
         return self.root / "data"
+
+    @property
+    def sandbox_root(self) -> Path:
+        """``PAULYOPS_SANDBOX_ROOT``, else ``/var/lib/paulyops-sandbox`` as root, else
+        ``<root>/sandbox`` (absolute)."""
+        if self.sandbox_root_override is not None:
+            return self.sandbox_root_override.expanduser().resolve()
+        if os.geteuid() == 0:
+            return Path("/var/lib/paulyops-sandbox")
+        return self.root / "sandbox"
+
+    @property
+    def sandbox_uid_range(self) -> tuple[int, int]:
+        """The slot uids as (first, last), inclusive."""
+        first, _, last = self.sandbox_uids.partition("-")
+        return int(first), int(last)
 
     @property
     def effective_database_url(self) -> str:

@@ -58,6 +58,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _register_sandbox_check(inst: Instance) -> None:
+    """Add the agent sandbox's healthz check (core cannot import services)."""
+    from paulyops.services.agents.sandbox import config_from_settings, register_health_check
+
+    register_health_check(inst.health, config_from_settings(inst.settings))
+
+
 def create_app(settings: Settings, *, instance: Instance | None = None) -> FastAPI:
     """Build the web application for ``settings``.
 
@@ -71,6 +78,7 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = instance is None
         inst = instance or Instance(settings)
+        _register_sandbox_check(inst)
         app.state.instance = inst
         if own:
             inst.on_ready.append(_first_run)

@@ -39,7 +39,9 @@ def scrape(request: Request, instance: InstanceDep, address: ClientAddress) -> R
             REFUSED, status_code=403, media_type="text/plain", headers={"Cache-Control": "no-store"}
         )
     collector = metrics.InstanceCollector(
-        instance.db, lambda: instance.cached_health_report(include_details=False)
+        # Details stay in process: the collector exports statuses and the sandbox mode only.
+        instance.db,
+        lambda: instance.cached_health_report(include_details=True),
     )
     return Response(
         metrics.render(collector),

@@ -1,0 +1,39 @@
+"""The bundled file-processor runs once through the real sandbox."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+from paulyops.services.agents.sandbox import SandboxConfig
+from paulyops.services.agents.unpack import unpack
+from paulyops.services.marketplace.build import build_package
+
+from .conftest import make_runner
+
+BUNDLED = Path(__file__).resolve().parents[3] / "src" / "paulyops" / "bundled" / "file_processor"
+
+
+def test_file_processor_runs_in_the_sandbox(
+    bwrap_config: SandboxConfig, build_agent: Callable[..., Path], sandbox_root: Path
+) -> None:
+    """A CSV goes in; its media type, columns and text come back as a v1 result."""
+    data = build_package(BUNDLED)
+    package = unpack(data, hashlib.sha256(data).hexdigest(), sandbox_root / "packages")
+    run = make_runner(bwrap_config, build_agent, sandbox_root)
+    outcome = run(
+        "",
+        package=package,
+        content=b"name,amount\nalpha,1\nbeta,2\n",
+        name="totals.csv",
+        trusted=True,
+        settings={"maxTextChars": 1000},
+    )
+    assert outcome.error is None, outcome.error
+    item = outcome.items[0]
+    assert item.ok, item.error
+    assert item.result is not None
+    result = item.result["data"]
+    assert result["mediaType"] == "text/csv"
+    assert "alpha" in result["text"]
