@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from paulyops.core.db.engine import Database
 from paulyops.core.db.models import AgentInstallation, Job, JobInput, utcnow
+from paulyops.core.db.queue import QueueStats, due_clause, queue_stats
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import ConflictError, FieldError, NotFoundError, SpecValidationError
 from paulyops.services.actor import Actor
@@ -305,10 +306,7 @@ def staged_input(db: Database, job: ClaimedJob) -> bytes:
 
 
 def _due(now: datetime) -> Any:
-    return and_(
-        Job.status.in_(WAITING),
-        or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now),
-    )
+    return due_clause(now)
 
 
 def _pick_installation(session: Session, now: datetime, job_ids: Sequence[str] | None) -> Any:
@@ -691,35 +689,6 @@ def recent_jobs(scope: OrgScope, installation_id: str, *, limit: int = 20) -> li
         .limit(limit)
     )
     return list(scope.session.scalars(stmt))
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStats:
-    """The queue at a glance: waiting (due) jobs, the oldest one's age, running, dead."""
-
-    depth: int
-    oldest_age_s: float | None
-    running: int
-    dead: int
-
-
-def queue_stats(db: Database) -> QueueStats:
-    """Count the instance's queue (all organizations: numbers only, no names)."""
-    now = utcnow()
-    with db.session() as session:
-        depth, oldest = session.execute(
-            select(func.count(), func.min(Job.next_attempt_at)).where(_due(now))
-        ).one()
-        counts: dict[str, int] = {
-            status: int(count)
-            for status, count in session.execute(
-                select(Job.status, func.count())
-                .where(Job.status.in_((RUNNING, DEAD)))
-                .group_by(Job.status)
-            ).all()
-        }
-    age = (now - oldest).total_seconds() if oldest is not None else None
-    return QueueStats(int(depth), age, int(counts.get(RUNNING, 0)), int(counts.get(DEAD, 0)))
 
 
 def due_for_dispatch(db: Database, *, stale_s: float, limit: int = 1000) -> dict[str, list[str]]:
