@@ -136,6 +136,8 @@ AGENT_RUN_DURATION = Histogram(
     buckets=RUN_BUCKETS,
     registry=REGISTRY,
 )
+for _result in RUN_RESULTS:  # every result is exported from the start, at 0
+    AGENT_RUNS.labels(_result)
 _sandbox_mode: list[str] = []
 
 
