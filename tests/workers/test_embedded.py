@@ -1,4 +1,4 @@
-"""The embedded runner: woken by enqueue (not polling), resumes after a restart, stops gracefully."""
+"""The embedded runner: woken by enqueue, resumes after a restart, stops gracefully."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The server's job runtime: started by the app, woken by enqueue, visible in healthz and /metrics."""
+"""The server's job runtime: started by the app, woken by enqueue, seen in healthz and metrics."""
 
 from __future__ import annotations
 
