@@ -368,7 +368,7 @@ class Settings(BaseSettings):
     )
     celery_task_time_limit_s: float = Field(
         900.0,
-        ge=10,
+        ge=5,
         validation_alias=AliasChoices(
             "PAULYOPS_CELERY_TASK_TIME_LIMIT_S", "celery_task_time_limit_s"
         ),

@@ -141,8 +141,10 @@ def start_scheduler(db: Database, settings: Settings, *, role: str, broker: bool
     if broker:
         from paulyops.workers.celery_app import sweep_due
 
+        # Retries become due within about a lease of the reaper freeing them.
+        sweep_s = max(1.0, min(SWEEP_S, policy.lease_s))
         scheduler.register(
-            "jobs.dispatch", interval_s=SWEEP_S, run=lambda: sweep_due(db, settings, RESEND_AFTER_S)
+            "jobs.dispatch", interval_s=sweep_s, run=lambda: sweep_due(db, settings, RESEND_AFTER_S)
         )
     scheduler.start()
     return scheduler
