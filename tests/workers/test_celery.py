@@ -6,7 +6,9 @@ Each test uses its own queue name; a killed worker's job comes back through its 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from paulyops.cli.main import app as cli
+from paulyops.core.db.engine import Database
 from paulyops.core.db.models import Job
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import ConfigError
@@ -26,7 +29,14 @@ from paulyops.services.agents import jobs
 from paulyops.services.agents.jobs import JobPolicy, JobSpec
 from paulyops.workers.celery_app import check_timeouts, create_celery, dispatcher_for
 from paulyops.workers.runtime import TEST_RUNNER_ENV
-from tests.conftest import AMQP_URL, REDIS_URL, fresh_secrets, make_settings
+from tests.conftest import (
+    AMQP_URL,
+    PG_URL,
+    REDIS_URL,
+    fresh_secrets,
+    make_settings,
+    truncate_all,
+)
 from tests.support.jobs import make_installation
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,7 +110,35 @@ class Workers:
 
 
 @pytest.fixture
-def setup(tmp_path, db, db_url, broker):
+def one_db_url(request, tmp_path):
+    """PostgreSQL when configured (what several workers share in production), else SQLite.
+
+    The store's claims are tested on both (tests/services/agents); the worker
+    subprocesses are slow to start, so they run against one database.
+    """
+    if not PG_URL:
+        path = tmp_path / "paulyops.db"
+        shutil.copy(request.getfixturevalue("_sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    url = request.getfixturevalue("pg_database_url")
+    yield url
+    cleanup = Database(url)
+    truncate_all(cleanup)
+    cleanup.close()
+
+
+@pytest.fixture
+def one_db(one_db_url):
+    database = Database(one_db_url)
+    database.connect(attempts=3)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def setup(tmp_path, one_db, one_db_url, broker):
+    db, db_url = one_db, one_db_url
     queue = f"paulyops-test-{uuid.uuid4().hex[:10]}"
     env = _env(tmp_path, db_url, broker, queue)
     settings = make_settings(tmp_path / "server", **env)
@@ -110,11 +148,9 @@ def setup(tmp_path, db, db_url, broker):
     yield db, workers
     jobs.set_dispatcher(db, None)
     workers.stop()
-    with app.connection_for_write() as conn:  # our queue only; the broker is shared
-        try:
-            conn.default_channel.queue_delete(queue)
-        except Exception:  # already gone
-            pass
+    # Our queue only: the broker is shared. Already gone is fine.
+    with app.connection_for_write() as conn, contextlib.suppress(Exception):
+        conn.default_channel.queue_delete(queue)
 
 
 def _enqueue(db, org, inst, *texts):
@@ -138,14 +174,24 @@ def _wait(db, ids, states, workers, timeout=40.0):
     )
 
 
-def test_a_worker_runs_real_jobs(setup):
-    """Jobs enqueued by the server go through the broker to a worker and succeed."""
+def test_a_worker_runs_real_jobs_and_finishes_them_on_sigterm(setup):
+    """Jobs go through the broker to a worker and succeed; SIGTERM is a warm shutdown.
+
+    The job running when SIGTERM arrives finishes within the grace period, and the
+    worker exits cleanly.
+    """
     db, workers = setup
     org, inst = make_installation(db)
-    workers.start()
+    proc = workers.start()
     ids = _enqueue(db, org, inst, "one", "one two", "one two three")
     done = _wait(db, ids, {"succeeded"}, workers)
     assert [job.result["data"]["words"] for job in done] == [1, 2, 3]
+    (job_id,) = _enqueue(db, org, inst, "sleep:1.5")
+    _wait(db, [job_id], {"running"}, workers)
+    proc.send_signal(signal.SIGTERM)
+    (finished,) = _wait(db, [job_id], {"succeeded"}, workers, timeout=20)
+    assert finished.attempts == 1
+    assert proc.wait(20) == 0
 
 
 def test_kill_9_mid_job_retries_and_completes_exactly_once(setup):
@@ -170,19 +216,6 @@ def test_kill_9_mid_job_retries_and_completes_exactly_once(setup):
     assert again.status == "succeeded"
     assert again.attempts == 2
     assert again.finished_at == done.finished_at
-
-
-def test_sigterm_lets_the_running_job_finish(setup):
-    """SIGTERM is a warm shutdown: the running job finishes within the grace period."""
-    db, workers = setup
-    org, inst = make_installation(db)
-    proc = workers.start()
-    (job_id,) = _enqueue(db, org, inst, "sleep:1.5")
-    _wait(db, [job_id], {"running"}, workers)
-    proc.send_signal(signal.SIGTERM)
-    (done,) = _wait(db, [job_id], {"succeeded"}, workers, timeout=20)
-    assert done.attempts == 1
-    assert proc.wait(20) == 0
 
 
 def test_worker_refuses_a_visibility_timeout_below_the_task_limit(tmp_path, monkeypatch):

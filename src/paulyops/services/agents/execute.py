@@ -170,16 +170,22 @@ class JobExecutor:
     # --- the batch ------------------------------------------------------------------------
     def run(self, claim: Claim) -> BatchReport:
         """Run one claimed batch to the end and record every job's outcome."""
-        with Heartbeat(self.db, claim, self.policy):
-            try:
+        try:
+            with Heartbeat(self.db, claim, self.policy):
                 prepared = self._prepare(claim)
-            except _Refused as refused:
-                return refused.report
-            try:
-                outcome = self._run_batch(prepared, claim)
-                report = self._record(claim, prepared, outcome)
-            finally:
-                _remove(prepared.work_dir)
+                try:
+                    outcome = self._run_batch(prepared, claim)
+                except BaseException:
+                    _remove(prepared.work_dir)
+                    raise
+        except _Refused as refused:
+            return refused.report
+        # Beats stop before the outcomes are recorded (the lease has two thirds left):
+        # a beat after a completion would only report the finished jobs as lost.
+        try:
+            report = self._record(claim, prepared, outcome)
+        finally:
+            _remove(prepared.work_dir)
         if self.on_batch_finished is not None:
             try:
                 self.on_batch_finished(
