@@ -30,7 +30,9 @@ from paulyops.services.agents.scheduler import process_owner
 
 log = get_logger("paulyops.workers.embedded")
 
-DEFAULT_SWEEP_S = 60.0
+# Jobs enqueued by another process (the CLI, another server process) have no one to wake
+# this runner: the sweep finds them. A sweep is one indexed query.
+DEFAULT_SWEEP_S = 5.0
 
 
 class EmbeddedRunner:

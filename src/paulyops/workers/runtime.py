@@ -168,6 +168,22 @@ class JobRuntime:
             self.scheduler.stop()
 
 
+def attach_dispatcher(instance: Instance) -> None:
+    """Make jobs enqueued by this (short-lived) process reach a runner at once.
+
+    With a broker, enqueues send Celery tasks. Without one, the server's embedded
+    runner is in another process: its sweep picks the jobs up within
+    :data:`~paulyops.workers.embedded.DEFAULT_SWEEP_S` seconds.
+    """
+    settings, db = instance.settings, instance.db
+    if not settings.celery_broker_url:
+        return
+    from paulyops.workers.celery_app import create_celery, dispatcher_for
+
+    jobs.set_dispatcher(db, dispatcher_for(create_celery(settings), db, settings))
+    instance.on_close.append(lambda _instance: jobs.set_dispatcher(db, None))
+
+
 def start_job_runtime(instance: Instance, executor: JobExecutor | None = None) -> JobRuntime:
     """Start the jobs side of a server process (call it when the instance is ready).
 
@@ -212,6 +228,7 @@ __all__ = [
     "SETTINGS_PROVIDER",
     "TEST_RUNNER_ENV",
     "JobRuntime",
+    "attach_dispatcher",
     "build_executor",
     "resolve_runner",
     "resolve_settings_provider",
