@@ -14,9 +14,12 @@ needs the lease, nothing completes twice.
 from __future__ import annotations
 
 import os
+import socket
 import threading
+from pathlib import Path
 from typing import Any
 
+from paulyops.core.files import make_private_dir
 from paulyops.core.instance import Instance
 from paulyops.core.logging import get_logger
 from paulyops.core.settings import Settings
@@ -32,6 +35,26 @@ from paulyops.workers.celery_app import (
 from paulyops.workers.runtime import build_executor, start_scheduler
 
 log = get_logger("paulyops.workers.worker")
+
+# The worker touches <data dir>/run/worker-<hostname>.alive this often while it runs; a
+# container health check (compose.yaml) calls it dead after a minute without a touch.
+ALIVE_INTERVAL_S = 15.0
+
+
+def alive_file(settings: Settings) -> Path:
+    """The liveness file of a worker on this host."""
+    return settings.data_dir / "run" / f"worker-{socket.gethostname()}.alive"
+
+
+def _keep_alive(path: Path, stop: threading.Event) -> None:
+    make_private_dir(path.parent)
+    while True:
+        try:
+            path.touch()
+        except OSError:  # a full or read-only disk: the health check will say so
+            log.warning("worker_alive_file_failed", path=str(path))
+        if stop.wait(ALIVE_INTERVAL_S):
+            return
 
 
 def _grace_timer(state: WorkerState, grace_s: float) -> Any:
@@ -80,11 +103,16 @@ def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
         handler = _grace_timer(state, settings.worker_grace_s)
         worker_shutting_down.connect(handler, weak=False)
         scheduler = start_scheduler(instance.db, settings, role="worker", broker=True)
+        stop_alive = threading.Event()
+        threading.Thread(
+            target=_keep_alive, args=(alive_file(settings), stop_alive), daemon=True
+        ).start()
         try:
             app = create_celery(settings)
             log.info("worker_starting", queue=settings.celery_queue)
             app.worker_main(worker_argv(settings, concurrency=concurrency))
         finally:
+            stop_alive.set()
             scheduler.stop()
             worker_shutting_down.disconnect(handler)
             set_worker_state(None)
@@ -92,4 +120,4 @@ def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
         instance.close()
 
 
-__all__ = ["run_worker"]
+__all__ = ["ALIVE_INTERVAL_S", "alive_file", "run_worker"]
