@@ -274,3 +274,17 @@ def test_dispatch_happens_after_commit_only(db):
         assert heard == [(inst, ids)]
     finally:
         jobs.set_dispatcher(db, None)
+
+
+def test_cancel_stops_a_job_and_discards_a_late_result(db):
+    """A cancelled running job cannot be completed by its worker afterwards; finished ones stay."""
+    org, inst = make_installation(db)
+    (job_id,) = _enqueue(db, org, inst)
+    claim = jobs.claim(db, owner="w", policy=POLICY)
+    assert claim is not None
+    with db.write_session() as session:
+        jobs.cancel(OrgScope(session, org), job_id, actor=CLI)
+    assert not jobs.complete(db, job_id, owner="w", result={})
+    assert _job(db, job_id).status == "cancelled"
+    with db.write_session() as session, pytest.raises(ConflictError, match="already cancelled"):
+        jobs.cancel(OrgScope(session, org), job_id, actor=CLI)
