@@ -288,3 +288,18 @@ def test_cancel_stops_a_job_and_discards_a_late_result(db):
     assert _job(db, job_id).status == "cancelled"
     with db.write_session() as session, pytest.raises(ConflictError, match="already cancelled"):
         jobs.cancel(OrgScope(session, org), job_id, actor=CLI)
+
+
+def test_requeue_after_release_makes_waiting_jobs_due_and_dispatched(db):
+    """Jobs that waited through a quarantine are due at once and dispatched again."""
+    org, inst = make_installation(db)
+    ids = _enqueue(db, org, inst, 2)
+    heard: list[list[str]] = []
+    jobs.set_dispatcher(db, lambda _inst, job_ids: heard.append(list(job_ids)))
+    try:
+        with db.write_session() as session:
+            assert jobs.requeue_installation(OrgScope(session, org), inst) == 2
+    finally:
+        jobs.set_dispatcher(db, None)
+    assert [sorted(batch) for batch in heard] == [sorted(ids)]
+    assert _job(db, ids[0]).dispatched_at is None

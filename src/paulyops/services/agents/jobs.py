@@ -735,6 +735,36 @@ def mark_dispatched(session: Session, job_ids: Sequence[str], when: datetime | N
     )
 
 
+def requeue_installation(scope: OrgScope, installation_id: str) -> int:
+    """Make an installation's waiting jobs due now and unsent (call it on release/enable).
+
+    A quarantined or disabled installation keeps its queue; once it runs again, its jobs
+    are due at once and the broker sweep sends them again (their earlier messages found
+    nothing to claim). Returns how many jobs wait.
+    """
+    now = utcnow()
+    ids = list(
+        scope.session.scalars(
+            select(Job.id).where(
+                Job.organization_id == scope.organization_id,
+                Job.installation_id == installation_id,
+                Job.status.in_(WAITING),
+            )
+        )
+    )
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        scope.session.execute(
+            update(Job)
+            .where(Job.id.in_(chunk))
+            .values(next_attempt_at=now, dispatched_at=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        for first in range(0, len(chunk), MAX_BATCH):
+            _dispatch_after_commit(scope.session, installation_id, chunk[first : first + MAX_BATCH])
+    return len(ids)
+
+
 def next_due_at(db: Database) -> datetime | None:
     """Return when the next waiting job becomes due (for a runner's timed wake-up)."""
     with db.session() as session:
@@ -778,6 +808,7 @@ __all__ = [
     "reap",
     "recent_jobs",
     "release",
+    "requeue_installation",
     "set_dispatcher",
     "staged_input",
 ]
