@@ -19,9 +19,6 @@ from tests.factories import PASSWORD, make_org
 
 REPO = Path(__file__).resolve().parents[2]
 REMOTE = ("203.0.113.9", 5000)
-# Series the agent runtime will export; the alert rules for them wait in a group of their
-# own until it does (deploy/prometheus-alerts.yml).
-NOT_EXPORTED_GROUP = "paulyops-runtime-not-exported-yet"
 
 
 def _samples(text: str) -> list[tuple[str, dict[str, str], float]]:
@@ -243,23 +240,14 @@ def _exported_names(client: TestClient) -> set[str]:
 
 
 def test_dashboard_and_alerts_name_only_exported_series(client):
-    """Every series in the dashboard and the alert rules appears in a real scrape.
-
-    The runtime's rules (quarantined agents, job queue) sit in their own group and must
-    *not* be exported yet: when the runtime exports them, this fails to say "move them".
-    """
+    """Every series in the dashboard and the alert rules appears in a real scrape."""
     exported = _exported_names(client)
     checked = _dashboard_expressions()
-    pending: list[str] = []
     for group in _alert_groups():
-        exprs = [str(rule["expr"]) for rule in group["rules"]]
-        (pending if group["name"] == NOT_EXPORTED_GROUP else checked).extend(exprs)
+        checked.extend(str(rule["expr"]) for rule in group["rules"])
     assert checked
-    assert pending
     missing = sorted({name for e in checked for name in _SERIES.findall(e)} - exported)
     assert not missing, f"not exported by the app: {missing}"
-    early = sorted({name for e in pending for name in _SERIES.findall(e)} & exported)
-    assert not early, f"exported now, move their rules out of {NOT_EXPORTED_GROUP}: {early}"
 
 
 def test_alert_rules_cover_the_issue():

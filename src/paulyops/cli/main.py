@@ -28,6 +28,7 @@ from paulyops.cli.lifecycle import reset, upgrade
 from paulyops.cli.logs import logs
 from paulyops.cli.serve import serve
 from paulyops.cli.setup import app as setup_app
+from paulyops.cli.worker import worker
 
 app = typer.Typer(
     cls=CommandGroup,
@@ -43,6 +44,7 @@ app.command()(doctor)
 app.command()(upgrade)
 app.command()(reset)
 app.command()(logs)
+app.command()(worker)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="user")
 app.add_typer(tokens.app, name="token")

@@ -51,6 +51,8 @@ def _plan(directory: Path | None, user: str, port: int | None) -> tuple[Settings
         user=user,
         host=settings.host,
         port=port or settings.port,
+        worker=bool(settings.celery_broker_url),
+        worker_grace_s=settings.worker_grace_s,
     )
     return settings, plan
 

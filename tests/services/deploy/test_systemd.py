@@ -57,6 +57,24 @@ def test_server_unit_is_hardened_and_writes_only_the_instance(tmp_path):
     assert "user" in values["RestrictNamespaces"].split()  # the sandbox needs userns
 
 
+def test_worker_unit_comes_with_a_broker_and_waits_for_running_jobs(tmp_path):
+    """With a broker the worker gets its own hardened unit; SIGTERM reaches only its main
+    process, and systemd waits the grace period plus a margin."""
+    plan = _plan(tmp_path, user="pauly", worker=True, worker_grace_s=40)
+    assert set(plan.units) == {systemd.SERVER_UNIT, systemd.WORKER_UNIT}
+    values = _directives(plan.units[systemd.WORKER_UNIT])
+    for key, expected in HARDENING.items():
+        assert values[key] == expected, key
+    assert values["ExecStart"] == f'"{sys.executable}" worker'
+    assert values["KillMode"] == "mixed"
+    assert values["TimeoutStopSec"] == str(40 + systemd.WORKER_STOP_MARGIN_S)
+    assert values["ReadWritePaths"].split() == [str(tmp_path / "srv"), str(tmp_path / "srv/data")]
+    assert systemd.SERVER_UNIT in values["After"]
+    alone = _plan(tmp_path)
+    assert set(alone.units) == {systemd.SERVER_UNIT}
+    assert any("CELERY_BROKER_URL" in note for note in alone.notes)
+
+
 def test_instance_in_tmp_keeps_a_shared_tmp(tmp_path):
     """PrivateTmp would hide an instance that lives in /tmp; it is off for those only."""
     assert "PrivateTmp=no" in _plan(tmp_path).units[systemd.SERVER_UNIT]
@@ -95,9 +113,10 @@ def test_systemd_accepts_the_unit_without_a_warning(tmp_path):
     """`systemd-analyze verify` knows every directive (a typo would be a warning)."""
     root = tmp_path / "srv"
     (root / "data").mkdir(parents=True)
-    paths = systemd.install_units(_plan(tmp_path), tmp_path / "units")
+    paths = systemd.install_units(_plan(tmp_path, worker=True), tmp_path / "units")
+    assert len(paths) == 2
     result = subprocess.run(
-        ["systemd-analyze", "verify", str(paths[0])],
+        ["systemd-analyze", "verify", *map(str, paths)],
         capture_output=True,
         text=True,
         check=False,
@@ -124,8 +143,14 @@ def test_cli_install_into_unit_dir_and_refusal_without_root(tmp_path, monkeypatc
     result = runner.invoke(app, ["service", "install", "--unit-dir", str(tmp_path / "u")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "u" / systemd.SERVER_UNIT).is_file()
+    assert not (tmp_path / "u" / systemd.WORKER_UNIT).exists()  # no broker configured
     shown = runner.invoke(app, ["service", "show"])
     assert "ProtectSystem=strict" in shown.output
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1")
+    both = runner.invoke(app, ["service", "install", "--unit-dir", str(tmp_path / "u2")])
+    assert both.exit_code == 0, both.output
+    assert (tmp_path / "u2" / systemd.WORKER_UNIT).is_file()
+    monkeypatch.delenv("CELERY_BROKER_URL")
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     refused = runner.invoke(app, ["service", "install"])
     assert refused.exit_code == 6

@@ -16,8 +16,10 @@ its data directory:
 * ``Restart=on-failure`` with a back-off, and ``TimeoutStopSec`` long enough for the
   server's graceful shutdown (in-flight requests finish, the audit anchor signs).
 
-The worker unit comes with the worker command (``paulyops worker``), which is not part
-of this release; :func:`render_units` says so instead of writing a unit that cannot start.
+When a broker is configured (``CELERY_BROKER_URL``), a worker unit runs ``paulyops
+worker`` the same way, stopped with SIGTERM to its main process only (``KillMode=mixed``)
+and given the worker's grace period plus a margin before SIGKILL, so running agent jobs
+finish or are handed back.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ Runner = Callable[..., "subprocess.CompletedProcess[Any]"]
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
 DEFAULT_USER = "paulyops"
 SERVER_UNIT = "paulyops.service"
+WORKER_UNIT = "paulyops-worker.service"
+# Seconds systemd waits beyond the worker's grace period before SIGKILL.
+WORKER_STOP_MARGIN_S = 15
 # Home-like trees that ProtectHome=yes would hide.
 _HOME_TREES = (Path("/home"), Path("/root"), Path("/run/user"))
 _TMP_TREES = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108  # paths compared, not used
@@ -105,6 +110,8 @@ def render_units(
     user: str = DEFAULT_USER,
     host: str = "127.0.0.1",
     port: int = 8000,
+    worker: bool = False,
+    worker_grace_s: float = 30.0,
 ) -> UnitPlan:
     """Return the unit files for an instance.
 
@@ -116,6 +123,8 @@ def render_units(
         user: the dedicated system user (and group) the server runs as.
         host: the bind address; keep loopback behind a reverse proxy.
         port: the port.
+        worker: also write the worker unit (``paulyops worker``; a broker is configured).
+        worker_grace_s: ``PAULYOPS_WORKER_GRACE_S``, so systemd waits that long at stop.
 
     Raises:
         SpecValidationError: a bad user name or a relative path (naming the field).
@@ -135,62 +144,109 @@ def render_units(
         for path in code
         if not _readable_by_all(path)
     ]
+    service = _service_lines(
+        user=user,
+        root=root,
+        data_dir=data_dir,
+        writable=writable,
+        protect_home=protect_home,
+        private_tmp=private_tmp,
+    )
     server = "\n".join(
         [
-            "# Written by `paulyops service install`; rerun it after moving the instance.",
-            "# See docs/operators/service.md.",
-            "[Unit]",
-            "Description=PaulyOps server",
-            "Wants=network-online.target",
-            "After=network-online.target postgresql.service redis-server.service",
-            "",
-            "[Service]",
-            "Type=exec",
-            f"User={user}",
-            f"Group={user}",
-            f"Environment=PAULYOPS_HOME={_quote(str(root))}",
-            f"Environment=PAULYOPS_DATA_DIR={_quote(str(data_dir))}",
-            f"WorkingDirectory={root}",
+            *_header("PaulyOps server"),
+            *service,
             f"ExecStart={_quote(str(executable))} serve --host {host} --port {port}",
-            "KillSignal=SIGTERM",
-            f"TimeoutStopSec={STOP_TIMEOUT_S}",
-            "Restart=on-failure",
-            "RestartSec=5",
-            "UMask=0077",
-            "LimitNOFILE=65536",
-            "# Hardening: read-only system, writable instance root and data dir only.",
-            "NoNewPrivileges=yes",
-            "ProtectSystem=strict",
-            f"ProtectHome={protect_home}",
-            f"ReadWritePaths={' '.join(writable)}",
-            f"PrivateTmp={private_tmp}",
-            "PrivateDevices=yes",
-            "ProtectKernelTunables=yes",
-            "ProtectKernelModules=yes",
-            "ProtectKernelLogs=yes",
-            "ProtectControlGroups=yes",
-            "ProtectClock=yes",
-            "ProtectHostname=yes",
-            "RestrictSUIDSGID=yes",
-            "RestrictRealtime=yes",
-            "LockPersonality=yes",
-            "CapabilityBoundingSet=",
-            "AmbientCapabilities=",
-            "SystemCallArchitectures=native",
-            "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
-            "# The agent sandbox (bubblewrap) needs these namespaces, unprivileged.",
-            "RestrictNamespaces=user mnt pid net ipc uts",
-            "",
-            "[Install]",
-            "WantedBy=multi-user.target",
-            "",
+            # Without a worker, the server's own job threads get their grace period too.
+            f"TimeoutStopSec={STOP_TIMEOUT_S + (0 if worker else int(worker_grace_s))}",
+            *_footer(),
         ]
     )
-    notes += [
-        "no worker unit: agent jobs run inside the server until `paulyops worker` exists "
-        "(a later release)"
+    units = {SERVER_UNIT: server}
+    if worker:
+        units[WORKER_UNIT] = "\n".join(
+            [
+                *_header("PaulyOps agent job worker", after=SERVER_UNIT),
+                *service,
+                f"ExecStart={_quote(str(executable))} worker",
+                # Running jobs get the grace period, then are handed back (docs/agents/jobs.md).
+                f"TimeoutStopSec={int(worker_grace_s) + WORKER_STOP_MARGIN_S}",
+                *_footer(),
+            ]
+        )
+    else:
+        notes.append(
+            "no worker unit: CELERY_BROKER_URL is not set, so agent jobs run inside the server "
+            "(set it to run them in `paulyops worker` processes)"
+        )
+    return UnitPlan(units=units, notes=notes)
+
+
+def _header(description: str, *, after: str | None = None) -> list[str]:
+    extra = f" {after}" if after else ""
+    return [
+        "# Written by `paulyops service install`; rerun it after moving the instance.",
+        "# See docs/operators/service.md.",
+        "[Unit]",
+        f"Description={description}",
+        "Wants=network-online.target",
+        f"After=network-online.target postgresql.service redis-server.service{extra}",
+        "",
     ]
-    return UnitPlan(units={SERVER_UNIT: server}, notes=notes)
+
+
+def _footer() -> list[str]:
+    return ["", "[Install]", "WantedBy=multi-user.target", ""]
+
+
+def _service_lines(
+    *,
+    user: str,
+    root: Path,
+    data_dir: Path,
+    writable: list[str],
+    protect_home: str,
+    private_tmp: str,
+) -> list[str]:
+    return [
+        "[Service]",
+        "Type=exec",
+        f"User={user}",
+        f"Group={user}",
+        f"Environment=PAULYOPS_HOME={_quote(str(root))}",
+        f"Environment=PAULYOPS_DATA_DIR={_quote(str(data_dir))}",
+        f"WorkingDirectory={root}",
+        "KillSignal=SIGTERM",
+        # SIGTERM to the main process only: running agent runs (its children) must live
+        # through the graceful stop; whatever is left gets SIGKILL at TimeoutStopSec.
+        "KillMode=mixed",
+        "Restart=on-failure",
+        "RestartSec=5",
+        "UMask=0077",
+        "LimitNOFILE=65536",
+        "# Hardening: read-only system, writable instance root and data dir only.",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        f"ProtectHome={protect_home}",
+        f"ReadWritePaths={' '.join(writable)}",
+        f"PrivateTmp={private_tmp}",
+        "PrivateDevices=yes",
+        "ProtectKernelTunables=yes",
+        "ProtectKernelModules=yes",
+        "ProtectKernelLogs=yes",
+        "ProtectControlGroups=yes",
+        "ProtectClock=yes",
+        "ProtectHostname=yes",
+        "RestrictSUIDSGID=yes",
+        "RestrictRealtime=yes",
+        "LockPersonality=yes",
+        "CapabilityBoundingSet=",
+        "AmbientCapabilities=",
+        "SystemCallArchitectures=native",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+        "# The agent sandbox (bubblewrap) needs these namespaces, unprivileged.",
+        "RestrictNamespaces=user mnt pid net ipc uts",
+    ]
 
 
 def install_units(plan: UnitPlan, unit_dir: Path) -> list[Path]:
@@ -269,6 +325,7 @@ __all__ = [
     "DEFAULT_UNIT_DIR",
     "DEFAULT_USER",
     "SERVER_UNIT",
+    "WORKER_UNIT",
     "UnitPlan",
     "enable_units",
     "install_units",

@@ -1,6 +1,13 @@
 """Every table of PaulyOps. Import models from here."""
 
-from paulyops.core.db.models.agents import AgentEvent, AgentInstallation, AgentPackage, Job
+from paulyops.core.db.models.agents import (
+    AgentEvent,
+    AgentInstallation,
+    AgentPackage,
+    Job,
+    JobInput,
+    SchedulerLease,
+)
 from paulyops.core.db.models.audit import INSTANCE_CHAIN, AuditCheckpoint, AuditLog
 from paulyops.core.db.models.auth import (
     ApiToken,
@@ -47,6 +54,7 @@ __all__ = [
     "Delegation",
     "Invitation",
     "Job",
+    "JobInput",
     "LiveProcess",
     "MarketplacePolicy",
     "Membership",
@@ -55,6 +63,7 @@ __all__ = [
     "PackageRevocation",
     "PasswordLink",
     "Role",
+    "SchedulerLease",
     "SecurityConfig",
     "SetupToken",
     "StorageConfig",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paulyops.core.db.models.base import (
@@ -13,6 +13,7 @@ from paulyops.core.db.models.base import (
     TimestampMixin,
     encrypted_column,
     id_column,
+    utcnow,
 )
 from paulyops.core.db.models.marketplace import AgentPackage
 from paulyops.core.db.models.org import OrgScoped
@@ -66,24 +67,74 @@ class AgentInstallation(OrgScoped, TimestampMixin, Base):
 
 
 class Job(OrgScoped, TimestampMixin, Base):
-    """One agent run on some input."""
+    """One agent run on one input: the durable record and the truth of that run.
+
+    States (``services/agents/jobs.py``): ``queued`` -> ``running`` (a worker holds the
+    lease: ``lease_owner`` until ``lease_expires_at``, renewed at every heartbeat) ->
+    ``succeeded``; ``running`` -> ``failed`` (claimable again at ``next_attempt_at``) ->
+    ``dead`` after ``max_attempts`` claims; ``cancelled``. ``attempts`` counts claims, so
+    a job whose run always kills its worker ends ``dead`` too. ``input`` names the file
+    (a path, or a staged ``job_inputs`` row) and its metadata; ``dispatched_at`` is when a
+    broker message was last sent for it (Celery only).
+    """
 
     __tablename__ = "jobs"
+    __table_args__ = (
+        # The claim: due jobs of one installation, oldest first.
+        Index("ix_jobs_claim", "installation_id", "status", "next_attempt_at"),
+        # The reaper: running jobs whose lease ran out.
+        Index("ix_jobs_lease", "status", "lease_expires_at"),
+    )
 
     id: Mapped[str] = id_column("job")
     installation_id: Mapped[str | None] = mapped_column(
         ForeignKey("agent_installations.id", ondelete="SET NULL"), index=True
     )
+    agent_id: Mapped[str] = mapped_column(String(120), default="")
+    kind: Mapped[str] = mapped_column(String(20), default="run")
     status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
     input: Mapped[JsonDict] = mapped_column(default=dict)
     result: Mapped[JsonDict | None]
     attempts: Mapped[int] = mapped_column(default=0)
     max_attempts: Mapped[int] = mapped_column(default=3)
     next_attempt_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_expires_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    dispatched_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    duration_ms: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     correlation_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class JobInput(OrgScoped, Base):
+    """An input's bytes staged in the database, for workers that share no disk with it.
+
+    Capped at :data:`paulyops.services.agents.jobs.MAX_STAGED_BYTES`; deleted with its job
+    once the job is finished (succeeded, dead or cancelled).
+    """
+
+    __tablename__ = "job_inputs"
+
+    id: Mapped[str] = id_column("jin")
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int]
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SchedulerLease(Base):
+    """Who leads a periodic duty (instance-wide): one row per lease name."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(120))
+    expires_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class AgentEvent(OrgScoped, TimestampMixin, Base):
@@ -100,4 +151,11 @@ class AgentEvent(OrgScoped, TimestampMixin, Base):
     details: Mapped[JsonDict] = mapped_column(default=dict)
 
 
-__all__ = ["AgentEvent", "AgentInstallation", "AgentPackage", "Job"]
+__all__ = [
+    "AgentEvent",
+    "AgentInstallation",
+    "AgentPackage",
+    "Job",
+    "JobInput",
+    "SchedulerLease",
+]

@@ -1,0 +1,237 @@
+"""Wire the job runtime of one process: executor, runner, scheduler, dispatch.
+
+The three seams the job layer needs are resolved here, in one place:
+
+* the **batch runner** — ``paulyops.services.agents.sandbox:run_batch`` (:data:`RUNNER`);
+* the **settings provider** — ``paulyops.services.agents.lifecycle:run_settings``
+  (:data:`SETTINGS_PROVIDER`), called as ``run_settings(scope, installation) -> dict``;
+* the **batch hook** — ``paulyops.services.agents.lifecycle:on_batch_finished``
+  (:data:`BATCH_HOOK`, optional), called as ``(installation_id, ok_count, failed_count)``;
+  the lifecycle service's automatic rollback listens there.
+
+A build without the sandbox cannot run agents: :func:`build_executor` raises a
+:class:`ConfigError` that says so, and the server keeps serving with jobs left queued
+(healthz shows the queue growing). Under ``PAULYOPS_ENV=test`` only,
+``PAULYOPS_TEST_AGENT_RUNNER=module:function`` names another runner (the test suite's
+small subprocess runner), so worker subprocesses in tests run real jobs.
+
+:func:`start_job_runtime` is called once the instance is ready: without a broker it
+starts the embedded runner; with ``CELERY_BROKER_URL`` it makes enqueues send Celery
+tasks instead. Either way it starts the leased scheduler with the lease reaper (and the
+broker sweep that re-sends due retries).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from paulyops.core.db.engine import Database
+from paulyops.core.errors import ConfigError
+from paulyops.core.instance import Instance
+from paulyops.core.logging import get_logger
+from paulyops.core.settings import Environment, Settings
+from paulyops.services.agents import jobs
+from paulyops.services.agents.execute import (
+    BatchFinishedHook,
+    JobExecutor,
+    SettingsProvider,
+    no_settings,
+)
+from paulyops.services.agents.jobs import JobPolicy
+from paulyops.services.agents.runtime import BatchRunner
+from paulyops.services.agents.scheduler import Scheduler, process_owner
+
+log = get_logger("paulyops.workers")
+
+RUNNER = "paulyops.services.agents.sandbox:run_batch"
+SETTINGS_PROVIDER = "paulyops.services.agents.lifecycle:run_settings"
+BATCH_HOOK = "paulyops.services.agents.lifecycle:on_batch_finished"
+TEST_RUNNER_ENV = "PAULYOPS_TEST_AGENT_RUNNER"
+# With a broker: how often the leader re-sends tasks for due retries and lost messages,
+# and after how long a sent message counts as lost.
+SWEEP_S = 10.0
+RESEND_AFTER_S = 600.0
+
+
+def _load(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _optional(path: str) -> Any | None:
+    try:
+        return _load(path)
+    except (ImportError, AttributeError):
+        return None
+
+
+def resolve_runner(settings: Settings) -> BatchRunner:
+    """Return the sandbox's batch runner (or the test runner under ``PAULYOPS_ENV=test``).
+
+    Raises:
+        ConfigError: this build has no sandbox.
+    """
+    override = os.environ.get(TEST_RUNNER_ENV)
+    if override and settings.env is Environment.TEST:
+        return cast(BatchRunner, _load(override))
+    runner = _optional(RUNNER)
+    if runner is None:
+        raise ConfigError(
+            f"agent runs need the sandbox ({RUNNER.replace(':', '.')}), which this build does "
+            "not have: jobs stay queued"
+        )
+    return cast(BatchRunner, runner)
+
+
+def resolve_settings_provider(settings: Settings) -> SettingsProvider:
+    """Return the lifecycle service's ``run_settings``.
+
+    Raises:
+        ConfigError: this build has no lifecycle service (outside tests).
+    """
+    provider = _optional(SETTINGS_PROVIDER)
+    if provider is not None:
+        return cast(SettingsProvider, provider)
+    if settings.env is Environment.TEST:
+        return no_settings
+    raise ConfigError(
+        f"agent runs need their settings from {SETTINGS_PROVIDER.replace(':', '.')}, "
+        "which this build does not have: jobs stay queued"
+    )
+
+
+def build_executor(
+    db: Database,
+    settings: Settings,
+    *,
+    runner: BatchRunner | None = None,
+    settings_provider: SettingsProvider | None = None,
+    on_batch_finished: BatchFinishedHook | None = None,
+) -> JobExecutor:
+    """Return the executor of this process, resolving the seams not given.
+
+    Raises:
+        ConfigError: the sandbox (or the settings provider) is missing from this build.
+    """
+    hook = on_batch_finished or cast(BatchFinishedHook | None, _optional(BATCH_HOOK))
+    return JobExecutor(
+        db,
+        runner=runner or resolve_runner(settings),
+        settings_provider=settings_provider or resolve_settings_provider(settings),
+        data_dir=settings.data_dir,
+        policy=JobPolicy.from_settings(settings),
+        quarantine_after=settings.agent_quarantine_after,
+        on_batch_finished=hook,
+    )
+
+
+def start_scheduler(db: Database, settings: Settings, *, role: str, broker: bool) -> Scheduler:
+    """Start this process's scheduler: the lease reaper, and the broker sweep with Celery."""
+    policy = JobPolicy.from_settings(settings)
+    scheduler = Scheduler(db, owner=process_owner(role), lease_s=max(3.0, policy.lease_s / 2))
+    scheduler.register(
+        "jobs.reap",
+        interval_s=max(1.0, policy.lease_s / 3),
+        run=lambda: jobs.reap(db, policy=policy),
+    )
+    if broker:
+        from paulyops.workers.celery_app import sweep_due
+
+        # Retries become due within about a lease of the reaper freeing them.
+        sweep_s = max(1.0, min(SWEEP_S, policy.lease_s))
+        scheduler.register(
+            "jobs.dispatch", interval_s=sweep_s, run=lambda: sweep_due(db, settings, RESEND_AFTER_S)
+        )
+    scheduler.start()
+    return scheduler
+
+
+@dataclass
+class JobRuntime:
+    """What :func:`start_job_runtime` started, so it can be stopped in reverse."""
+
+    scheduler: Scheduler | None = None
+    embedded: Any = None
+    stops: list[Callable[[], object]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        """Stop the embedded runner (graceful), the dispatch and the scheduler."""
+        if self.embedded is not None:
+            self.embedded.stop()
+        for stop in reversed(self.stops):
+            stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+
+
+def attach_dispatcher(instance: Instance) -> None:
+    """Make jobs enqueued by this (short-lived) process reach a runner at once.
+
+    With a broker, enqueues send Celery tasks. Without one, the server's embedded
+    runner is in another process: its sweep picks the jobs up within
+    :data:`~paulyops.workers.embedded.DEFAULT_SWEEP_S` seconds.
+    """
+    settings, db = instance.settings, instance.db
+    if not settings.celery_broker_url:
+        return
+    from paulyops.workers.celery_app import create_celery, dispatcher_for
+
+    jobs.set_dispatcher(db, dispatcher_for(create_celery(settings), db, settings))
+    instance.on_close.append(lambda _instance: jobs.set_dispatcher(db, None))
+
+
+def start_job_runtime(instance: Instance, executor: JobExecutor | None = None) -> JobRuntime:
+    """Start the jobs side of a server process (call it when the instance is ready).
+
+    Without a broker: the embedded runner (worker threads here). With one: enqueues send
+    Celery tasks; ``paulyops worker`` processes run them. The runtime stops with the
+    instance (``on_close``).
+    """
+    settings, db = instance.settings, instance.db
+    runtime = JobRuntime()
+    broker = bool(settings.celery_broker_url)
+    if broker:
+        from paulyops.workers.celery_app import create_celery, dispatcher_for
+
+        app = create_celery(settings)
+        jobs.set_dispatcher(db, dispatcher_for(app, db, settings))
+        runtime.stops.append(lambda: jobs.set_dispatcher(db, None))
+    else:
+        from paulyops.workers.embedded import EmbeddedRunner
+
+        try:
+            executor = executor or build_executor(db, settings)
+        except ConfigError as err:
+            log.error("agent_runs_unavailable", reason=err.message)
+        else:
+            runner = EmbeddedRunner(
+                db,
+                executor,
+                policy=JobPolicy.from_settings(settings),
+                concurrency=settings.worker_concurrency,
+                grace_s=settings.worker_grace_s,
+            )
+            runner.start()
+            runtime.embedded = runner
+    runtime.scheduler = start_scheduler(db, settings, role="server", broker=broker)
+    instance.on_close.append(lambda _instance: runtime.stop())
+    return runtime
+
+
+__all__ = [
+    "BATCH_HOOK",
+    "RUNNER",
+    "SETTINGS_PROVIDER",
+    "TEST_RUNNER_ENV",
+    "JobRuntime",
+    "attach_dispatcher",
+    "build_executor",
+    "resolve_runner",
+    "resolve_settings_provider",
+    "start_job_runtime",
+    "start_scheduler",
+]
