@@ -29,6 +29,8 @@ from paulyops.services.marketplace import listing
 from paulyops.services.marketplace.listing import VersionView
 from paulyops.services.onboarding.templates import load_catalog
 
+# Words a field name spells in lower case that a label shows in capitals ("apiKey" -> "API key").
+ACRONYMS = frozenset({"api", "url", "id", "ip", "smtp", "imap", "ftp", "sftp", "vat", "iban"})
 EDITABLE_TYPES = frozenset({"string", "integer", "number", "boolean"})
 # How much of a typed value a form shows again after an error.
 MAX_SHOWN = 300
@@ -103,8 +105,10 @@ def _label(name: str, prop: Mapping[str, Any]) -> str:
     title = prop.get("title")
     if isinstance(title, str) and title.strip():
         return title.strip()[:80]
-    words = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name).replace("_", " ").strip()
-    return words[:1].upper() + words[1:].lower()
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name).replace("_", " ").lower().split()
+    words = [w.upper() if w in ACRONYMS else w for w in words]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]
 
 
 def _manifest_of(scope: OrgScope, package_id: str | None) -> dict[str, Any]:

@@ -381,7 +381,7 @@ def test_quarantine_release_and_integrity_repair(world, client):
     assert _installation(db, a.id).status == "quarantined"
     preview = _post(client, "/console/agents/acme.hello/release", token)
     assert preview.status_code == 200
-    assert "Release acme.hello" in preview.text
+    assert "Release Hello from quarantine" in preview.text
     assert _installation(db, a.id).status == "quarantined"
     done = _post(client, "/console/agents/acme.hello/release/confirm", token, reason="fixed")
     assert done.status_code == 303

@@ -18,13 +18,15 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from paulyops.core.db import Session
-from paulyops.core.errors import ConflictError, SpecValidationError
+from paulyops.core.db.scoped import OrgScope
+from paulyops.core.errors import ConflictError, NotFoundError, SpecValidationError
 from paulyops.services.agents import integrity, lifecycle, overview
 from paulyops.services.agents.installations import ChangeOutcome, agent_cache
 from paulyops.services.commands import parse
+from paulyops.services.marketplace import listing
 from paulyops.web.auth import DbSession, Principal, require
 from paulyops.web.deps import ClientAddress, InstanceDep
-from paulyops.web.pages.console.common import _back, _page
+from paulyops.web.pages.console.common import _back, _member_names, _page
 from paulyops.web.pages.console.marketplace import BADGE_STYLE
 from paulyops.web.pages.render import templates
 
@@ -140,7 +142,8 @@ def _agent_page(
     errors: dict[str, str] | None = None,
     shown: dict[str, Any] | None = None,
 ) -> Response:
-    page = overview.agent_page(principal.scope(session), ref, shown)
+    scope = principal.scope(session)
+    page = overview.agent_page(scope, ref, shown)
     return _page(
         request,
         session,
@@ -148,7 +151,22 @@ def _agent_page(
         "console/agent.html",
         active="agents",
         status_code=status_code,
-        **_common(page=page, agent=page.agent, errors=errors or {}),
+        **_common(
+            page=page,
+            agent=page.agent,
+            errors=errors or {},
+            granted_by=_who(scope, page.agent.installation.granted_by),
+        ),
+    )
+
+
+def _who(scope: OrgScope, actor: str | None) -> str:
+    """Name the one who granted (``user:<id>``, ``token:<id>``, ``cli``, ``system``)."""
+    kind, _, actor_id = (actor or "").partition(":")
+    if kind == "user":
+        return _member_names(scope).get(actor_id, "a former member")
+    return {"token": "an API token", "cli": "the command line", "system": "PaulyOps setup"}.get(
+        kind, kind or "unknown"
     )
 
 
@@ -216,6 +234,7 @@ def _configure(
         shown = overview.shown_values(fields, submitted)
         # The form's inputs are keyed "setting-<field>" (ids apart from the page's others).
         keyed = {k if k == "form" else f"setting-{k}": v for k, v in errors.items()}
+        keyed.setdefault("form", "Nothing was saved: correct the fields marked below.")
         return _agent_page(
             request, session, principal, inst.id, status_code=422, errors=keyed, shown=shown
         )
@@ -281,11 +300,19 @@ def _change_page(
     *,
     action: str,
     agent_id: str,
+    name: str,
     outcome: ChangeOutcome | None,
     error: str = "",
     status_code: int = 200,
     reason: str = "",
 ) -> Response:
+    # Notes the page already says in its own words (the highlighted new capabilities, the
+    # history an uninstall keeps) are not repeated.
+    notes = [
+        note
+        for note in (outcome.plan.notes if outcome else [])
+        if not note.startswith(("asks for new capabilities", "audit rows, agent events"))
+    ]
     return _page(
         request,
         session,
@@ -295,6 +322,8 @@ def _change_page(
         status_code=status_code,
         action=action,
         agent_id=agent_id,
+        name=name,
+        notes=notes,
         outcome=outcome,
         plan=outcome.plan if outcome else None,
         error=error,
@@ -314,6 +343,7 @@ def _change(
     *,
     action: str,
     agent_id: str,
+    name: str,
     step: Callable[[bool], ChangeOutcome],
     preview: bool,
     reason: str = "",
@@ -337,6 +367,7 @@ def _change(
             principal,
             action=action,
             agent_id=agent_id,
+            name=name,
             outcome=shown,
             error=err.message,
             status_code=409 if isinstance(err, ConflictError) else 422,
@@ -352,6 +383,7 @@ def _change(
             principal,
             action=action,
             agent_id=agent_id,
+            name=name,
             outcome=outcome,
             reason=reason,
         )
@@ -428,12 +460,17 @@ def _install(
         command = parse(lifecycle.InstallAgent, {**fields, "grant": grant, "plan": plan})
         return lifecycle.install(scope, command, actor=principal.actor(address), cache=cache)
 
+    try:
+        name = listing.agent_detail(scope, agent_id).name
+    except NotFoundError:
+        name = agent_id
     return _change(
         request,
         session,
         principal,
         action="install",
         agent_id=agent_id,
+        name=name,
         step=step,
         preview=grant is None,
     )
@@ -485,6 +522,7 @@ def _change_route(action: str, *, confirm: bool) -> None:
             principal,
             action=action,
             agent_id=inst.agent_id,
+            name=inst.name,
             step=step,
             preview=not confirm,
             reason=reason,
