@@ -6,6 +6,7 @@ import typer
 
 from paulyops import __version__
 from paulyops.cli import (
+    agents,
     audit,
     backups,
     catalog,
@@ -56,6 +57,8 @@ app.add_typer(service.app, name="service")
 app.add_typer(docker.app, name="docker")
 catalog.register(marketplace.app)  # sources, catalog, publish beside trust/search/show
 app.add_typer(marketplace.app, name="marketplace")
+agents.register_jobs()  # `agents run` and `agents logs`, from the job layer
+app.add_typer(agents.app, name="agents")
 
 
 def _print_version(value: bool) -> None:

@@ -22,6 +22,7 @@ from paulyops.services.onboarding.firstrun import (
     has_organization,
 )
 from paulyops.web.api import admin as admin_api
+from paulyops.web.api import agents as agents_api
 from paulyops.web.api import auth as auth_api
 from paulyops.web.api import health
 from paulyops.web.api import invitations as invitations_api
@@ -105,6 +106,7 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(onboarding_api.router)
     app.include_router(ratelimits_api.router)
     app.include_router(marketplace_api.router)
+    app.include_router(agents_api.router)
     app.include_router(metrics_api.router)
     app.include_router(setup_pages.router)
     app.include_router(console_pages.router)

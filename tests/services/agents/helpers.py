@@ -79,11 +79,14 @@ def files(
     }
 
 
-def setup_instance(db: Database, key: Ed25519PrivateKey, publisher: str = "acme") -> None:
-    """Bind a key ring to ``db`` and trust ``key`` for ``publisher``."""
+def setup_instance(
+    db: Database, key: Ed25519PrivateKey, publisher: str = "acme", *, bind: bool = True
+) -> None:
+    """Bind a key ring to ``db`` (unless an instance did) and trust ``key`` for ``publisher``."""
     import os
 
-    bind_keyring(db, KeyRing(os.urandom(32)))
+    if bind:
+        bind_keyring(db, KeyRing(os.urandom(32)))
     with db.write_session() as session:
         trust.trust_key(
             session,

@@ -145,7 +145,7 @@ def test_a_tampered_stored_archive_quarantines_only_that_installation(world):
 
 def test_revoking_the_key_quarantines_what_it_signed(world):
     """A key revocation quarantines the installations made from it, in its transaction."""
-    db, key, a, _b, cache = world
+    db, key, a, _b, _cache = world
     with db.write_session() as session:
         trust.revoke(
             session, trust.RevokeTrust(key=public_key_id(key), reason="leaked"), actor=SYSTEM

@@ -15,6 +15,8 @@ from sqlalchemy import func, select
 from paulyops.core.db.engine import Database
 from paulyops.core.db.models import (
     AgentConfig,
+    AgentEvent,
+    AgentInstallation,
     AuditLog,
     Membership,
     Organization,
@@ -55,6 +57,8 @@ PROVISIONED_MODELS = (
     StorageConfig,
     SecurityConfig,
     AgentConfig,
+    AgentInstallation,
+    AgentEvent,
     AuditLog,
 )
 
@@ -362,8 +366,8 @@ def test_default_agents_without_a_package_are_recorded_as_unavailable(db, tmp_pa
     result = provision(db, spec, context(tmp_path))
     steps = result.next_steps
     assert (
-        "Default agents recorded: file-processor (installed when the agent marketplace is "
-        "enabled)" in steps
+        "Default agents installed: file-processor (see them with `paulyops agents list`)"
+        in steps
     )
     unavailable = [s for s in steps if "recorded as unavailable" in s]
     assert len(unavailable) == 1
@@ -374,5 +378,13 @@ def test_default_agents_without_a_package_are_recorded_as_unavailable(db, tmp_pa
         row = session.scalars(select(AuditLog).where(AuditLog.action == "agents.configured")).one()
     assert config.default_agents == ["paulyops.file-processor", "paulyops.data-analyzer"]
     assert row.changes["unavailable"] == ["paulyops.data-analyzer"]
+    assert row.changes["installed"] == ["paulyops.file-processor"]
+    with db.session() as session:
+        installed = session.scalars(select(AgentInstallation)).all()
+    assert [(i.agent_id, i.status, i.granted_permissions) for i in installed] == [
+        ("paulyops.file-processor", "enabled", [])
+    ]
+    assert installed[0].granted_by == context(tmp_path).actor.type
+    assert (tmp_path / "agents" / "cache" / installed[0].package_sha256).is_dir()
     described = provisioning.describe(spec)
     assert described["unavailableAgents"] == ["paulyops.data-analyzer"]

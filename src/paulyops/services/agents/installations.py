@@ -105,6 +105,7 @@ class ChangeOutcome(_View):
     applied: bool
     message: str
     plan: ChangePlan
+    noop: bool = False
     installation: InstallationView | None = None
 
 

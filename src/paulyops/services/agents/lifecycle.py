@@ -44,6 +44,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session
 
+from paulyops.core.db.engine import Database
 from paulyops.core.db.models import AgentEvent, AgentInstallation, AgentPackage, Job, utcnow
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import ConflictError, FieldError, NotFoundError
@@ -182,6 +183,73 @@ def store_bundled(session: Session, agent_id: str) -> AgentPackage | None:
         uploaded_by=None,
     )
     return session.get(AgentPackage, stored.id)
+
+
+def fetch_from_catalog(
+    db: Database,
+    catalog: str,
+    agent_id: str,
+    version: str | None,
+    *,
+    actor: Actor,
+) -> str:
+    """Fetch one package version from a catalog into the instance store; return its id.
+
+    The catalog is refreshed, the download checked against its signed hash and the
+    package validated against the instance trust store
+    (:func:`paulyops.services.marketplace.catalogs.fetch_package`); the very bytes are
+    then stored instance-wide (``source = catalog``) with an instance audit row. Without
+    ``version``: the newest the catalog lists that is neither yanked nor revoked. The
+    same bytes stored already change nothing.
+
+    Raises:
+        NotFoundError: the catalog lists no such version.
+        CatalogError: refused metadata, a revoked or yanked version, other bytes...
+        PackageError: the package fails validation.
+        ConflictError: the same id and version is stored with other bytes.
+    """
+    from paulyops.services.marketplace import catalogs
+
+    if version is None:
+        catalogs.refresh_catalog(db, catalog, actor)
+    with db.session() as session:
+        trusted, _revoked = trust_inputs(session)
+        if version is None:
+            listed = [
+                e
+                for e in catalogs.list_entries(session, source=catalog)
+                if e.agent_id == agent_id and not e.yanked and not e.revoked
+            ]
+            if not listed:
+                raise NotFoundError(f"{agent_id}: catalog {catalog!r} lists no usable version")
+            version = max(listed, key=lambda e: _version_key(e.version)).version
+    fetched = catalogs.fetch_package(db, catalog, agent_id, version, actor, trusted=trusted)
+    with db.write_session() as session:
+        stored = store_package(
+            session,
+            fetched.data,
+            fetched.report,
+            organization_id=None,
+            source="catalog",
+            uploaded_by=actor.id,
+        )
+        if stored.created:
+            actors.record(
+                session,
+                actor,
+                "marketplace.package_fetched",
+                organization_id=None,
+                target_type="agent_package",
+                target_id=stored.id,
+                changes={
+                    "catalog": catalog,
+                    "agentId": stored.agent_id,
+                    "version": stored.version,
+                    "sha256": stored.sha256,
+                    "keyId": stored.key_id,
+                },
+            )
+    return stored.id
 
 
 def _find_package(
@@ -663,6 +731,7 @@ def _update(
         return ChangeOutcome(
             applied=False,
             message=f"{inst.agent_id} is up to date ({inst.version})",
+            noop=True,
             plan=base,
             installation=view(scope, inst),
         )
@@ -924,6 +993,7 @@ def set_enabled(
         return ChangeOutcome(
             applied=False,
             message=f"{inst.agent_id} is {inst.status} already",
+            noop=True,
             plan=plan,
             installation=view(scope, inst),
         )
@@ -1172,6 +1242,7 @@ __all__ = [
     "check_grant",
     "configure",
     "dependents",
+    "fetch_from_catalog",
     "get_installation",
     "install",
     "install_bundled",

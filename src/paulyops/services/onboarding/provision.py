@@ -25,6 +25,7 @@ from paulyops.core.db.engine import Database
 from paulyops.core.db.models import (
     INSTANCE_CHAIN,
     AgentConfig,
+    AgentInstallation,
     AuditLog,
     Membership,
     Organization,
@@ -38,12 +39,14 @@ from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import (
     ConflictError,
     FieldError,
+    PaulyOpsError,
     SpecValidationError,
 )
 from paulyops.core.logging import (
     business_metric,
     correlation_scope,
     get_correlation_id,
+    get_logger,
     security_event,
     timed,
 )
@@ -57,6 +60,8 @@ from paulyops.services.auth.permissions import OWNER, role_templates
 from paulyops.services.onboarding.firstrun import consume_setup_tokens
 from paulyops.services.onboarding.spec import SECRET_FIELDS, SetupSpec
 from paulyops.services.onboarding.templates import load_catalog
+
+log = get_logger(__name__)
 
 # A fixed advisory-lock key for provisioning ("PROVISIO" in ASCII).
 PROVISION_LOCK_KEY = 0x50524F564953494F
@@ -319,13 +324,15 @@ def _create(
         )
     )
     session.flush()
+    installed, unavailable = _install_default_agents(scope, spec, ctx)
     record(
         "agents.configured",
         "agent_config",
         agents.id,
         {
             "default_agents": agents.default_agents,
-            "unavailable": load_catalog().unavailable_ids(spec.agents.default_agents),
+            "installed": installed,
+            "unavailable": unavailable,
         },
     )
     if ctx.setup_token_id is not None:
@@ -354,6 +361,46 @@ def _create(
         owner_user_id=owner.id,
         owner_password_link=link,
     )
+
+
+def _install_default_agents(
+    scope: OrgScope, spec: SetupSpec, ctx: ProvisionContext
+) -> tuple[list[str], list[str]]:
+    """Install the bundled default agents for real, granted what they declare.
+
+    Each install runs in a savepoint of the provision's transaction and is recorded as
+    granted by the setup's actor. A default whose package does not exist (or failed its
+    checks) is recorded as unavailable, as before. The bundled archives are built once per
+    process (keyed by their sha256), so a quick setup stays fast.
+
+    Returns:
+        the installed and the unavailable package ids.
+    """
+    # Imported here: the lifecycle imports the marketplace, which imports onboarding.
+    from paulyops.services.agents import lifecycle
+    from paulyops.services.agents.installations import agent_cache
+
+    catalog = load_catalog()
+    unavailable = catalog.unavailable_ids(spec.agents.default_agents)
+    installed: list[str] = []
+    cache = agent_cache(ctx.data_dir)
+    for agent_id in spec.agents.default_agent_ids:
+        if agent_id in unavailable:
+            continue
+        savepoint = scope.session.begin_nested()
+        try:
+            outcome = lifecycle.install_bundled(scope, agent_id, actor=ctx.actor, cache=cache)
+        except PaulyOpsError as err:
+            savepoint.rollback()
+            log.warning("default_agent_not_installed", agent_id=agent_id, reason=err.message)
+            unavailable.append(agent_id)
+            continue
+        savepoint.commit()
+        if outcome is None:
+            unavailable.append(agent_id)
+        else:
+            installed.append(agent_id)
+    return installed, unavailable
 
 
 def _create_organization(session: Session, spec: SetupSpec, spec_hash: str) -> Organization:
@@ -503,13 +550,18 @@ def _next_steps(
             "processes; the embedded defaults serve one machine"
         )
     catalog = load_catalog()
-    ready = [n for n in spec.agents.default_agents if (a := catalog.get(n)) and a.available]
+    present = set(
+        session.scalars(
+            select(AgentInstallation.agent_id).where(AgentInstallation.organization_id == org_id)
+        )
+    )
+    ready = [n for n in spec.agents.default_agents if (a := catalog.get(n)) and a.id in present]
     missing = [n for n in spec.agents.default_agents if n not in ready]
     if ready:
         steps.append(
-            "Default agents recorded: "
+            "Default agents installed: "
             + ", ".join(ready)
-            + " (installed when the agent marketplace is enabled)"
+            + " (see them with `paulyops agents list`)"
         )
     if missing:
         steps.append(
