@@ -373,7 +373,7 @@ def _change(
             status_code=409 if isinstance(err, ConflictError) else 422,
             reason=reason,
         )
-    if preview and outcome.message != lifecycle.PLAN_ONLY:
+    if preview and outcome.noop:
         # Nothing to confirm (e.g. "up to date"): say so where the request came from.
         return _back(request, _agent_url(agent_id), "info", outcome.message + ".")
     if preview:
