@@ -161,10 +161,7 @@ def test_another_organization_never_sees_or_acts_on_it(world, client):
     repaired = _post(client, "/console/agents/integrity/repair", token, installation=inst_id)
     assert repaired.status_code == 404
     # A's uploaded package is not in B's marketplace: B cannot install it either.
-    assert _post(client, "/console/marketplace/agents/acme.hello/install", token).status_code in (
-        404,
-        409,
-    )
+    assert _post(client, "/console/marketplace/agents/acme.hello/install", token).status_code == 404
     assert _counts(db) == before
     inst = _installation(db, a.id)
     assert inst is not None
@@ -306,6 +303,32 @@ def test_settings_form_from_the_schema_and_the_secret_never_shown(world, client)
     with db.session() as session:
         text = " ".join(str(r.changes) for r in session.scalars(select(AuditLog)))
     assert SECRET not in text
+
+
+def test_no_preview_or_error_page_carries_the_secret(world, client):
+    """With a secret stored, previews, refusals and every page render without it."""
+    db, key, a, _b, _inst, _cache = world
+    upload(db, a.id, key, version="1.1.0", capabilities=[*GRANT, "network"])
+    _signed_in(client, a.emails["Owner"])
+    token = _token(client.get("/console/agents/acme.hello"))
+    saved = _post(
+        client, "/console/agents/acme.hello/settings", token, **{"setting.apiKey": SECRET}
+    )
+    assert saved.status_code == 303
+    pages = [
+        _post(client, "/console/agents/acme.hello/update", token, version="1.1.0"),
+        _post(client, "/console/agents/acme.hello/update/confirm", token, version="1.1.0"),
+        _post(client, "/console/agents/acme.hello/uninstall", token),
+        _post(client, "/console/agents/acme.hello/release", token),
+        _post(client, "/console/agents/acme.hello/settings", token, **{"setting.threshold": "x"}),
+        client.get("/console/agents/acme.hello"),
+        client.get("/console/marketplace/agents/acme.hello"),
+    ]
+    assert [p.status_code for p in pages] == [200, 422, 200, 409, 422, 200, 200]
+    for page in pages:
+        assert SECRET not in page.text
+    # The refused update (no grant) changed nothing.
+    assert _installation(db, a.id).version == "1.0.0"
 
 
 def test_disable_enable_and_uninstall_with_preview(world, client):
