@@ -152,4 +152,33 @@ def test_agents_pages_at_phone_and_desktop_width(
     page.get_by_role("button", name=re.compile("^Repair acme.hello")).click()
     expect(page.get_by_text("re-extracted acme.hello 1.0.0")).to_be_visible()
     assert changed.read_bytes().startswith(b"def count")
+
+    # Revoking the installed version quarantines it: the page says why, and that it cannot
+    # be released (only uninstalled and installed again in another version).
+    revoked = fresh_instance.cli(
+        "marketplace",
+        "trust",
+        "revoke",
+        "--agent",
+        "acme.hello",
+        "--version",
+        "1.0.0",
+        "--reason",
+        "a bug that leaks data",
+    )
+    assert revoked.returncode == 0, revoked.stdout + revoked.stderr
+    for viewport in ("desktop", "phone"):
+        page = new_context(viewport, bypass_csp=AXE.is_file()).new_page()
+        seen = PageProblems(page)
+        sign_in(page, fresh_instance, OWNER["email"], OWNER["password"])
+        page.goto(fresh_instance.base_url + "/console/agents/acme.hello")
+        expect(page.get_by_text("a bug that leaks data")).to_be_visible()
+        expect(page.get_by_text("so it cannot be released")).to_be_visible()
+        expect(page.get_by_role("button", name="Review the release…")).to_have_count(0)
+        shot(page, screenshots, f"agents-quarantined-{viewport}")
+        if problem := horizontal_overflow(page, f"quarantined agent at {viewport} width"):
+            problems.append(problem)
+        if AXE.is_file():
+            problems.extend(audit(page, f"quarantined agent at {viewport} width"))
+        problems.extend(seen.messages)
     assert problems == []
