@@ -366,8 +366,7 @@ def test_default_agents_without_a_package_are_recorded_as_unavailable(db, tmp_pa
     result = provision(db, spec, context(tmp_path))
     steps = result.next_steps
     assert (
-        "Default agents installed: file-processor (see them with `paulyops agents list`)"
-        in steps
+        "Default agents installed: file-processor (see them with `paulyops agents list`)" in steps
     )
     unavailable = [s for s in steps if "recorded as unavailable" in s]
     assert len(unavailable) == 1

@@ -40,7 +40,7 @@ def rows(db) -> tuple[int, int, int]:
 
 def test_every_role_gets_what_its_permissions_allow(client, two_orgs):
     """Viewer and User read; Manager also configures; Admin and Owner install."""
-    db, acme, _other = two_orgs
+    _db, acme, _other = two_orgs
     for template in role_templates("enterprise"):
         headers = sign_in(client, acme.id, acme.members[template.name])
         perms = template.permissions
@@ -162,7 +162,8 @@ def test_another_organization_never_sees_or_changes_it(client, two_orgs):
         assert (row.organization_id, row.status, row.settings) == (acme.id, "enabled", {})
 
 
-def test_secrets_are_never_returned(client, two_orgs):
+def test_secrets_are_never_returned(client, two_orgs, capsys):
+    """Not in answers, views, errors, audit rows, events nor the log lines."""
     db, acme, _other = two_orgs
     headers = sign_in(client, acme.id, acme.members["Owner"])
     client.post(BASE, json={"agentId": "acme.hello", "grant": GRANT}, headers=headers)
@@ -188,6 +189,9 @@ def test_secrets_are_never_returned(client, two_orgs):
     with db.session() as session:
         details = session.scalars(select(AgentEvent.details)).all()
     assert SECRET not in json.dumps(details)
+    logged = capsys.readouterr()
+    assert SECRET not in logged.out
+    assert SECRET not in logged.err
 
 
 def test_integrity_report_quarantine_and_release(client, two_orgs):

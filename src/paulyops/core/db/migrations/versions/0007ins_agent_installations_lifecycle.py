@@ -47,9 +47,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("pending_package_id", sa.String(length=40), nullable=True))
         batch_op.add_column(sa.Column("pending_version", sa.String(length=40), nullable=True))
         batch_op.add_column(sa.Column("quarantined_reason", sa.Text(), nullable=True))
-        batch_op.add_column(
-            sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=True)
-        )
+        batch_op.add_column(sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("quarantined_from", sa.String(length=20), nullable=True))
         batch_op.create_foreign_key(
             batch_op.f("fk_agent_installations_previous_package_id_agent_packages"),
