@@ -49,6 +49,8 @@ CONSOLE_PAGES = (
     "invitations",
     "roles",
     "storage",
+    "agents",
+    "agents/integrity",
     "security",
     "audit",
 )
@@ -123,7 +125,7 @@ def test_every_page_passes_axe(
         response = page.goto(instance.base_url + path)
         assert response is not None
         assert response.status == 200, f"GET {path} answered {response.status}"
-        check(f"console-{name}")
+        check(f"console-{name.replace('/', '-')}")
 
     # An invitation: the page that shows its link once, then the link's own page.
     page.goto(instance.base_url + "/console/members")

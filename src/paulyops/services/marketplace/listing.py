@@ -20,6 +20,7 @@ and shown to every organization; a modified one (its files no longer match its
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -198,6 +199,20 @@ def _version_view(
     )
 
 
+def package_versions(session: Session, package_ids: Iterable[str | None]) -> dict[str, VersionView]:
+    """Return the stored versions with these package ids, by id, with their badge and trust.
+
+    For the packages an organization's installations run (the caller passes only those),
+    so the console shows each installed agent's trust badge without listing the marketplace.
+    """
+    ids = sorted({i for i in package_ids if i})
+    if not ids:
+        return {}
+    keys, versions = _revocations(session)
+    rows = session.scalars(select(AgentPackage).where(AgentPackage.id.in_(ids)))
+    return {row.id: _version_view(row, keys, versions) for row in rows}
+
+
 def _bundled_row(agent: BundledAgent) -> AgentPackage:
     """Return a bundled agent as an unsaved package row (read here, never stored)."""
     manifest = agent.manifest
@@ -331,5 +346,6 @@ __all__ = [
     "VersionView",
     "agent_detail",
     "capability_words",
+    "package_versions",
     "search_agents",
 ]

@@ -1,4 +1,4 @@
-"""The console after setup: sign-in, home, people, security, storage, marketplace, audit.
+"""The console after setup: sign-in, home, people, security, storage, agents, marketplace, audit.
 
 Server-rendered pages that work without JavaScript. Each route declares its access rule
 once (``require(permission)``, ``SignedIn`` for the user's own account, ``Public`` for the
@@ -19,6 +19,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from paulyops.web.pages.console import (
+    agents,
     audit,
     auth,
     home,
@@ -49,6 +50,7 @@ for _module in (
     roles,
     security,
     storage,
+    agents,
     marketplace,
     audit,
 ):

@@ -14,7 +14,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from paulyops.core.db import Session
-from paulyops.core.errors import ConflictError, SpecValidationError
+from paulyops.core.errors import ConflictError, NotFoundError, SpecValidationError
+from paulyops.services.agents import lifecycle
 from paulyops.services.marketplace import listing, store
 from paulyops.services.marketplace.capabilities import CAPABILITIES
 from paulyops.services.onboarding.spec import Industry
@@ -98,15 +99,26 @@ def agent(
     session: DbSession,
     principal: Annotated[Principal, require("marketplace:read")],
 ) -> Response:
-    """One agent: what it asks for in plain words, its publisher, versions and trust."""
-    detail = listing.agent_detail(principal.scope(session), agent_id)
+    """One agent: what it asks for in plain words, its publisher, versions and trust.
+
+    With ``agents:install`` it offers the install (a preview first); once installed it
+    links to the agent's own page.
+    """
+    scope = principal.scope(session)
+    detail = listing.agent_detail(scope, agent_id)
+    installed = None
+    if principal.can("agents:read"):
+        try:
+            installed = lifecycle.show(scope, detail.id)
+        except NotFoundError:
+            installed = None
     return _page(
         request,
         session,
         principal,
         "console/marketplace_agent.html",
         active="marketplace",
-        **_common(agent=detail),
+        **_common(agent=detail, installed=installed),
     )
 
 
