@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import platform
 import selectors
 import signal
 import subprocess
@@ -42,6 +44,9 @@ MAX_LOG_CHARS = 4000
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 """Files read back per item; more fails the item."""
 NETWORK_SETUP_S = 10.0
+BLOCK_WAIT_S = 5.0
+NS_GET_USERNS = 0xB701  # _IO(0xb7, 0x1), <linux/nsfs.h>
+_READ_SYSCALL = {"x86_64": 0, "aarch64": 63}
 EXIT_GRACE_S = 0.5
 """How long pipes may stay open after the agent exited (a child it left behind)."""
 _LEVELS = {"debug", "info", "warning", "error", "critical"}
@@ -200,7 +205,10 @@ def _run_in(
         prefix += cmdline.rlimit_prefix(status.facts.prlimit, limits)
     if uid is not None and status.facts.setpriv:
         prefix += cmdline.drop_privileges(status.facts.setpriv, uid)
-    agent_cmd = [str(config.python), "-I", str(Path(inside["lib"]) / staging.BOOTSTRAP_NAME)]
+    # -I: no PYTHON* variables, no user site; -S: no site-packages either, so an agent sees
+    # the standard library, paulyops.sdk and its own package, nothing installed beside them.
+    bootstrap = str(Path(inside["lib"]) / staging.BOOTSTRAP_NAME)
+    agent_cmd = [str(config.python), "-I", "-S", bootstrap]
     network = bwrap and "network" in request.capabilities
     info_r = info_w = block_r = block_w = -1
     if network:
@@ -250,7 +258,7 @@ def _run_in(
     killed_for: str | None = None
     try:
         if network:
-            slirp = _start_network(status, proc.pid, info_r, block_w, uid)
+            slirp = _start_network(status, proc.pid, info_r, block_w, block_r, uid)
         writer = threading.Thread(
             target=_feed, args=(proc, wire.encode()), name="sandbox-stdin", daemon=True
         )
@@ -267,7 +275,7 @@ def _run_in(
         _kill(proc, uid, status)
         if slirp is not None:
             slirp.kill()
-            slirp.wait()
+            slirp.communicate()  # reaps it and closes its stderr pipe
     return _collect(
         request, exchange, items, indexes, staged_errors, proc, killed_for, run_dir, limits
     )
@@ -281,8 +289,24 @@ def _feed(proc: subprocess.Popen[bytes], payload: bytes) -> None:
         proc.stdin.close()
 
 
+def _wait_until_blocked(child: int, block_fd: int) -> None:
+    """Wait until bubblewrap's child sits in read(block fd): its own set-up (the loopback
+    address of the new network namespace) is then done, and slirp4netns configuring the
+    same namespace at the same time cannot make it fail ("loopback: Failed RTM_NEWADDR")."""
+    read_nr = _READ_SYSCALL.get(platform.machine())
+    deadline = time.monotonic() + BLOCK_WAIT_S
+    while read_nr is not None and time.monotonic() < deadline:
+        try:
+            fields = Path(f"/proc/{child}/syscall").read_text().split()
+        except OSError:
+            break  # not ours to inspect (without root): go on as before
+        if len(fields) > 1 and fields[0] == str(read_nr) and int(fields[1], 16) == block_fd:
+            return
+        time.sleep(0.002)
+
+
 def _start_network(
-    status: SandboxStatus, pid: int, info_r: int, block_w: int, uid: int | None
+    status: SandboxStatus, pid: int, info_r: int, block_w: int, block_fd: int, uid: int | None
 ) -> subprocess.Popen[bytes]:
     """Attach slirp4netns (host loopback disabled) to the sandbox's network namespace."""
     info = b""
@@ -297,6 +321,7 @@ def _start_network(
             break
         info += chunk
     child = int(json.loads(info)["child-pid"])
+    _wait_until_blocked(child, block_fd)
     ready_r, ready_w = os.pipe()
     assert status.facts.slirp4netns is not None
     cmd = [
@@ -306,24 +331,33 @@ def _start_network(
         "--disable-host-loopback",
         f"--ready-fd={ready_w}",
     ]
-    if uid is None:
-        cmd.append(f"--userns-path=/proc/{child}/ns/user")
+    # The namespace's owner, not /proc/<child>/ns/user: by now bubblewrap's child sits in
+    # the nested user namespace of --disable-userns, which does not own the network one.
+    net_fd = os.open(f"/proc/{child}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        owner_fd = fcntl.ioctl(net_fd, NS_GET_USERNS)
+    finally:
+        os.close(net_fd)
+    cmd.append(f"--userns-path=/proc/self/fd/{owner_fd}")
     cmd += [str(child), "tap0"]
     slirp = subprocess.Popen(  # noqa: S603  # argv built here, no shell
         cmd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        pass_fds=(ready_w,),
+        stderr=subprocess.PIPE,
+        pass_fds=(ready_w, owner_fd),
         env={"PATH": "/usr/bin:/bin"},
     )
     os.close(ready_w)
+    os.close(owner_fd)
     try:
         sel = selectors.DefaultSelector()
         sel.register(ready_r, selectors.EVENT_READ)
         if not sel.select(NETWORK_SETUP_S) or not os.read(ready_r, 1):
             slirp.kill()
-            raise SandboxError("sandbox: slirp4netns did not set up the network")
+            _, err = slirp.communicate(timeout=5)
+            last = [" / ".join(err.decode("utf-8", "replace").strip().splitlines()[-4:])]
+            raise SandboxError(f"sandbox: slirp4netns did not set up the network: {last[0][:200]}")
     finally:
         os.close(ready_r)
     os.write(block_w, b"1")

@@ -1,6 +1,7 @@
 """The agent side of protocol v1: runs inside the sandbox, standard library only.
 
-The host starts ``python3 -I bootstrap.py`` with the request JSON on stdin. This module:
+The host starts ``python3 -I -S _paulyops_bootstrap.py`` with the request JSON on stdin.
+This module:
 
 1. keeps the real stdout for protocol lines and points fd 1 at stderr, so an agent's
    ``print`` becomes a log line instead of corrupting the protocol;
