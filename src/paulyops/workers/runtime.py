@@ -1,19 +1,11 @@
 """Wire the job runtime of one process: executor, runner, scheduler, dispatch.
 
-The three seams the job layer needs are resolved here, in one place:
-
-* the **batch runner** — ``paulyops.services.agents.sandbox:run_batch`` (:data:`RUNNER`);
-* the **settings provider** — ``paulyops.services.agents.lifecycle:run_settings``
-  (:data:`SETTINGS_PROVIDER`), called as ``run_settings(scope, installation) -> dict``;
-* the **batch hook** — ``paulyops.services.agents.lifecycle:on_batch_finished``
-  (:data:`BATCH_HOOK`, optional), called as ``(installation_id, ok_count, failed_count)``;
-  the lifecycle service's automatic rollback listens there.
-
-A build without the sandbox cannot run agents: :func:`build_executor` raises a
-:class:`ConfigError` that says so, and the server keeps serving with jobs left queued
-(healthz shows the queue growing). Under ``PAULYOPS_ENV=test`` only,
-``PAULYOPS_TEST_AGENT_RUNNER=module:function`` names another runner (the test suite's
-small subprocess runner), so worker subprocesses in tests run real jobs.
+The executor runs batches with the sandbox (``services.agents.sandbox.run_batch``,
+configured from the settings once per process) and takes each run's settings from the
+lifecycle service (``lifecycle.settings_for_run``: secrets only with their grant). Under
+``PAULYOPS_ENV=test`` only, ``PAULYOPS_TEST_AGENT_RUNNER=module:function`` names another
+runner (the test suite's small subprocess runner), so worker subprocesses in tests can
+run jobs where the sandbox is not the subject.
 
 :func:`start_job_runtime` is called once the instance is ready: without a broker it
 starts the embedded runner; with ``CELERY_BROKER_URL`` it makes enqueues send Celery
@@ -34,12 +26,11 @@ from paulyops.core.errors import ConfigError
 from paulyops.core.instance import Instance
 from paulyops.core.logging import get_logger
 from paulyops.core.settings import Environment, Settings
-from paulyops.services.agents import jobs
+from paulyops.services.agents import jobs, lifecycle
 from paulyops.services.agents.execute import (
     BatchFinishedHook,
     JobExecutor,
     SettingsProvider,
-    no_settings,
 )
 from paulyops.services.agents.jobs import JobPolicy
 from paulyops.services.agents.runtime import BatchRunner
@@ -47,9 +38,6 @@ from paulyops.services.agents.scheduler import Scheduler, process_owner
 
 log = get_logger("paulyops.workers")
 
-RUNNER = "paulyops.services.agents.sandbox:run_batch"
-SETTINGS_PROVIDER = "paulyops.services.agents.lifecycle:run_settings"
-BATCH_HOOK = "paulyops.services.agents.lifecycle:on_batch_finished"
 TEST_RUNNER_ENV = "PAULYOPS_TEST_AGENT_RUNNER"
 # With a broker: how often the leader re-sends tasks for due retries and lost messages,
 # and after how long a sent message counts as lost.
@@ -62,46 +50,15 @@ def _load(path: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def _optional(path: str) -> Any | None:
-    try:
-        return _load(path)
-    except (ImportError, AttributeError):
-        return None
-
-
 def resolve_runner(settings: Settings) -> BatchRunner:
-    """Return the sandbox's batch runner (or the test runner under ``PAULYOPS_ENV=test``).
-
-    Raises:
-        ConfigError: this build has no sandbox.
-    """
+    """Return the sandbox's batch runner (or the test runner under ``PAULYOPS_ENV=test``)."""
     override = os.environ.get(TEST_RUNNER_ENV)
     if override and settings.env is Environment.TEST:
         return cast(BatchRunner, _load(override))
-    runner = _optional(RUNNER)
-    if runner is None:
-        raise ConfigError(
-            f"agent runs need the sandbox ({RUNNER.replace(':', '.')}), which this build does "
-            "not have: jobs stay queued"
-        )
-    return cast(BatchRunner, runner)
+    from paulyops.services.agents import sandbox
 
-
-def resolve_settings_provider(settings: Settings) -> SettingsProvider:
-    """Return the lifecycle service's ``run_settings``.
-
-    Raises:
-        ConfigError: this build has no lifecycle service (outside tests).
-    """
-    provider = _optional(SETTINGS_PROVIDER)
-    if provider is not None:
-        return cast(SettingsProvider, provider)
-    if settings.env is Environment.TEST:
-        return no_settings
-    raise ConfigError(
-        f"agent runs need their settings from {SETTINGS_PROVIDER.replace(':', '.')}, "
-        "which this build does not have: jobs stay queued"
-    )
+    sandbox.configure(sandbox.config_from_settings(settings))
+    return sandbox.run_batch
 
 
 def build_executor(
@@ -112,20 +69,15 @@ def build_executor(
     settings_provider: SettingsProvider | None = None,
     on_batch_finished: BatchFinishedHook | None = None,
 ) -> JobExecutor:
-    """Return the executor of this process, resolving the seams not given.
-
-    Raises:
-        ConfigError: the sandbox (or the settings provider) is missing from this build.
-    """
-    hook = on_batch_finished or cast(BatchFinishedHook | None, _optional(BATCH_HOOK))
+    """Return the executor of this process, resolving the seams not given."""
     return JobExecutor(
         db,
         runner=runner or resolve_runner(settings),
-        settings_provider=settings_provider or resolve_settings_provider(settings),
+        settings_provider=settings_provider or lifecycle.settings_for_run,
         data_dir=settings.data_dir,
         policy=JobPolicy.from_settings(settings),
         quarantine_after=settings.agent_quarantine_after,
-        on_batch_finished=hook,
+        on_batch_finished=on_batch_finished,
     )
 
 
@@ -223,15 +175,11 @@ def start_job_runtime(instance: Instance, executor: JobExecutor | None = None) -
 
 
 __all__ = [
-    "BATCH_HOOK",
-    "RUNNER",
-    "SETTINGS_PROVIDER",
     "TEST_RUNNER_ENV",
     "JobRuntime",
     "attach_dispatcher",
     "build_executor",
     "resolve_runner",
-    "resolve_settings_provider",
     "start_job_runtime",
     "start_scheduler",
 ]

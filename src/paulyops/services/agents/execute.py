@@ -39,11 +39,11 @@ from sqlalchemy.orm import Session, undefer
 from paulyops.core.db.engine import Database
 from paulyops.core.db.models import AgentEvent, AgentInstallation, AgentPackage
 from paulyops.core.db.scoped import OrgScope
-from paulyops.core.logging import get_logger, security_event
+from paulyops.core.errors import SandboxError
+from paulyops.core.logging import get_logger
 from paulyops.core.metrics import count_agent_run, set_sandbox_mode
 from paulyops.services.actor import SYSTEM, Actor
-from paulyops.services.actor import record as audit_record
-from paulyops.services.agents import jobs
+from paulyops.services.agents import jobs, lifecycle
 from paulyops.services.agents.jobs import Claim, ClaimedJob, JobPolicy
 from paulyops.services.agents.runtime import (
     BatchRunner,
@@ -301,6 +301,14 @@ class JobExecutor:
         start = time.perf_counter()
         try:
             outcome = self.runner(request)
+        except SandboxError as err:
+            # The host's problem (every slot busy, an untraversable sandbox root), not the
+            # agent's: hand the jobs back without counting it against the installation.
+            log.warning(
+                "agent_sandbox_unavailable", installation=claim.installation_id, error=str(err)
+            )
+            released = jobs.release(self.db, claim.job_ids, owner=claim.owner, started=False)
+            raise _Refused(BatchReport(claim.installation_id, released=released)) from None
         except Exception as err:  # the runner is an outside edge: its failure fails the batch
             log.exception("agent_runner_failed", installation=claim.installation_id)
             reason = f"the sandbox failed: {type(err).__name__}: {err}"
@@ -312,6 +320,38 @@ class JobExecutor:
             )
         set_sandbox_mode(outcome.mode)
         return outcome
+
+    def _after_batch(
+        self,
+        session: Session,
+        installation: AgentInstallation,
+        count: int,
+        failed: bool,
+        report: BatchReport,
+    ) -> BatchReport:
+        """Probation and quarantine, in the outcomes' transaction (the lifecycle decides)."""
+        scope = OrgScope(session, installation.organization_id)
+        if installation.status != jobs.RUNNABLE_INSTALLATION:
+            return report
+        if not failed:
+            installation.probation_runs_left = max(0, installation.probation_runs_left - 1)
+            return report
+        if installation.probation_runs_left > 0 and installation.previous_package_id:
+            why = (
+                f"version {installation.version} failed a run while on probation: "
+                f"{installation.last_error}"
+            )
+            lifecycle.rollback(scope, installation.id, why, cache=self.cache_dir)
+            jobs.requeue_installation(scope, installation.id)
+            return report
+        if count >= self.quarantine_after:
+            quarantine(
+                session,
+                installation,
+                f"{count} consecutive failed runs (the last: {installation.last_error})",
+            )
+            return _with_quarantine(report)
+        return report
 
     # --- recording --------------------------------------------------------------------------
     def _record(self, claim: Claim, prepared: _Prepared, outcome: RunOutcome) -> BatchReport:
@@ -358,16 +398,7 @@ class JobExecutor:
                     },
                     session=session,
                 )
-                if (
-                    count >= self.quarantine_after
-                    and installation.status == jobs.RUNNABLE_INSTALLATION
-                ):
-                    quarantine(
-                        session,
-                        installation,
-                        f"{count} consecutive failed runs (the last: {installation.last_error})",
-                    )
-                    report = _with_quarantine(report)
+                report = self._after_batch(session, installation, count, bool(failures), report)
         return report
 
     def _record_one(
@@ -503,36 +534,13 @@ def quarantine(
 ) -> None:
     """Quarantine one installation, in the caller's transaction: it runs nothing until released.
 
-    Writes an AgentEvent and an audit row and raises a security event (the admins are told
-    through the alert hooks). Its queued jobs stay queued; an admin's release (the
-    lifecycle service) resets ``failure_count`` and enables it again.
+    The lifecycle service writes the AgentEvent, the audit row and the security event; its
+    queued jobs stay queued, and an admin's release resets ``failure_count`` and requeues
+    them.
     """
-    installation.status = QUARANTINED
     installation.last_error = reason[: jobs.MAX_ERROR_CHARS]
-    OrgScope(session, installation.organization_id).add(
-        AgentEvent(
-            installation_id=installation.id,
-            agent_id=installation.agent_id,
-            kind="quarantined",
-            details={"reason": installation.last_error, "failures": installation.failure_count},
-        )
-    )
-    audit_record(
-        session,
-        actor,
-        "agent.quarantine",
-        organization_id=installation.organization_id,
-        target_type="agent_installation",
-        target_id=installation.id,
-        changes={"status": QUARANTINED, "reason": installation.last_error},
-    )
-    security_event(
-        "agent.quarantined",
-        severity="critical",
-        organization_id=installation.organization_id,
-        installation_id=installation.id,
-        agent_id=installation.agent_id,
-        reason=installation.last_error,
+    lifecycle.quarantine(
+        OrgScope(session, installation.organization_id), installation.id, reason, actor=actor
     )
 
 

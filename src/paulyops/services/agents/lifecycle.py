@@ -60,6 +60,7 @@ from paulyops.services.agents.installations import (
     PendingUpdateView,
     SettingsPlan,
 )
+from paulyops.services.agents.jobs import requeue_installation
 from paulyops.services.agents.unpack import ArchiveMismatchError, archive_files, remove_tree, unpack
 from paulyops.services.commands import Command, invalid
 from paulyops.services.marketplace.bundled import BundledAgent, trusted_agents
@@ -998,6 +999,8 @@ def set_enabled(
             installation=view(scope, inst),
         )
     inst.status = wanted
+    if enabled:
+        requeue_installation(scope, inst.id)
     record_event(scope, actor, inst, wanted, {})
     return ChangeOutcome(
         applied=True,
@@ -1121,6 +1124,11 @@ def run_settings(scope: OrgScope, installation_id: str) -> dict[str, Any]:
     return out
 
 
+def settings_for_run(scope: OrgScope, installation: AgentInstallation) -> dict[str, Any]:
+    """:func:`run_settings` in the job layer's shape (it holds the row already)."""
+    return run_settings(scope, installation.id)
+
+
 # --- quarantine and release ---------------------------------------------------------------
 
 
@@ -1211,6 +1219,7 @@ def release(scope: OrgScope, ref: str, command: ReleaseAgent, *, actor: Actor) -
     inst.status = back
     inst.quarantined_reason = inst.quarantined_at = inst.quarantined_from = None
     inst.failure_count = 0
+    requeue_installation(scope, inst.id)
     record_event(scope, actor, inst, "released", {"quarantinedFor": was, "reason": command.reason})
     security_event(
         "agent.released",

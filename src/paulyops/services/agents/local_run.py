@@ -65,7 +65,7 @@ def _with_defaults(schema: Mapping[str, Any], settings: Mapping[str, Any]) -> di
 
 
 def _check_settings(schema: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
-    import jsonschema  # type: ignore[import-untyped]  # no stubs in the locked environment
+    import jsonschema
 
     validator = jsonschema.Draft202012Validator(dict(schema))
     errors = sorted(validator.iter_errors(dict(settings)), key=lambda e: list(e.path))
