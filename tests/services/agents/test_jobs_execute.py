@@ -96,7 +96,9 @@ def test_consecutive_failures_quarantine_the_installation(db, tmp_path):
         installation = session.get(AgentInstallation, inst)
         assert installation.status == "quarantined"
         assert "consecutive failed runs" in installation.last_error
-        audit = session.scalars(select(AuditLog).where(AuditLog.action == "agent.quarantine")).one()
+        audit = session.scalars(
+            select(AuditLog).where(AuditLog.action == "agent.quarantined")
+        ).one()
         assert audit.target_id == inst
     assert "quarantined" in _events(db, inst)
     # Quarantined: its queued jobs wait, nothing is claimed.

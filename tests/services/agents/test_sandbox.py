@@ -21,6 +21,10 @@ from paulyops.services.agents.sandbox import SandboxConfig
 
 from .conftest import AgentRunner
 
+# Slot uids of the tests' range are shared: checks that no process of that range is left
+# behind hold only when no other sandbox test runs at the same time.
+pytestmark = pytest.mark.xdist_group("sandbox-uids")
+
 RETURN_PROBES = """
 def handle(ctx: Context, item: Item) -> Result:
     seen = {}
@@ -420,6 +424,7 @@ def test_output_files_come_back_with_outputs_write(run_agent: AgentRunner) -> No
     """Files written under outputs/ return with the grant, and fail the item without it."""
     code = """
 from paulyops.sdk import OutputFile
+
 def handle(ctx: Context, item: Item) -> Result:
     (ctx.outputs / "report.txt").write_text("made by the agent")
     return Result(data={}, files=[OutputFile("report.txt", "text/plain")])

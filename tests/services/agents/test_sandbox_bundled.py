@@ -6,11 +6,17 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from paulyops.services.agents.sandbox import SandboxConfig
 from paulyops.services.agents.unpack import unpack
 from paulyops.services.marketplace.build import build_package
 
 from .conftest import make_runner
+
+# Slot uids of the tests' range are shared: checks that no process of that range is left
+# behind hold only when no other sandbox test runs at the same time.
+pytestmark = pytest.mark.xdist_group("sandbox-uids")
 
 BUNDLED = Path(__file__).resolve().parents[3] / "src" / "paulyops" / "bundled" / "file_processor"
 

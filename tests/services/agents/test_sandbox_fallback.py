@@ -22,6 +22,10 @@ from paulyops.services.agents.sandbox._probe import SandboxStatus, probe_host, s
 
 from .conftest import AgentRunner, make_runner
 
+# Slot uids of the tests' range are shared: checks that no process of that range is left
+# behind hold only when no other sandbox test runs at the same time.
+pytestmark = pytest.mark.xdist_group("sandbox-uids")
+
 NO_BWRAP = "bubblewrap (bwrap) is not installed (simulated)"
 
 

@@ -10,6 +10,10 @@ import pytest
 from paulyops.core.metrics import _health_metrics
 from paulyops.services.agents.sandbox import SandboxConfig, sandbox_check, sandbox_status
 
+# Slot uids of the tests' range are shared: checks that no process of that range is left
+# behind hold only when no other sandbox test runs at the same time.
+pytestmark = pytest.mark.xdist_group("sandbox-uids")
+
 
 def test_unreachable_sandbox_root_is_unhealthy(tmp_path: Path) -> None:
     """As root, a sandbox root under a 0700 folder is reported with the reason."""

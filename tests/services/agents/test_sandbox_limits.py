@@ -13,6 +13,10 @@ from paulyops.core.errors import SandboxError
 from paulyops.services.agents.sandbox import DEFAULT_LIMITS, Limits, resolve_limits
 from paulyops.services.agents.sandbox._slots import reserve_slot
 
+# Slot uids of the tests' range are shared: checks that no process of that range is left
+# behind hold only when no other sandbox test runs at the same time.
+pytestmark = pytest.mark.xdist_group("sandbox-uids")
+
 
 def test_defaults_are_the_design_defaults() -> None:
     """CPU 60 s, 2 GiB, 300 s wall, 64 processes, 256 files, 256 MiB per file."""

@@ -17,6 +17,10 @@ from paulyops.services.agents.sandbox._seccomp import _lib, build_filter
 
 from .conftest import make_runner
 
+# Slot uids of the tests' range are shared: checks that no process of that range is left
+# behind hold only when no other sandbox test runs at the same time.
+pytestmark = pytest.mark.xdist_group("sandbox-uids")
+
 CLONE_NEWUSER = 0x10000000
 SIGCHLD = 17
 SPECIAL = {
