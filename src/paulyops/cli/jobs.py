@@ -47,7 +47,11 @@ def _describe(view: JobView) -> dict[str, Any]:
 def run(
     agent: str = typer.Argument(..., help="the installed agent (its id, or inst_...)"),
     input_file: Path = typer.Option(..., "--input", help="the file to run it on (up to 50 MB)"),
-    wait: bool = typer.Option(False, "--wait", help="wait for the run to finish"),
+    wait: bool = typer.Option(
+        False,
+        "--wait",
+        help="wait for the run to finish (without a broker this command runs it itself)",
+    ),
     timeout: float = typer.Option(600.0, "--timeout", help="seconds --wait waits at most"),
     org: str | None = typer.Option(None, "--org", help=ORG_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the job as JSON"),
@@ -56,7 +60,7 @@ def run(
     from paulyops.services.actor import CLI
     from paulyops.services.agents.jobs import JobPolicy
     from paulyops.services.agents.runs import resolve_organization, run_file, wait_for
-    from paulyops.workers.runtime import attach_dispatcher
+    from paulyops.workers.runtime import attach_dispatcher, run_here
 
     settings = read_settings()
     with open_instance(settings) as instance:
@@ -73,6 +77,10 @@ def run(
         if not as_json:
             console.print(f"Queued job [bold]{view.id}[/] ({view.agent_id} on {view.input_name}).")
         if wait:
+            if not settings.celery_broker_url:
+                # No broker: nobody but a running server would pick the job up, so this
+                # command runs it itself unless a server claimed it first.
+                run_here(instance.db, settings, view.id)
             view = wait_for(instance.db, org_id, view.id, timeout_s=timeout)
     if as_json:
         console.print_json(json.dumps(_describe(view)))

@@ -81,6 +81,20 @@ def build_executor(
     )
 
 
+def run_here(db: Database, settings: Settings, job_id: str) -> bool:
+    """Claim one queued job and run it in this process (``agents run --wait``, no broker).
+
+    The claim is the same leased one every runner takes, so a server that picked the job
+    up first keeps it (this returns False and the caller waits for its outcome).
+    """
+    policy = JobPolicy.from_settings(settings)
+    claim = jobs.claim(db, owner=process_owner("cli"), policy=policy, job_ids=[job_id])
+    if claim is None:
+        return False
+    build_executor(db, settings).run(claim)
+    return True
+
+
 def start_scheduler(db: Database, settings: Settings, *, role: str, broker: bool) -> Scheduler:
     """Start this process's scheduler: the lease reaper, and the broker sweep with Celery."""
     policy = JobPolicy.from_settings(settings)
@@ -180,6 +194,7 @@ __all__ = [
     "attach_dispatcher",
     "build_executor",
     "resolve_runner",
+    "run_here",
     "start_job_runtime",
     "start_scheduler",
 ]
