@@ -13,6 +13,7 @@ from paulyops.cli.context import CommandGroup
 from paulyops.services.agents.execute import JobExecutor, no_settings
 from paulyops.services.agents.jobs import JobPolicy
 from paulyops.workers.embedded import EmbeddedRunner
+from paulyops.workers.runtime import TEST_RUNNER_ENV
 from tests.conftest import fresh_secrets
 from tests.support.jobs import SubprocessRunner, make_installation
 
@@ -51,8 +52,10 @@ def test_run_queues_a_job_and_logs_lists_it(agents_app, env, db, tmp_path):
     assert [j["id"] for j in json.loads(listed.output)] == [job["id"]]
 
 
-def test_run_wait_prints_the_result(agents_app, env, db, tmp_path):
-    """With a runner at work (here: embedded threads), `run --wait` prints the outcome."""
+def test_run_wait_prints_the_result(agents_app, env, db, tmp_path, monkeypatch):
+    """`run --wait` prints the outcome, whether it or a running server (here: embedded
+    threads) claims the job; without a broker the command runs it itself if it can."""
+    monkeypatch.setenv(TEST_RUNNER_ENV, "tests.support.jobs:run_batch")
     make_installation(db)
     policy = JobPolicy(lease_s=30)
     executor = JobExecutor(

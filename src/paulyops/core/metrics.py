@@ -156,8 +156,8 @@ def set_sandbox_mode(mode: str) -> None:
 def sandbox_mode_metric(probed: str | None = None) -> Metric:
     """The ``paulyops_sandbox_mode`` gauge: 1 for the mode in force, 0 for the others.
 
-    The mode the health check probed (``probed``: what runs get now) wins; without it,
-    the mode of this process's last run; with neither, every mode is 0.
+    The mode of this process's last run wins; before the first run, the mode the health
+    check probed (``probed``); with neither, every mode is 0.
     """
     family = GaugeMetricFamily(
         "paulyops_sandbox_mode",
@@ -165,7 +165,7 @@ def sandbox_mode_metric(probed: str | None = None) -> Metric:
         "the first run)",
         labels=["mode"],
     )
-    current = probed or (_sandbox_mode[0] if _sandbox_mode else None)
+    current = _sandbox_mode[0] if _sandbox_mode else probed
     for mode in SANDBOX_MODES:
         family.add_metric([mode], 1.0 if mode == current else 0.0)
     return family

@@ -179,10 +179,14 @@ def handle(ctx: Context, item: Item) -> Result:
     assert outcome.error is not None
     assert "timeout" in outcome.error or "limit" in outcome.error or "killed" in outcome.error
     first, last = bwrap_config.uid_range
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15
     while True:
         left = [
-            p.pid for p in psutil.process_iter(["uids"]) if first <= p.info["uids"].real <= last
+            p.pid
+            for p in psutil.process_iter(["uids", "status"])
+            # A zombie runs nothing; reaping it is the host's init's job, and a loaded
+            # machine's init may take its time.
+            if first <= p.info["uids"].real <= last and p.info["status"] != psutil.STATUS_ZOMBIE
         ]
         if not left or time.monotonic() > deadline:
             break

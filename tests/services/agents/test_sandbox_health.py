@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from paulyops.core import metrics
 from paulyops.core.metrics import _health_metrics
 from paulyops.services.agents.sandbox import SandboxConfig, sandbox_check, sandbox_status
 
@@ -29,8 +30,9 @@ def test_unreachable_sandbox_root_is_unhealthy(tmp_path: Path) -> None:
     assert "closed to the slot uid" in result.details["reason"]
 
 
-def test_metrics_export_the_sandbox_mode() -> None:
-    """paulyops_sandbox_mode is 1 for the reported mode and 0 for the others."""
+def test_metrics_export_the_sandbox_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before any run, paulyops_sandbox_mode is 1 for the probed mode and 0 for the others."""
+    monkeypatch.setattr(metrics, "_sandbox_mode", [])
     report = {
         "status": "degraded",
         "checks": {"sandbox": {"status": "degraded", "details": {"mode": "fallback"}}},
