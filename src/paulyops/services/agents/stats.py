@@ -335,9 +335,9 @@ def run_logs(
 
 # --- the chart ----------------------------------------------------------------------------
 
-CHART_WIDTH = 600
-CHART_HEIGHT = 160
-_PAD_LEFT, _PAD_RIGHT, _PAD_TOP, _PAD_BOTTOM = 52, 8, 12, 22
+CHART_WIDTH = 400
+CHART_HEIGHT = 150
+_PAD_LEFT, _PAD_RIGHT, _PAD_TOP, _PAD_BOTTOM = 56, 6, 12, 24
 
 
 def format_ms(value: float | None) -> str:
@@ -367,7 +367,7 @@ def duration_chart(stats: AgentStats, *, chart_id: str = "run-chart") -> str | N
     inner_w = CHART_WIDTH - _PAD_LEFT - _PAD_RIGHT
     inner_h = CHART_HEIGHT - _PAD_TOP - _PAD_BOTTOM
     slot = inner_w / max(len(points), 1)
-    bar = max(2.0, min(28.0, slot * 0.7))
+    bar = max(2.0, min(24.0, slot * 0.7))
     failed = sum(1 for p in points if p.status != jobs.SUCCEEDED)
     title = f"Durations of the last {len(points)} runs"
     desc = (
@@ -402,7 +402,7 @@ def duration_chart(stats: AgentStats, *, chart_id: str = "run-chart") -> str | N
             f"{point.input_name or point.job_id}: {point.status}, "
             f"{format_ms(point.duration_ms)}, {point.finished_at:%Y-%m-%d %H:%M} UTC"
         )
-        fill = 'class="bar-ok"' if ok else f'fill="url(#{chart_id}-hatch)" class="bar-failed"'
+        fill = 'class="bar-ok"' if ok else f'fill="url(#{chart_id}-hatch)" class="bar-hatched"'
         parts.append(
             f'<rect x="{x:.1f}" y="{base_y - height:.1f}" width="{bar:.1f}" '
             f'height="{height:.1f}" {fill}><title>{escape(label)}</title></rect>'
