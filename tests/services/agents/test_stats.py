@@ -54,6 +54,8 @@ def test_percentiles_interpolate_between_ranks():
     assert stats.percentile([], 0.5) is None
     assert stats.percentile([42.0], 0.95) == 42.0
     assert stats.format_ms(850) == "850 ms"
+    assert stats.format_ms(0.55) == "0.6 ms"
+    assert stats.format_ms(0) == "0 ms"
     assert stats.format_ms(1450) == "1.4 s"
     assert stats.format_ms(125_000) == "2 min 5 s"
 

@@ -341,9 +341,13 @@ _PAD_LEFT, _PAD_RIGHT, _PAD_TOP, _PAD_BOTTOM = 56, 6, 12, 24
 
 
 def format_ms(value: float | None) -> str:
-    """A duration for people: ``850 ms``, ``1.4 s``, ``2 min 5 s``; ``—`` when unknown."""
+    """A duration for people: ``0.6 ms``, ``850 ms``, ``1.4 s``, ``2 min 5 s``; ``—`` if unknown."""
     if value is None:
         return "—"
+    if value == 0:
+        return "0 ms"
+    if value < 10:
+        return f"{value:.1f} ms"
     if value < 1000:
         return f"{value:.0f} ms"
     seconds = value / 1000
