@@ -127,6 +127,20 @@ def test_every_page_passes_axe(
         assert response.status == 200, f"GET {path} answered {response.status}"
         check(f"console-{name.replace('/', '-')}")
 
+    # An agent's page with a few runs: its figures, the duration chart, the runs table.
+    sample = instance.root / "invoice.txt"
+    sample.write_text("Invoice 42\nTotal: 19.99 EUR\n", encoding="utf-8")
+    for _ in range(2):
+        ran = instance.cli(
+            "agents", "run", "paulyops.file-processor", "--input", str(sample), "--wait"
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+    response = page.goto(instance.base_url + "/console/agents/paulyops.file-processor")
+    assert response is not None
+    assert response.status == 200
+    assert page.locator("svg.run-chart").count() == 1
+    check("console-agent-runs")
+
     # An invitation: the page that shows its link once, then the link's own page.
     page.goto(instance.base_url + "/console/members")
     page.fill("#f-email", "new.person@example.com")

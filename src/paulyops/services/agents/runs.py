@@ -166,6 +166,16 @@ def job_history(db: Database, organization_id: str, ref: str, *, limit: int = 20
         return [_view(job) for job in jobs.recent_jobs(scope, installation.id, limit=limit)]
 
 
+def recent_runs(scope: OrgScope, ref: str, *, limit: int = 20) -> list[JobView]:
+    """Return an installed agent's latest jobs, newest first, in the caller's session.
+
+    Raises:
+        NotFoundError: no such installed agent in this organization.
+    """
+    installation = _installation(scope, ref)
+    return [_view(job) for job in jobs.recent_jobs(scope, installation.id, limit=limit)]
+
+
 def agent_events(
     db: Database, organization_id: str, ref: str, *, limit: int = 20
 ) -> list[EventView]:
@@ -218,6 +228,7 @@ __all__ = [
     "JobView",
     "agent_events",
     "job_history",
+    "recent_runs",
     "resolve_organization",
     "run_file",
     "success_rate",

@@ -5,7 +5,8 @@ agent of another organization is never found, by agent id or installation id. St
 changes need the CSRF token on cookie sessions (``require`` checks it), and every change
 takes ``plan`` to only answer what it would touch.
 
-* ``GET /api/agents``, ``GET /api/agents/{agentId}``, ``GET /api/agents/integrity``
+* ``GET /api/agents``, ``GET /api/agents/{agentId}`` (with its run ``stats``),
+  ``GET /api/agents/{agentId}/runs?limit=``, ``GET /api/agents/integrity``
   (``agents:read``; the integrity report changes nothing);
 * ``POST /api/agents`` (install: ``packageId`` or ``agentId`` + ``version``, ``grant``,
   ``plan``), ``POST /api/agents/{agentId}/update``, ``DELETE /api/agents/{agentId}``,
@@ -22,7 +23,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from paulyops.services.agents import integrity, lifecycle
+from paulyops.services.agents import integrity, lifecycle, stats
 from paulyops.services.agents.installations import (
     ChangeOutcome,
     InstallationView,
@@ -87,14 +88,30 @@ def post_integrity(
     )
 
 
-@router.get(BASE + "/{agent_id}", response_model=InstallationView)
+@router.get(BASE + "/{agent_id}", response_model=stats.AgentDetail)
 def get_agent(
     agent_id: str,
     session: DbSession,
     principal: Annotated[Principal, require("agents:read")],
-) -> InstallationView:
-    """One installed agent, by agent id or installation id."""
-    return lifecycle.show(principal.scope(session), agent_id)
+) -> stats.AgentDetail:
+    """One installed agent, by agent id or installation id, with its run ``stats``.
+
+    ``stats``: last run, success rate, p50/p95 duration (ms), quarantine state and the
+    latest runs' durations; the figures are ``null`` when the organization turned
+    monitoring off (``monitoringEnabled: false``).
+    """
+    return stats.agent_detail(principal.scope(session), agent_id)
+
+
+@router.get(BASE + "/{agent_id}/runs", response_model=list[stats.RunView])
+def list_runs(
+    agent_id: str,
+    session: DbSession,
+    principal: Annotated[Principal, require("agents:read")],
+    limit: Annotated[int, Query(ge=1, le=500, description="how many runs, newest first")] = 20,
+) -> list[stats.RunView]:
+    """An installed agent's recent runs (status, attempts, input, timings, error, result)."""
+    return stats.run_views(principal.scope(session), agent_id, limit=limit)
 
 
 @router.post(BASE, response_model=ChangeOutcome)

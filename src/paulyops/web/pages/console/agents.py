@@ -20,12 +20,12 @@ from starlette.concurrency import run_in_threadpool
 from paulyops.core.db import Session
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import ConflictError, NotFoundError, SpecValidationError
-from paulyops.services.agents import integrity, lifecycle, overview
+from paulyops.services.agents import integrity, lifecycle, overview, runs, stats
 from paulyops.services.agents.installations import ChangeOutcome, agent_cache
 from paulyops.services.commands import parse
 from paulyops.services.marketplace import listing
 from paulyops.web.auth import DbSession, Principal, require
-from paulyops.web.deps import ClientAddress, InstanceDep
+from paulyops.web.deps import ClientAddress, InstanceDep, get_instance
 from paulyops.web.pages.console.common import _back, _member_names, _page
 from paulyops.web.pages.console.marketplace import BADGE_STYLE
 from paulyops.web.pages.render import templates
@@ -38,10 +38,19 @@ SETTING_PREFIX = "setting."
 CLEAR_FIELD = "clear_secret"
 # Changes previewed at /console/agents/{ref}/<action> and applied at .../<action>/confirm.
 ACTIONS = ("update", "uninstall", "release")
+# Recent runs shown on an agent's page (with their log lines).
+RECENT_RUNS = 20
+RUN_STYLE = {"succeeded": "ok", "dead": "bad", "failed": "warn", "cancelled": ""}
 
 
 def _common(**context: Any) -> dict[str, Any]:
-    return {"badge_style": BADGE_STYLE, "status_style": STATUS_STYLE, **context}
+    return {
+        "badge_style": BADGE_STYLE,
+        "status_style": STATUS_STYLE,
+        "run_style": RUN_STYLE,
+        "format_ms": stats.format_ms,
+        **context,
+    }
 
 
 def _agent_url(agent_id: str) -> str:
@@ -55,13 +64,19 @@ def agents(
     principal: Annotated[Principal, require("agents:read")],
 ) -> Response:
     """The installed agents with status and trust, and the defaults that are not installed."""
+    scope = principal.scope(session)
+    listed = overview.overview(scope)
     return _page(
         request,
         session,
         principal,
         "console/agents.html",
         active="agents",
-        **_common(overview=overview.overview(principal.scope(session))),
+        **_common(
+            overview=listed,
+            monitoring=stats.monitoring_enabled(scope),
+            summaries=stats.summaries(scope, [row.installation.id for row in listed.installed]),
+        ),
     )
 
 
@@ -144,6 +159,16 @@ def _agent_page(
 ) -> Response:
     scope = principal.scope(session)
     page = overview.agent_page(scope, ref, shown)
+    inst_id = page.agent.installation.id
+    recent = runs.recent_runs(scope, inst_id, limit=RECENT_RUNS)
+    figures = stats.agent_stats(scope, inst_id)
+    log_dir = get_instance(request).settings.log_dir
+    logs = stats.run_logs(
+        log_dir,
+        scope.organization_id,
+        [run.id for run in recent],
+        since=min((run.created_at for run in recent), default=None),
+    )
     return _page(
         request,
         session,
@@ -156,6 +181,10 @@ def _agent_page(
             agent=page.agent,
             errors=errors or {},
             granted_by=_who(scope, page.agent.installation.granted_by),
+            recent=recent,
+            stats=figures,
+            chart=stats.duration_chart(figures),
+            logs=logs,
         ),
     )
 
