@@ -388,3 +388,119 @@ def test_a_secret_put_as_a_plain_setting_is_stored_encrypted_and_hidden(client, 
         assert bad.status_code == 422, bad.text
         assert SECRET[:4] not in bad.text.replace("sk-l", "") or SECRET not in bad.text
         assert SECRET not in bad.text
+
+
+# --- console forms ---------------------------------------------------------------------------
+
+CONSOLE_FORMS = (
+    "/console/agents/acme.hello/disable",
+    "/console/agents/acme.hello/enable",
+    "/console/agents/acme.hello/settings",
+    "/console/agents/acme.hello/update",
+    "/console/agents/acme.hello/update/confirm",
+    "/console/agents/acme.hello/uninstall",
+    "/console/agents/acme.hello/uninstall/confirm",
+    "/console/agents/acme.hello/release",
+    "/console/agents/acme.hello/release/confirm",
+    "/console/agents/integrity/check",
+    "/console/agents/integrity/repair",
+    "/console/marketplace/agents/paulyops.file-processor/install",
+    "/console/marketplace/agents/paulyops.file-processor/install/confirm",
+)
+CONFIGURE_FORMS = CONSOLE_FORMS[:3]
+
+
+def _console(client, db, acme):
+    from tests.web.pages.console.test_console_pages import _signed_in, _token
+
+    _signed_in(client, acme.emails["Owner"])
+    return _token(client.get("/console/agents"))
+
+
+def test_every_console_form_refuses_a_missing_wrong_or_foreign_csrf_token(client, orgs):
+    from tests.web.pages.console.test_console_pages import _signed_in, _token
+
+    db, acme, other, _key, _pkg = orgs
+    install(client, sign_in(client, acme.id, acme.members["Owner"]))
+    _signed_in(client, other.emails["Owner"])
+    foreign = _token(client.get("/console/agents"))
+    own = _console(client, db, acme)
+    before = rows(db)
+    data = {"grant": GRANT, "setting.threshold": "1", "installation": "acme.hello"}
+    for path in CONSOLE_FORMS:
+        for token in (None, "", "x" * 43, foreign, own + "x"):
+            form = dict(data) if token is None else {**data, "csrf_token": token}
+            answer = client.post(path, data=form, follow_redirects=False)
+            assert answer.status_code == 403, (path, token, answer.status_code)
+        # The token in a header instead of the form is not a way around it either.
+        answer = client.post(
+            path, data=data, headers={"X-CSRF-Token": foreign}, follow_redirects=False
+        )
+        assert answer.status_code == 403, (path, answer.status_code)
+    assert rows(db) == before
+
+
+def test_every_console_form_refuses_a_weaker_role(client, orgs):
+    from tests.web.pages.console.test_console_pages import _signed_in, _token
+
+    db, acme, _other, _key, _pkg = orgs
+    install(client, sign_in(client, acme.id, acme.members["Owner"]))
+    before = rows(db)
+    for role in ("Manager", "User", "Viewer"):
+        _signed_in(client, acme.emails[role])
+        token = _token(client.get("/console/agents/acme.hello"))
+        form = {"csrf_token": token, "grant": GRANT, "setting.threshold": "1"}
+        for path in CONSOLE_FORMS:
+            if role == "Manager" and path in CONFIGURE_FORMS:
+                continue
+            answer = client.post(path, data=form, follow_redirects=False)
+            assert answer.status_code == 403, (role, path, answer.status_code)
+    after = rows(db)  # sign-ins write audit rows; nothing else may have changed
+    assert (after[0], after[1], after[3]) == (before[0], before[1], before[3])
+    with db.session() as session:
+        row = session.scalars(select(AgentInstallation)).one()
+        assert (row.status, row.settings) == ("enabled", {})
+
+
+@pytest.mark.parametrize(
+    "grant",
+    [
+        ["alerts:raise"],
+        ["ALERTS:RAISE", "secrets:apiKey"],
+        [*GRANT, "network"],
+        ["alerts:raise", "secrets:../x"],
+        [],
+    ],
+)
+def test_console_install_confirm_with_a_grant_that_differs_installs_nothing(client, orgs, grant):
+    db, acme, _other, _key, _pkg = orgs
+    token = _console(client, db, acme)
+    before = rows(db)
+    answer = client.post(
+        "/console/marketplace/agents/acme.hello/install/confirm",
+        data={"csrf_token": token, "grant": grant},
+        follow_redirects=False,
+    )
+    assert answer.status_code in (409, 422), answer.status_code
+    with db.session() as session:
+        assert session.scalars(select(AgentInstallation)).first() is None
+    assert rows(db)[0] == before[0]
+
+
+def test_console_settings_form_never_echoes_a_secret_in_a_whole_object_error(client, orgs):
+    db, acme, _other, key, _pkg = orgs
+    package = files(agent_id="acme.strict")
+    package["manifest.toml"] = package["manifest.toml"].replace(
+        b'[settings]\ntype = "object"\n',
+        b'[settings]\ntype = "object"\nmaxProperties = 1\n',
+    )
+    upload_files(db, acme.id, key, package)
+    install(client, sign_in(client, acme.id, acme.members["Owner"]), agent="acme.strict")
+    token = _console(client, db, acme)
+    answer = client.post(
+        "/console/agents/acme.strict/settings",
+        data={"csrf_token": token, "setting.apiKey": SECRET, "setting.threshold": "3"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 422, answer.status_code
+    assert SECRET not in answer.text
