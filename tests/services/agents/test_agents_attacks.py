@@ -125,3 +125,115 @@ def test_another_organizations_jobs_are_never_found_nor_cancelled(db):
         assert jobs.recent_jobs(scope, other_inst) == []
     with db.session() as session:
         assert session.get(Job, job_id).status == jobs.QUEUED
+
+
+# --- package run: hostile manifests and inputs ---------------------------------------------
+
+PKG_MANIFEST = """\
+format = 1
+id = "acme.hostile"
+name = "Hostile"
+version = "0.1.0"
+description = "Tries its luck."
+publisher = "acme"
+license = "MIT"
+entrypoint = "{entrypoint}"
+
+[compatibility]
+paulyops = ">=0.1,<1"
+python = ">=3.11"
+platforms = ["linux"]
+"""
+
+
+def _package_file(tmp_path, entrypoint: str, sources: dict[str, str]):
+    from paulyops.services.marketplace.build import build_package
+
+    src = tmp_path / f"src-{abs(hash(entrypoint))}"
+    src.mkdir()
+    (src / "manifest.toml").write_text(PKG_MANIFEST.format(entrypoint=entrypoint))
+    for name, text in sources.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text(text)
+    out = tmp_path / f"{src.name}.pauly"
+    out.write_bytes(build_package(src))
+    return out
+
+
+@pytest.mark.parametrize("entrypoint", ["../x:y", "os:system", "/etc/passwd:x", "a:b:c", "x"])
+def test_package_run_refuses_an_entrypoint_outside_the_package(
+    tmp_path, entrypoint, sandbox_config
+):
+    """A manifest naming ``../x:y`` or a stdlib module not in the package never runs."""
+    from paulyops.core.errors import PaulyOpsError
+    from paulyops.services.agents.local_run import run_package
+
+    source = tmp_path / "in.txt"
+    source.write_text("hi")
+    try:
+        package = _package_file(tmp_path, entrypoint, {"agent.py": "def handle(c, i):\n    pass\n"})
+    except PaulyOpsError:
+        return  # refused at build: the manifest form
+    with pytest.raises(PaulyOpsError):
+        run_package(package, [source], settings={}, grants=[], config=sandbox_config)
+
+
+def test_package_run_of_a_package_shadowing_os_calls_nothing_of_the_hosts(tmp_path, bwrap_config):
+    """``entrypoint = "os:system"`` with an ``os.py`` in the package validates, but the run
+    calls the sandbox's own ``os.system(ctx, item)``: a TypeError, the item fails, nothing ran."""
+    from paulyops.services.agents.local_run import run_package
+
+    marker = tmp_path / "ran"
+    package = _package_file(
+        tmp_path,
+        "os:system",
+        {"os.py": f"open({str(marker)!r}, 'w').write('x')\ndef system(*a):\n    pass\n"},
+    )
+    source = tmp_path / "in.txt"
+    source.write_text(f"touch {marker}")
+    result = run_package(package, [source], settings={}, grants=[], config=bwrap_config)
+    (item,) = result.outcome.items
+    assert item.ok is False
+    assert "TypeError" in (item.error or "") or "system" in (item.error or "")
+    assert not marker.exists()
+
+
+def test_package_run_refuses_fifos_devices_and_folders_without_hanging(tmp_path, sandbox_config):
+    from paulyops.core.errors import PaulyOpsError
+    from paulyops.services.agents.local_run import run_package
+
+    package = _package_file(tmp_path, "agent:handle", {"agent.py": "def handle(c, i):\n    pass\n"})
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, type(tmp_path)("/dev/zero"), tmp_path, tmp_path / "missing"):
+        with pytest.raises(PaulyOpsError) as caught:
+            run_package(package, [path], settings={}, grants=[], config=sandbox_config)
+        assert caught.value.errors[0].field == "input"
+
+
+def test_package_run_stages_a_hostile_name_under_a_safe_one(tmp_path, bwrap_config):
+    """Names with ``..``, a newline or U+202E reach the agent only as a safe file name in its
+    own inputs folder; the sandbox's staging never writes outside the run folder."""
+    from paulyops.services.agents.local_run import run_package
+
+    agent = (
+        "import os\n"
+        "from paulyops.sdk import Result\n"
+        "def handle(ctx, item):\n"
+        "    return Result(data={'path': str(item.path), 'text': item.read_text()})\n"
+    )
+    package = _package_file(tmp_path, "agent:handle", {"agent.py": agent})
+    names = ["a\nb.txt", "report\u202etxt.exe", "..x", "-rf"]
+    inputs = []
+    for index, name in enumerate(names):
+        folder = tmp_path / f"in{index}"
+        folder.mkdir()
+        (folder / name).write_text(f"text {index}")
+        inputs.append(folder / name)
+    result = run_package(package, inputs, settings={}, grants=[], config=bwrap_config)
+    for index, item in enumerate(result.outcome.items):
+        assert item.ok, item.error
+        path = item.result["data"]["path"]
+        assert "\n" not in path and "\u202e" not in path, path
+        assert "/../" not in path
+        assert item.result["data"]["text"] == f"text {index}"
