@@ -234,6 +234,76 @@ def test_package_run_stages_a_hostile_name_under_a_safe_one(tmp_path, bwrap_conf
     for index, item in enumerate(result.outcome.items):
         assert item.ok, item.error
         path = item.result["data"]["path"]
-        assert "\n" not in path and "\u202e" not in path, path
+        assert "\n" not in path, path
+        assert "\u202e" not in path, path
         assert "/../" not in path
         assert item.result["data"]["text"] == f"text {index}"
+
+
+# --- a secret the agent echoes in its error ---------------------------------------------------
+
+SECRET = "sk-live-very-secret-value-0123456789"
+
+
+def test_a_secret_setting_echoed_in_an_agents_error_is_never_recorded(db, tmp_path):
+    """An agent granted ``secrets:apiKey`` raises with the key in its message: the job's
+    error, the installation's last error, the events and the quarantine reason (all shown
+    to every reader of the agent) carry ``[secret]`` instead."""
+    import json
+
+    from sqlalchemy import update
+
+    from paulyops.core.db.models import AgentEvent, AgentInstallation, AgentPackage
+    from paulyops.services.agents.execute import JobExecutor
+    from paulyops.services.agents.runtime import ItemOutcome, RunOutcome
+
+    org, inst = make_installation(db, "one")
+    with db.write_session() as session:
+        manifest = {
+            "id": "acme.words",
+            "entrypoint": "agent:handle",
+            "version": "1.0.0",
+            "settings": {
+                "type": "object",
+                "properties": {"apiKey": {"type": "string", "secret": True}, "n": {}},
+            },
+        }
+        session.execute(update(AgentPackage).values(manifest=manifest))
+        (job,) = jobs.enqueue(
+            OrgScope(session, org),
+            inst,
+            [JobSpec(name="a.txt", media_type="text/plain", data=b"hi")],
+            policy=POLICY,
+        )
+
+    def runner(request):
+        assert request.settings["apiKey"] == SECRET
+        return RunOutcome(
+            items=[
+                ItemOutcome(i.job_id, ok=False, error=f"ValueError: key {SECRET} refused")
+                for i in request.items
+            ],
+            mode="bubblewrap",
+            error=f"exit 1: {SECRET!r}",
+        )
+
+    executor = JobExecutor(
+        db,
+        runner=runner,
+        settings_provider=lambda scope, installation: {"apiKey": SECRET, "n": 1},
+        data_dir=tmp_path / "data",
+        policy=JobPolicy(max_attempts=1, retry_base_s=0, retry_max_s=0),
+        quarantine_after=1,
+    )
+    claim = jobs.claim(db, owner="w", policy=POLICY)
+    executor.run(claim)
+    with db.session() as session:
+        row = session.get(Job, job.id)
+        installation = session.get(AgentInstallation, inst)
+        details = session.scalars(select(AgentEvent.details)).all()
+        recorded = json.dumps(
+            [row.error, installation.last_error, installation.quarantined_reason, details]
+        )
+    assert "[secret]" in (row.error or "")
+    assert installation.status == "quarantined"
+    assert SECRET not in recorded
