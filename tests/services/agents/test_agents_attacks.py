@@ -16,6 +16,8 @@ from paulyops.services.agents.jobs import JobPolicy, JobSpec
 from tests.support.jobs import make_installation
 
 POLICY = JobPolicy()
+# Its sandbox runs take slot uids from the range test_sandbox.py uses.
+pytestmark = pytest.mark.xdist_group("sandbox-uids")
 
 
 def _count(db) -> tuple[int, int]:
@@ -278,6 +280,7 @@ def test_a_secret_setting_echoed_in_an_agents_error_is_never_recorded(db, tmp_pa
 
     def runner(request):
         assert request.settings["apiKey"] == SECRET
+        assert SECRET in request.secret_values
         return RunOutcome(
             items=[
                 ItemOutcome(i.job_id, ok=False, error=f"ValueError: key {SECRET} refused")
@@ -307,3 +310,55 @@ def test_a_secret_setting_echoed_in_an_agents_error_is_never_recorded(db, tmp_pa
     assert "[secret]" in (row.error or "")
     assert installation.status == "quarantined"
     assert SECRET not in recorded
+
+
+def test_a_secret_the_agent_logs_is_replaced_in_its_log_lines(
+    bwrap_config, build_agent, sandbox_root, capsys
+):
+    """Stderr and ``logging`` lines become server log lines: the secret values the run was
+    given (``RunRequest.secret_values``, set by the executor) come out as ``[secret]``."""
+    import hashlib
+    import sys
+
+    from paulyops.services.agents.runtime import RunItem, RunRequest
+    from paulyops.services.agents.sandbox import run_batch
+
+    package = build_agent(
+        """
+        import logging
+        def handle(ctx, item):
+            logging.getLogger("x").warning("the key is %s", ctx.settings["apiKey"])
+            print("raw " + ctx.settings["apiKey"], file=sys.stderr, flush=True)
+            return Result(data={})
+        """
+    )
+    source = sandbox_root / "inputs" / hashlib.sha256(b"hi").hexdigest()
+    source.parent.mkdir(exist_ok=True)
+    source.write_bytes(b"hi")
+    request = RunRequest(
+        organization_id="org-a",
+        installation_id="inst-a",
+        agent_id="acme.probe",
+        version="0.1.0",
+        package_dir=package,
+        entrypoint="agent:handle",
+        items=[
+            RunItem(
+                job_id="job-1",
+                attempt=1,
+                source=source,
+                name="in.txt",
+                media_type="text/plain",
+                size=2,
+            )
+        ],
+        settings={"apiKey": SECRET},
+        secret_values=(SECRET,),
+    )
+    outcome = run_batch(request, config=bwrap_config)
+    assert outcome.items[0].ok, (outcome.error, outcome.items[0].error)
+    logged = capsys.readouterr()
+    sys.stdout.write(logged.out[-2000:])
+    assert "[secret]" in logged.out + logged.err
+    assert SECRET not in logged.out
+    assert SECRET not in logged.err

@@ -288,7 +288,8 @@ class JobExecutor:
             trusted=trusted,
             correlation_id=claim.jobs[0].correlation_id,
         )
-        return _Prepared(request, work_dir, skipped, secret_values(manifest, settings))
+        hidden = secret_values(manifest, settings)
+        return _Prepared(replace(request, secret_values=hidden), work_dir, skipped, hidden)
 
     def _item(self, job: ClaimedJob, work_dir: Path) -> RunItem:
         doc = job.input
