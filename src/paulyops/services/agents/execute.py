@@ -29,7 +29,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -131,6 +131,40 @@ class _Prepared:
     request: RunRequest
     work_dir: Path
     skipped: dict[str, str]  # job id -> why it could not be given to the agent
+    secrets: tuple[str, ...] = ()  # the secret settings' values the run was given
+
+
+REDACTED = "[secret]"
+
+
+def secret_values(manifest: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[str, ...]:
+    """Return the values of the secret settings (``secret: true``) given to a run, as an
+    agent's error text would show them (longest first, so none is half-replaced)."""
+    props = dict(dict(manifest.get("settings") or {}).get("properties") or {})
+    found = {
+        text
+        for key, prop in props.items()
+        if isinstance(prop, dict) and prop.get("secret") is True and key in settings
+        for text in (str(settings[key]), repr(settings[key]))
+        if len(text) >= 4
+    }
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def redact(text: str | None, values: tuple[str, ...]) -> str | None:
+    """Return ``text`` with every secret value replaced (an agent may echo its secrets)."""
+    if text is None:
+        return None
+    for value in values:
+        text = text.replace(value, REDACTED)
+    return text
+
+
+def _redacted(outcome: RunOutcome, values: tuple[str, ...]) -> RunOutcome:
+    if not values:
+        return outcome
+    items = [replace(item, error=redact(item.error, values)) for item in outcome.items]
+    return replace(outcome, items=tuple(items), error=redact(outcome.error, values))
 
 
 class JobExecutor:
@@ -254,7 +288,8 @@ class JobExecutor:
             trusted=trusted,
             correlation_id=claim.jobs[0].correlation_id,
         )
-        return _Prepared(request, work_dir, skipped)
+        hidden = secret_values(manifest, settings)
+        return _Prepared(replace(request, secret_values=hidden), work_dir, skipped, hidden)
 
     def _item(self, job: ClaimedJob, work_dir: Path) -> RunItem:
         doc = job.input
@@ -355,6 +390,9 @@ class JobExecutor:
 
     # --- recording --------------------------------------------------------------------------
     def _record(self, claim: Claim, prepared: _Prepared, outcome: RunOutcome) -> BatchReport:
+        # Errors are shown to every reader of the agent (and in events, alerts, logs):
+        # a secret setting the agent echoed in its error never reaches them.
+        outcome = _redacted(outcome, prepared.secrets)
         by_id = {item.job_id: item for item in outcome.items}
         report = BatchReport(claim.installation_id, error=outcome.error)
         ordered: list[tuple[ClaimedJob, ItemOutcome]] = []

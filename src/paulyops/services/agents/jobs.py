@@ -195,6 +195,20 @@ def _input_document(spec: JobSpec) -> dict[str, Any]:
     return doc
 
 
+# Bidirectional controls: a name like "report\u202etxt.exe" shows as "reportexe.txt".
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def _is_file_name(name: str) -> bool:
+    """A name the console, the logs and an agent can show as it is: one path part, no
+    folders (``/`` or ``\\``), not ``.`` or ``..``, no control or text-direction characters."""
+    if not name or len(name) > 255 or name in (".", "..") or "/" in name or "\\" in name:
+        return False
+    return not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or c in _BIDI_CONTROLS for c in name)
+
+
 def _check_specs(specs: Sequence[JobSpec]) -> None:
     errors: list[FieldError] = []
     for index, spec in enumerate(specs):
@@ -210,8 +224,14 @@ def _check_specs(specs: Sequence[JobSpec]) -> None:
                     "use a storage connection the workers can read",
                 )
             )
-        if not spec.name or len(spec.name) > 255 or "/" in spec.name:
-            errors.append(FieldError(where, f"expected a file name, got {spec.name!r}"))
+        if not _is_file_name(spec.name):
+            errors.append(
+                FieldError(
+                    where,
+                    f"expected a file name (no folders, control or text-direction "
+                    f"characters), got {spec.name!r}",
+                )
+            )
     if errors:
         raise SpecValidationError(errors[0].message, errors)
 

@@ -1014,17 +1014,26 @@ def _schema_errors(
     schema: dict[str, Any], values: dict[str, Any], secret_fields: set[str]
 ) -> list[FieldError]:
     errors = []
+    # Any secret value as jsonschema might quote it (its messages repr the instance).
+    hidden = [
+        text
+        for key in secret_fields
+        if key in values
+        for text in (str(values[key]), repr(values[key]))
+        if len(text) >= 4
+    ]
     for err in Draft202012Validator(schema).iter_errors(values):
         field = str(err.path[0]) if err.path else ""
         if err.validator == "required" and isinstance(err.message, str):
             field = err.message.split("'")[1] if "'" in err.message else field
             errors.append(FieldError(f"settings.{field}", "is required"))
             continue
-        if field in secret_fields:
-            # Never echo a secret value back (jsonschema's messages quote the value).
+        message = str(err.message)
+        whole = not field and err.validator != "additionalProperties"
+        if field in secret_fields or whole or any(text in message for text in hidden):
+            # Never echo a secret value back: jsonschema's messages quote the value, and a
+            # rule on the whole object (maxProperties, not, anyOf...) quotes every field.
             message = f"not a valid value (the '{err.validator}' rule of the schema)"
-        else:
-            message = str(err.message)
         errors.append(FieldError(f"settings.{field}" if field else "settings", message))
     return errors
 

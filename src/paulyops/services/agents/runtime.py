@@ -63,6 +63,8 @@ class RunRequest:
     resources: Mapping[str, int] = field(default_factory=dict)
     trusted: bool = False
     correlation_id: str | None = None
+    # The secret settings' values, replaced by [secret] in the agent's log lines.
+    secret_values: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -475,6 +475,8 @@ def _log_line(exchange: _Exchange, raw: bytes) -> None:
     if level == "critical":
         level = "error"
     request = exchange.request
+    for secret in request.secret_values:  # an agent may log the secrets it was given
+        message = message.replace(secret, "[secret]")
     getattr(log, level)(
         "agent_log",
         agent_id=request.agent_id,
