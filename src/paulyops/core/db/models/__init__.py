@@ -20,6 +20,7 @@ from paulyops.core.db.models.auth import (
 )
 from paulyops.core.db.models.base import Base, new_id, utcnow
 from paulyops.core.db.models.catalogs import CatalogMetadata, CatalogSource
+from paulyops.core.db.models.documents import Document, DocumentEvent, IngestCursor, RoutingRule
 from paulyops.core.db.models.marketplace import (
     MarketplacePolicy,
     PackageRevocation,
@@ -52,6 +53,9 @@ __all__ = [
     "CatalogMetadata",
     "CatalogSource",
     "Delegation",
+    "Document",
+    "DocumentEvent",
+    "IngestCursor",
     "Invitation",
     "Job",
     "JobInput",
@@ -63,6 +67,7 @@ __all__ = [
     "PackageRevocation",
     "PasswordLink",
     "Role",
+    "RoutingRule",
     "SchedulerLease",
     "SecurityConfig",
     "SetupToken",

@@ -11,7 +11,12 @@ from pathlib import Path
 
 from paulyops.core.db.models import StorageConfig
 from paulyops.core.security.fields import read_secret_json
-from paulyops.services.storage.backends.base import PROBE_PREFIX, ConnectionCheck, StorageBackend
+from paulyops.services.storage.backends.base import (
+    PROBE_PREFIX,
+    ConnectionCheck,
+    ConnectionTester,
+    StorageBackend,
+)
 from paulyops.services.storage.backends.local import LocalBackend, local_folder
 from paulyops.services.storage.backends.s3 import S3Backend
 
@@ -28,7 +33,7 @@ def _text(value: object) -> str | None:
 
 def backend_for(
     config: StorageConfig, *, data_dir: Path, allow_private_endpoints: bool = False
-) -> StorageBackend | None:
+) -> ConnectionTester | None:
     """Return the backend of a stored connection, or ``None`` for a provider without one.
 
     Args:
@@ -69,6 +74,7 @@ __all__ = [
     "NOT_AVAILABLE",
     "PROBE_PREFIX",
     "ConnectionCheck",
+    "ConnectionTester",
     "LocalBackend",
     "S3Backend",
     "StorageBackend",
