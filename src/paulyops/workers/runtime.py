@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from paulyops.core.db.engine import Database
@@ -30,9 +31,10 @@ from paulyops.services.agents import jobs, lifecycle
 from paulyops.services.agents.execute import (
     BatchFinishedHook,
     JobExecutor,
+    JobFinishedHook,
     SettingsProvider,
 )
-from paulyops.services.agents.jobs import JobPolicy
+from paulyops.services.agents.jobs import ClaimedJob, JobPolicy
 from paulyops.services.agents.runtime import BatchRunner
 from paulyops.services.agents.scheduler import Scheduler, process_owner
 
@@ -70,6 +72,7 @@ def build_executor(
     on_batch_finished: BatchFinishedHook | None = None,
 ) -> JobExecutor:
     """Return the executor of this process, resolving the seams not given."""
+    policy = JobPolicy.from_settings(settings)
     return JobExecutor(
         db,
         runner=runner or resolve_runner(settings),
@@ -78,7 +81,35 @@ def build_executor(
         policy=JobPolicy.from_settings(settings),
         quarantine_after=settings.agent_quarantine_after,
         on_batch_finished=on_batch_finished,
+        on_job_finished=document_hook(policy, settings.data_dir),
     )
+
+
+def document_hook(policy: JobPolicy, data_dir: Path) -> JobFinishedHook:
+    """Return the hook that advances a finished job's Document (services.ingestion.routing)."""
+    from paulyops.services.ingestion import routing
+
+    def hook(
+        session: Any,
+        job: ClaimedJob,
+        state: str,
+        result: Mapping[str, Any] | None,
+        error: str | None,
+    ) -> None:
+        routing.on_job_finished(
+            session,
+            organization_id=job.organization_id,
+            agent_id=job.agent_id,
+            job_id=job.id,
+            job_input=job.input,
+            state=state,
+            result=result,
+            error=error,
+            policy=policy,
+            data_dir=data_dir,
+        )
+
+    return hook
 
 
 def run_here(db: Database, settings: Settings, job_id: str) -> bool:

@@ -67,6 +67,11 @@ class SettingsProvider(Protocol):
     def __call__(self, scope: OrgScope, installation: AgentInstallation) -> Mapping[str, Any]: ...
 
 
+JobFinishedHook = Callable[[Session, ClaimedJob, str, Mapping[str, Any] | None, str | None], None]
+"""``on_job_finished(session, job, state, result, error)`` for a job that ``succeeded`` or is
+``dead``, in the transaction that records it (a savepoint: its failure is logged and
+loses nothing). Called at most once per job record: complete/fail only act on our lease."""
+
 BatchFinishedHook = Callable[[str, int, int], None]
 """``on_batch_finished(installation_id, ok_count, failed_count)``, after the outcomes commit."""
 
@@ -191,6 +196,7 @@ class JobExecutor:
         policy: JobPolicy,
         quarantine_after: int = DEFAULT_QUARANTINE_AFTER,
         on_batch_finished: BatchFinishedHook | None = None,
+        on_job_finished: JobFinishedHook | None = None,
     ) -> None:
         self.db = db
         self.runner = runner
@@ -200,6 +206,7 @@ class JobExecutor:
         self.policy = policy
         self.quarantine_after = quarantine_after
         self.on_batch_finished = on_batch_finished
+        self.on_job_finished = on_job_finished
 
     # --- the batch ------------------------------------------------------------------------
     def run(self, claim: Claim) -> BatchReport:
@@ -464,6 +471,8 @@ class JobExecutor:
             )
             (report.succeeded if done else report.discarded).append(job.id)
             count_agent_run("succeeded" if done else "discarded", seconds)
+            if done:
+                self._job_finished(session, job, jobs.SUCCEEDED, result, None)
             return
         outcome = jobs.fail(
             self.db,
@@ -480,9 +489,26 @@ class JobExecutor:
         elif outcome.state == jobs.DEAD:
             report.dead.append(job.id)
             count_agent_run("dead", seconds)
+            self._job_finished(session, job, jobs.DEAD, None, item.error)
         else:
             report.failed.append(job.id)
             count_agent_run("failed", seconds)
+
+    def _job_finished(
+        self,
+        session: Session,
+        job: ClaimedJob,
+        state: str,
+        result: Mapping[str, Any] | None,
+        error: str | None,
+    ) -> None:
+        if self.on_job_finished is None:
+            return
+        try:
+            with session.begin_nested():
+                self.on_job_finished(session, job, state, result, error)
+        except Exception:  # the job's own outcome must stay recorded
+            log.exception("on_job_finished_failed", job=job.id)
 
     def _event(
         self,
@@ -589,6 +615,7 @@ __all__ = [
     "BatchReport",
     "Heartbeat",
     "JobExecutor",
+    "JobFinishedHook",
     "SettingsProvider",
     "no_settings",
     "quarantine",

@@ -105,8 +105,11 @@ class JobPolicy:
 class JobSpec:
     """One input to run an installation's agent on.
 
-    Either ``path`` (a file readable where the job runs: local storage with embedded
-    workers) or ``data`` (bytes staged in ``job_inputs``, up to 50 MB) is given.
+    Exactly one of ``path`` (a file readable where the job runs: local storage with
+    embedded workers), ``data`` (bytes staged in ``job_inputs``, up to 50 MB) or ``source``
+    (a reference the worker fetches itself, e.g. ``{"kind": "storage", "connection": id,
+    "path": ..., "revision": ..., "sha256": ...}``; ``size``/``sha256`` copied when given)
+    is given.
     """
 
     name: str
@@ -115,6 +118,7 @@ class JobSpec:
     data: bytes | None = None
     document_class: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    source: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +194,11 @@ def _input_document(spec: JobSpec) -> dict[str, Any]:
         doc["source"] = {"kind": "staged"}
         doc["size"] = len(spec.data)
         doc["sha256"] = hashlib.sha256(spec.data).hexdigest()
+    elif spec.source is not None:
+        doc["source"] = dict(spec.source)
+        for key in ("size", "sha256"):
+            if spec.source.get(key) is not None:
+                doc[key] = spec.source[key]
     else:
         doc["source"] = {"kind": "path", "path": spec.path}
     return doc
@@ -213,8 +222,13 @@ def _check_specs(specs: Sequence[JobSpec]) -> None:
     errors: list[FieldError] = []
     for index, spec in enumerate(specs):
         where = f"inputs[{index}]"
-        if (spec.path is None) == (spec.data is None):
-            errors.append(FieldError(where, "expected exactly one of a path or staged bytes"))
+        given = [v for v in (spec.path, spec.data, spec.source) if v is not None]
+        if len(given) != 1:
+            errors.append(
+                FieldError(where, "expected exactly one of a path, staged bytes or a source")
+            )
+        elif spec.source is not None and not isinstance(spec.source.get("kind"), str):
+            errors.append(FieldError(where, "expected a source with a 'kind'"))
         if spec.data is not None and len(spec.data) > MAX_STAGED_BYTES:
             errors.append(
                 FieldError(
