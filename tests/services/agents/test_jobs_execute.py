@@ -148,3 +148,47 @@ def test_a_crashing_batch_fails_every_job_with_the_reason(db, tmp_path):
     report = _executor(db, tmp_path).run(jobs.claim(db, owner="w", policy=POLICY))
     assert sorted(report.failed) == sorted(ids)
     assert all("exited with 3" in job.error for job in _jobs(db, ids))
+
+
+def test_a_storage_input_is_fetched_through_its_connection_and_checked(db, tmp_path):
+    """A ``storage`` source is read by the worker through the backend; a changed file is refused."""
+    import hashlib
+
+    from paulyops.core.db.models import StorageConfig
+
+    org, inst = make_installation(db)
+    store = tmp_path / "store"
+    (store / "inbox").mkdir(parents=True)
+    (store / "inbox" / "a.txt").write_text("four words right here")
+    with db.write_session() as session:
+        scope = OrgScope(session, org)
+        conn = scope.add(
+            StorageConfig(
+                name="local",
+                provider="local",
+                settings={"path": str(store)},
+                backup_strategy="local",
+                retention_days=30,
+                status="connected",
+            )
+        )
+        session.flush()
+        good = hashlib.sha256(b"four words right here").hexdigest()
+        specs = [
+            JobSpec(
+                name="a.txt",
+                source={
+                    "kind": "storage",
+                    "connection": conn.id,
+                    "path": "inbox/a.txt",
+                    "sha256": sha,
+                },
+            )
+            for sha in (good, "0" * 64)
+        ]
+        ids = [j.id for j in jobs.enqueue(scope, inst, specs, policy=POLICY)]
+    report = _executor(db, tmp_path).run(jobs.claim(db, owner="w", policy=POLICY))
+    assert report.succeeded == [ids[0]]
+    ok, changed = _jobs(db, ids)
+    assert ok.result["data"]["words"] == 4
+    assert "content changed since it was found" in changed.error

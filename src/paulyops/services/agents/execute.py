@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -31,17 +32,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
 from paulyops.core.db.engine import Database
-from paulyops.core.db.models import AgentEvent, AgentInstallation, AgentPackage
+from paulyops.core.db.models import AgentEvent, AgentInstallation, AgentPackage, StorageConfig
 from paulyops.core.db.scoped import OrgScope
-from paulyops.core.errors import SandboxError
+from paulyops.core.errors import NotFoundError, SandboxError
 from paulyops.core.logging import get_logger
 from paulyops.core.metrics import count_agent_run, set_sandbox_mode
+from paulyops.core.security.crypto import DecryptionError
 from paulyops.services.actor import SYSTEM, Actor
 from paulyops.services.agents import jobs, lifecycle
 from paulyops.services.agents.jobs import Claim, ClaimedJob, JobPolicy
@@ -54,11 +56,21 @@ from paulyops.services.agents.runtime import (
 )
 from paulyops.services.agents.unpack import ArchiveMismatchError, unpack
 from paulyops.services.marketplace.errors import ArchiveError
+from paulyops.services.storage import backends
+from paulyops.services.storage.backends.base import CHUNK_BYTES, StorageBackend, StorageError
 
 log = get_logger("paulyops.agents.jobs")
 
 QUARANTINED = "quarantined"
 DEFAULT_QUARANTINE_AFTER = 5
+
+
+class BackendFactory(Protocol):
+    """Build a stored connection's backend (``services.storage.backends.backend_for``)."""
+
+    def __call__(
+        self, config: StorageConfig, *, data_dir: Path
+    ) -> backends.ConnectionTester | None: ...
 
 
 class SettingsProvider(Protocol):
@@ -184,6 +196,7 @@ class JobExecutor:
         policy: lease and retry policy.
         quarantine_after: consecutive failed jobs that quarantine an installation.
         on_batch_finished: called with (installation id, ok count, failed count).
+        backend_factory: builds a connection's storage backend for ``storage`` inputs.
     """
 
     def __init__(
@@ -197,8 +210,11 @@ class JobExecutor:
         quarantine_after: int = DEFAULT_QUARANTINE_AFTER,
         on_batch_finished: BatchFinishedHook | None = None,
         on_job_finished: JobFinishedHook | None = None,
+        backend_factory: BackendFactory = backends.backend_for,
     ) -> None:
         self.db = db
+        self.data_dir = data_dir
+        self.backend_factory = backend_factory
         self.runner = runner
         self.settings_provider = settings_provider
         self.cache_dir = data_dir / "agents" / "cache"
@@ -302,7 +318,9 @@ class JobExecutor:
         doc = job.input
         source = dict(doc.get("source") or {})
         name = str(doc.get("name") or "input")
-        if source.get("kind") == "staged":
+        if source.get("kind") == "storage":
+            path = self._fetch(job, source, work_dir, name)
+        elif source.get("kind") == "staged":
             try:
                 data = jobs.staged_input(self.db, job)
             except Exception as err:
@@ -330,6 +348,42 @@ class JobExecutor:
             document_class=doc.get("documentClass"),
             metadata=dict(doc.get("metadata") or {}),
         )
+
+    def _fetch(self, job: ClaimedJob, source: dict[str, Any], work_dir: Path, name: str) -> Path:
+        """Read a ``storage`` input through its connection (DESIGN.md, "Inputs on other
+        machines"), checking its size and sha256 against what ingestion recorded."""
+        try:
+            with self.db.session() as session:
+                row = OrgScope(session, job.organization_id).get(
+                    StorageConfig, str(source.get("connection") or "")
+                )
+                backend = self.backend_factory(row, data_dir=self.data_dir)
+        except (NotFoundError, ValueError, DecryptionError) as err:
+            raise _InputError(f"input {name}: its storage connection is unusable: {err}") from err
+        if backend is None or not hasattr(backend, "open_read"):
+            raise _InputError(f"input {name}: its storage connection cannot be read here")
+        reader = cast("StorageBackend", backend)
+        folder = work_dir / job.id
+        folder.mkdir(mode=0o700)
+        path = folder / Path(name).name
+        digest = hashlib.sha256()
+        size = 0
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh, reader.open_read(str(source.get("path"))) as stream:
+                while chunk := stream.read(CHUNK_BYTES):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    fh.write(chunk)
+        except StorageError as err:
+            raise _InputError(f"input {name}: {err.message}") from err
+        expected = source.get("sha256")
+        if expected and digest.hexdigest() != expected:
+            raise _InputError(
+                f"input {name}: its content changed since it was found (sha256 "
+                f"{digest.hexdigest()[:12]}..., expected {str(expected)[:12]}...)"
+            )
+        return path
 
     def _run_batch(self, prepared: _Prepared, claim: Claim) -> RunOutcome:
         request = prepared.request
