@@ -254,3 +254,23 @@ def test_sniffer_cases_cover_the_whole_vocabulary():
 def test_sniffer_names_each_vocabulary_type_from_content(data, expected):
     """Content, not the name, decides the media type; Office files by looking inside the zip."""
     assert sniff_media_type(data[:65536], io.BytesIO(data)) == expected
+
+
+def test_new_document_without_file_processor_waits_with_the_reason(db, world, tmp_path):
+    """The pipeline starter leaves a Document pending, with a 'waiting' event, when
+    file-processor is not installed."""
+    from paulyops.services.agents.jobs import JobPolicy
+
+    org, conn, feed = world
+    (feed.root / "inbox" / "a.txt").write_bytes(b"hello")
+    policy = JobPolicy(lease_s=30, max_attempts=2, retry_base_s=0, retry_max_s=0)
+    starter = pickup.pipeline_starter(policy=policy, data_dir=tmp_path / "data")
+    pickup.scan_connection(db, org, conn, feed, settle_s=0, starter=starter)
+    [doc] = _docs(db, org)
+    assert doc.status == "pending"
+    with db.session() as session:
+        events = session.scalars(
+            select(DocumentEvent).where(DocumentEvent.document_id == doc.id)
+        ).all()
+    assert [e.step for e in events] == ["found", "waiting"]
+    assert "not installed" in events[1].message

@@ -18,12 +18,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from paulyops.core.db.engine import Database
-from paulyops.core.db.models import IngestCursor, Organization, StorageConfig, utcnow
+from paulyops.core.db.models import (
+    Document,
+    DocumentEvent,
+    IngestCursor,
+    Organization,
+    StorageConfig,
+    utcnow,
+)
 from paulyops.core.db.scoped import OrgScope
-from paulyops.services.ingestion import documents
+from paulyops.core.errors import ConflictError, NotFoundError
+from paulyops.services.agents.jobs import JobPolicy
+from paulyops.services.ingestion import documents, pipeline
 from paulyops.services.storage.backends.base import Change, Entry, StorageBackend, StorageError
 
 DEFAULT_FOLDERS = ("inbox",)
@@ -31,6 +41,32 @@ DEFAULT_FOLDERS = ("inbox",)
 # Called with each new (non-duplicate) Document's scope and id, in its transaction: the
 # routing pipeline's ``enqueue_step`` for file-processor.
 Starter = Callable[[OrgScope, str], None]
+
+
+def pipeline_starter(*, policy: JobPolicy, data_dir: Path) -> Starter:
+    """Return the starter that queues file-processor over each new Document.
+
+    A file-processor that is not installed or not enabled leaves the Document ``pending``
+    with a ``waiting`` event saying why (it is not lost: a later step can start it).
+    """
+
+    def start(scope: OrgScope, document_id: str) -> None:
+        document = scope.get(Document, document_id)
+        try:
+            pipeline.enqueue_step(
+                scope, document, pipeline.FILE_PROCESSOR, policy=policy, data_dir=data_dir
+            )
+        except (NotFoundError, ConflictError) as err:
+            scope.add(
+                DocumentEvent(
+                    document_id=document.id,
+                    step="waiting",
+                    message=f"not started: {err}",
+                    details={"agent": pipeline.FILE_PROCESSOR},
+                )
+            )
+
+    return start
 
 
 @dataclass
@@ -251,6 +287,7 @@ __all__ = [
     "DEFAULT_FOLDERS",
     "ScanSummary",
     "Starter",
+    "pipeline_starter",
     "read_feed",
     "scan_connection",
     "take_settled",

@@ -316,4 +316,3 @@ def on_job_finished(
 
 
 __all__ = ["candidates", "on_job_finished", "route", "rule_matches"]
-
