@@ -120,6 +120,7 @@ def org(db, tmp_path):
 
 def _ingest(db, tmp_path, org, text: str, name: str = "scan.txt") -> str:
     org_id, conn = org
+    (tmp_path / "files" / name).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / "files" / name).write_text(text)
     with db.write_session() as session:
         scope = OrgScope(session, org_id)
@@ -225,3 +226,54 @@ def test_a_rule_routes_before_the_handles_and_a_dead_step_fails(db, tmp_path, or
     failed = _doc(db, dead)[0]
     assert failed.status == "failed"
     assert "cannot read this file" in failed.error
+
+
+def test_review_picks_a_class_remembers_a_rule_and_refuses_bad_answers(db, tmp_path, org):
+    from paulyops.core.db.models import AuditLog
+    from paulyops.core.errors import NotFoundError, SpecValidationError
+    from paulyops.services.actor import Actor
+    from paulyops.services.ingestion.review import ReviewDocument, review_document
+
+    org_id, _conn = org
+    other_org, _ = make_installation(db, "other")
+    doc_id = _ingest(db, tmp_path, org, "class=invoice conf=0.5", "in/x.txt")
+    _drain(db, tmp_path)
+    actor = Actor("user", "usr_1")
+    kwargs = {"actor": actor, "policy": POLICY, "data_dir": tmp_path / "data"}
+    bad = [
+        ReviewDocument(document_class="not-a-class"),
+        ReviewDocument(agent_id="acme.missing"),
+        ReviewDocument(agent_id="document-classifier"),
+        ReviewDocument(),
+    ]
+    for command in bad:
+        with db.write_session() as session, pytest.raises(SpecValidationError):
+            review_document(OrgScope(session, org_id), doc_id, command, **kwargs)
+    with db.write_session() as session, pytest.raises(NotFoundError):
+        review_document(
+            OrgScope(session, other_org), doc_id, ReviewDocument(document_class="invoice"), **kwargs
+        )
+    with db.write_session() as session:
+        out = review_document(
+            OrgScope(session, org_id),
+            doc_id,
+            ReviewDocument(document_class="invoice", remember=True),
+            **kwargs,
+        )
+    assert out.rule_id
+    _drain(db, tmp_path)
+    doc, steps = _doc(db, doc_id)
+    assert doc.status == "processed"
+    assert doc.agent_id == "acme.invoices"
+    assert "review" in steps
+    with db.session() as session:
+        rule = session.get(RoutingRule, out.rule_id)
+        assert rule.match == {"pathGlob": "in/*", "documentClass": "invoice"}
+        assert session.scalars(
+            select(AuditLog).where(AuditLog.action == "document.reviewed")
+        ).first()
+    # Next time the rule decides before the threshold: no review.
+    again = _ingest(db, tmp_path, org, "class=invoice conf=0.4", "in/y.txt")
+    _drain(db, tmp_path)
+    assert _doc(db, again)[0].status == "processed"
+    assert _doc(db, again)[0].routing["decision"] == "agent"

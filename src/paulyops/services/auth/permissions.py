@@ -44,6 +44,8 @@ PERMISSIONS: dict[str, str] = {
     "agents:install": "Install, update and uninstall agents",
     "agents:configure": "Change agent settings, enable and disable agents",
     "agents:run": "Start agent runs by hand",
+    "documents:read": "See documents found in storage, their journey and results",
+    "documents:review": "Pick the class or agent of documents waiting for review; keep rules",
     "marketplace:read": "Browse the agent marketplace",
     "marketplace:manage": (
         "Upload and verify agent packages for the organization; set its unsigned-package policy"
@@ -98,9 +100,10 @@ _VIEWER = frozenset(
         "storage:read",
         "agents:read",
         "marketplace:read",
+        "documents:read",
     }
 )
-_USER = _VIEWER | {"agents:run"}
+_USER = _VIEWER | {"agents:run", "documents:review"}
 _MANAGER = _USER | {"members:invite", "agents:configure", "audit:read", "delegations:manage"}
 _ADMIN = ALL - (PLATFORM_PERMISSIONS - {"health:read"})
 # What counts as "admin" for the organization's "second factor for admins" rule: every

@@ -59,7 +59,7 @@ def _data(result: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(inner) if isinstance(inner, Mapping) else dict(result)
 
 
-def _config(scope: OrgScope) -> tuple[bool, float, list[dict[str, Any]]]:
+def config(scope: OrgScope) -> tuple[bool, float, list[dict[str, Any]]]:
     config = scope.first(AgentConfig)
     if config is None:
         return True, DEFAULT_THRESHOLD, []
@@ -114,7 +114,7 @@ def candidates(scope: OrgScope, media_type: str, document_class: str) -> list[st
     return sorted(found)
 
 
-def _hint_rank(hints: list[dict[str, Any]], agent: str, media: str, klass: str) -> int:
+def hint_rank(hints: list[dict[str, Any]], agent: str, media: str, klass: str) -> int:
     for index, hint in enumerate(hints):
         if hint.get("agent") != agent:
             continue
@@ -152,8 +152,9 @@ def route(
     use_rules: bool = True,
 ) -> None:
     """Route a classified Document (rules, handles, hints), or send it to review."""
-    auto, threshold, hints = _config(scope)
+    auto, threshold, hints = config(scope)
     text = str(_data((document.result or {}).get(FILE_PROCESSOR)).get("text") or "")
+    ruled: str | None = None
     if use_rules:
         for rule in scope.session.scalars(
             scope.select(RoutingRule, RoutingRule.enabled.is_(True)).order_by(
@@ -163,21 +164,14 @@ def route(
             if not rule_matches(rule, document, text):
                 continue
             rule.hits += 1
+            ruled = rule.id
             if rule.document_class:
                 document.document_class = rule.document_class
-            if rule.agent_id:
+            if rule.agent_id and auto:
+                reason = f"routing rule {rule.id} (a person's earlier choice)"
+                decision = {"decision": "agent", "agent": rule.agent_id, "rule": rule.id}
                 _enqueue(
-                    scope,
-                    document,
-                    rule.agent_id,
-                    policy,
-                    data_dir,
-                    {
-                        "decision": "agent",
-                        "agent": rule.agent_id,
-                        "rule": rule.id,
-                        "reason": f"routing rule {rule.id} (a person's earlier choice)",
-                    },
+                    scope, document, rule.agent_id, policy, data_dir, {**decision, "reason": reason}
                 )
                 return
             break
@@ -186,7 +180,7 @@ def route(
     if not auto:
         _to_review(scope, document, "autoRouting is off: every classified document is reviewed")
         return
-    if document.confidence is not None and document.confidence < threshold:
+    if ruled is None and document.confidence is not None and document.confidence < threshold:
         _to_review(
             scope,
             document,
@@ -200,9 +194,11 @@ def route(
     if not found:
         _processed(scope, document, f"no enabled agent handles {media} documents of class {klass}")
         return
-    found.sort(key=lambda agent: (_hint_rank(hints, agent, media, klass), agent))
+    found.sort(key=lambda agent: (hint_rank(hints, agent, media, klass), agent))
     chosen = found[0]
     why = f"{chosen} handles {media} documents of class {klass}"
+    if ruled is not None:
+        why += f" (class set by routing rule {ruled})"
     if len(found) > 1:
         why += f" (chosen over {', '.join(found[1:])} by the template's routing hints)"
     _enqueue(
@@ -300,7 +296,7 @@ def on_job_finished(
         route(scope, document, policy=policy, data_dir=data_dir)
         return
     # HANDLE: the routed agent's result.
-    _auto, threshold, _hints = _config(scope)
+    _auto, threshold, _hints = config(scope)
     confidence = data.get("confidence")
     low = data.get("lowConfidence") is True or (
         isinstance(confidence, int | float) and confidence < threshold
@@ -315,4 +311,4 @@ def on_job_finished(
     pipeline.event(scope, document, "handle.done", f"{agent_id} handled it", job_id=job_id)
 
 
-__all__ = ["candidates", "on_job_finished", "route", "rule_matches"]
+__all__ = ["candidates", "config", "hint_rank", "on_job_finished", "route", "rule_matches"]
