@@ -13,6 +13,7 @@ from paulyops.cli import (
     compliance,
     db,
     docker,
+    documents,
     keys,
     marketplace,
     package,
@@ -61,6 +62,8 @@ catalog.register(marketplace.app)  # sources, catalog, publish beside trust/sear
 app.add_typer(marketplace.app, name="marketplace")
 agents.register_jobs()  # `agents run` and `agents logs`, from the job layer
 app.add_typer(agents.app, name="agents")
+app.add_typer(documents.ingest_app, name="ingest")
+app.add_typer(documents.documents_app, name="documents")
 
 
 def _print_version(value: bool) -> None:
