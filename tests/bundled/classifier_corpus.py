@@ -71,7 +71,8 @@ TEMPLATES: dict[str, list[str]] = {
         "Dimension check with caliper: within tolerance ({amt} mm).",
     ],
     "purchase-order": [
-        "PURCHASE ORDER\nPO number {n}\nBuyer: {company}\nShip to: warehouse {m}\nQuantity ordered: {m}",
+        "PURCHASE ORDER\nPO number {n}\nBuyer: {company}\nShip to: warehouse {m}"
+        "\nQuantity ordered: {m}",
         "Order date {date}. Please supply {m} units, requested delivery in 2 weeks.",
     ],
     "delivery-note": [
@@ -80,7 +81,8 @@ TEMPLATES: dict[str, list[str]] = {
     ],
     "bill-of-lading": [
         "BILL OF LADING {n}\nShipper: {company}\nConsignee: Initech\nVessel: MSC Anna",
-        "Port of loading Hamburg, port of discharge Shanghai, container number MSCU{n}, freight prepaid",
+        "Port of loading Hamburg, port of discharge Shanghai"
+        ", container number MSCU{n}, freight prepaid",
     ],
     "inventory-count": [
         "Stocktake {date}: bin location A-{m}, counted quantity {n}, counted by K. Lee",
@@ -99,15 +101,18 @@ TEMPLATES: dict[str, list[str]] = {
         "Point of sale register {m} export, cashier id {n}, till closed at 18:00",
     ],
     "medical-record": [
-        "Patient: J. Doe, date of birth 1970-01-0{m}\nDiagnosis: hypertension\nMedication: ramipril",
+        "Patient: J. Doe, date of birth 1970-01-0{m}\nDiagnosis: hypertension"
+        "\nMedication: ramipril",
         "Clinical notes {date}: medical history reviewed, allergies none, treatment plan agreed.",
     ],
     "lab-result": [
-        "LABORATORY REPORT\nSpecimen: blood sample {n}\nHemoglobin 13.{m} g/dL (reference range 12-16)",
+        "LABORATORY REPORT\nSpecimen: blood sample {n}"
+        "\nHemoglobin 13.{m} g/dL (reference range 12-16)",
         "Lab result {n}: glucose {amt} mg/dL, test result within reference range.",
     ],
     "referral-letter": [
-        "Dear colleague,\nI am referring Mrs. Smith for further assessment by a specialist.\nKind regards",
+        "Dear colleague,\nI am referring Mrs. Smith for further assessment by a specialist."
+        "\nKind regards",
         "Referral {n}: patient referred to cardiology at {company}.",
     ],
 }

@@ -25,8 +25,9 @@ def _run(tmp_path: Path, data: bytes, *, metadata=None, results=(), **settings) 
         outputs=tmp_path,
         results=tuple(results),
     )
-    item = Item(path=path, name="doc", media_type="text/plain", size=len(data),
-                metadata=metadata or {})
+    item = Item(
+        path=path, name="doc", media_type="text/plain", size=len(data), metadata=metadata or {}
+    )
     result = handle(ctx, item)
     assert isinstance(result, Result)
     wire = result.to_wire()
@@ -100,10 +101,18 @@ def test_text_comes_from_the_file_processor_result_of_the_same_file(tmp_path: Pa
     """A PDF's bytes are not text: the file-processor result with its sha256 is used."""
     data = b"%PDF-1.7 binary \xff\x00"
     digest = hashlib.sha256(data).hexdigest()
-    other = PriorResult("paulyops.file-processor", "result", "2026-01-01", {"sha256": "0" * 64,
-                        "text": "invoice amount due"})
-    mine = PriorResult("paulyops.file-processor", "result", "2026-01-01",
-                       {"sha256": digest, "text": "Bill of lading. Shipper: X. Consignee: Y."})
+    other = PriorResult(
+        "paulyops.file-processor",
+        "result",
+        "2026-01-01",
+        {"sha256": "0" * 64, "text": "invoice amount due"},
+    )
+    mine = PriorResult(
+        "paulyops.file-processor",
+        "result",
+        "2026-01-01",
+        {"sha256": digest, "text": "Bill of lading. Shipper: X. Consignee: Y."},
+    )
     out = _run(tmp_path, data, results=[other, mine])
     assert (out["label"], out["textSource"]) == ("bill-of-lading", "file-processor")
 

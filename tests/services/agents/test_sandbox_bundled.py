@@ -68,5 +68,5 @@ def test_document_classifier_runs_in_the_sandbox(
     assert item.result is not None
     result = item.result["data"]
     assert result["label"] == "purchase-order"
-    assert [t["label"] for t in result["top2"]][0] == "purchase-order"
+    assert next(t["label"] for t in result["top2"]) == "purchase-order"
     assert item.result["confidence"] == result["confidence"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -45,7 +46,7 @@ def features(text: str) -> list[str]:
     """Return the naive Bayes features of ``text``: words, word pairs, char 4-grams."""
     words = _words(text)
     out = list(words)
-    out += [f"{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+    out += [f"{a}_{b}" for a, b in itertools.pairwise(words)]
     for word in words:
         padded = f"#{word}#"
         out += [f"~{padded[i : i + 4]}" for i in range(max(len(padded) - 3, 1))]
@@ -141,7 +142,8 @@ def classify(text: str, phrases: Mapping[str, list[str]] | None = None) -> dict[
         {
             "label": label,
             "score": round(score, 4),
-            "words": hits.get(label, []) or (model.deciding(feats, label) if label in model.counts else []),
+            "words": hits.get(label, [])
+            or (model.deciding(feats, label) if label in model.counts else []),
         }
         for label, score in ranked
     ]
