@@ -157,7 +157,8 @@ def test_a_modified_bundled_agent_is_not_listed(
 
     with db.session() as session:
         assert [a.id for a in listing.search_agents(session, listing.SearchAgents())] == [
-            "paulyops.file-processor"
+            "paulyops.document-classifier",
+            "paulyops.file-processor",
         ]
     monkeypatch.setattr(bundled, "bundled_root", lambda: copy.parent)
     (copy / "agent.py").write_text((copy / "agent.py").read_text() + "\n# edited\n")

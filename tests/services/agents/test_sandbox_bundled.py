@@ -43,3 +43,30 @@ def test_file_processor_runs_in_the_sandbox(
     result = item.result["data"]
     assert result["mediaType"] == "text/csv"
     assert "alpha" in result["text"]
+
+
+CLASSIFIER = BUNDLED.parent / "document_classifier"
+
+
+def test_document_classifier_runs_in_the_sandbox(
+    bwrap_config: SandboxConfig, build_agent: Callable[..., Path], sandbox_root: Path
+) -> None:
+    """A purchase order's text goes in; its class, confidence and top-2 come back."""
+    data = build_package(CLASSIFIER)
+    package = unpack(data, hashlib.sha256(data).hexdigest(), sandbox_root / "packages")
+    run = make_runner(bwrap_config, build_agent, sandbox_root)
+    outcome = run(
+        "",
+        package=package,
+        content=b"PURCHASE ORDER\nPO number 4711\nShip to: warehouse 3\nQuantity ordered: 12\n",
+        name="po.txt",
+        trusted=True,
+    )
+    assert outcome.error is None, outcome.error
+    item = outcome.items[0]
+    assert item.ok, item.error
+    assert item.result is not None
+    result = item.result["data"]
+    assert result["label"] == "purchase-order"
+    assert next(t["label"] for t in result["top2"]) == "purchase-order"
+    assert item.result["confidence"] == result["confidence"]

@@ -189,6 +189,9 @@ class IndustryTemplate(_DataModel):
     suggested_providers: list[str] = Field(min_length=1)
     folders: list[str] = Field(min_length=1)
     routing_hints: list[RoutingHint] = Field(default_factory=list)
+    # Phrases per document class for the document classifier's keyword rules; the
+    # classifier's bundled phrases.json is the union over all templates (a test checks).
+    class_phrases: dict[str, list[str]] = Field(default_factory=dict)
     defaults: PartialSpec = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -196,6 +199,9 @@ class IndustryTemplate(_DataModel):
         for folder in self.folders:
             if not re.fullmatch(FOLDER_PATTERN, folder):
                 raise ValueError(f"expected a relative kebab-case folder path, got {folder!r}")
+        for name, phrases in self.class_phrases.items():
+            if not re.fullmatch(DOCUMENT_CLASS_PATTERN, name) or not phrases:
+                raise ValueError(f"classPhrases.{name}: expected a class with at least one phrase")
         stray = sorted(set(self.defaults) - set(TEMPLATE_SECTIONS))
         if stray:
             raise ValueError(
