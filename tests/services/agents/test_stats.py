@@ -5,7 +5,6 @@ Runs on SQLite and on PostgreSQL (when configured), like every ``db`` test.
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from datetime import timedelta
 

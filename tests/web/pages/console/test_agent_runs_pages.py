@@ -6,7 +6,6 @@ sees them (404); monitoring off shows the runs but says so instead of the figure
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
 from datetime import timedelta
