@@ -5,7 +5,6 @@ Runs on SQLite and on PostgreSQL (when configured), like every ``db`` test.
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from datetime import timedelta
 
@@ -167,19 +166,34 @@ def test_summaries_of_many_installations_in_two_queries_and_never_another_orgs(d
         stats.run_views(OrgScope(session, org_id), inst_b)
 
 
-def test_run_logs_come_from_the_log_files_of_that_org_and_job(tmp_path):
+def test_run_logs_come_from_the_table_of_that_org_and_job_bounded(db):
+    from paulyops.services.agents import joblogs
+    from paulyops.services.agents.runtime import AgentLogLine
+
+    org_id, inst_a = make_installation(db, "logs")
+    other_org, inst_b = make_installation(db, "logs-other")
+    job_1, job_2 = add_jobs(db, org_id, inst_a, [("succeeded", 10.0, 1)] * 2)
+    (theirs,) = add_jobs(db, other_org, inst_b, [("succeeded", 10.0, 1)])
     now = utcnow()
     lines = [
-        {"event": "agent_log", "job_id": "job_1", "organization_id": "org_a", "message": "hello"},
-        {"event": "agent_log", "job_id": "job_1", "organization_id": "org_b", "message": "theirs"},
-        {"event": "agent_log", "job_id": "job_2", "organization_id": "org_a", "message": "other"},
-        {"event": "request", "job_id": "job_1", "organization_id": "org_a", "message": "no"},
+        AgentLogLine(job_1, now, "info", "agent", "hello s3cr3t-value"),
+        AgentLogLine(None, now, "warning", "stderr", "batch line"),
+        AgentLogLine(job_2, now, "info", "agent", "other"),
+        *(AgentLogLine(job_1, now, "info", "agent", f"line {n}") for n in range(300)),
     ]
-    text = "".join(
-        json.dumps({"timestamp": now.isoformat(), "level": "info", **line}) + "\n" for line in lines
-    )
-    (tmp_path / "server-123.log").write_text(text + "not json\n", encoding="utf-8")
-    got = stats.run_logs(tmp_path, "org_a", ["job_1"])
-    assert [line.message for line in got["job_1"]] == ["hello"]
-    assert set(got) == {"job_1"}
-    assert stats.run_logs(tmp_path / "missing", "org_a", ["job_1"]) == {}
+    with db.write_session() as session:
+        joblogs.store(session, org_id, [job_1, job_2], lines, secrets=("s3cr3t-value",))
+        joblogs.store(session, other_org, [theirs], [AgentLogLine(None, now, "info", "x", "no")])
+    with db.session() as session:
+        got = stats.run_logs(OrgScope(session, org_id), [job_1, job_2, theirs])
+    assert set(got) == {job_1, job_2}
+    first = [line.message for line in got[job_1]]
+    assert first[:2] == ["hello [secret]", "batch line"]  # untagged lines go to every job
+    assert len(first) == joblogs.MAX_LINES_PER_JOB + 1
+    assert first[-1] == f"{300 + 2 - joblogs.MAX_LINES_PER_JOB} more lines dropped"
+    assert [line.message for line in got[job_2]] == ["batch line", "other"]
+    # Deleted with its job (retention follows jobs).
+    with db.write_session() as session:
+        session.delete(session.get(Job, job_2))
+    with db.session() as session:
+        assert job_2 not in stats.run_logs(OrgScope(session, org_id), [job_2])

@@ -37,15 +37,22 @@ from typing import Any, Protocol, cast
 from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
+from paulyops.core import metrics
 from paulyops.core.db.engine import Database
-from paulyops.core.db.models import AgentEvent, AgentInstallation, AgentPackage, StorageConfig
+from paulyops.core.db.models import (
+    AgentConfig,
+    AgentEvent,
+    AgentInstallation,
+    AgentPackage,
+    StorageConfig,
+)
 from paulyops.core.db.scoped import OrgScope
 from paulyops.core.errors import NotFoundError, SandboxError
 from paulyops.core.logging import get_logger
-from paulyops.core.metrics import count_agent_run, set_sandbox_mode
+from paulyops.core.metrics import set_sandbox_mode
 from paulyops.core.security.crypto import DecryptionError
 from paulyops.services.actor import SYSTEM, Actor
-from paulyops.services.agents import jobs, lifecycle
+from paulyops.services.agents import joblogs, jobs, lifecycle
 from paulyops.services.agents.jobs import Claim, ClaimedJob, JobPolicy
 from paulyops.services.agents.runtime import (
     BatchRunner,
@@ -424,6 +431,8 @@ class JobExecutor:
         count: int,
         failed: bool,
         report: BatchReport,
+        *,
+        alert: bool = True,
     ) -> BatchReport:
         """Probation and quarantine, in the outcomes' transaction (the lifecycle decides)."""
         scope = OrgScope(session, installation.organization_id)
@@ -445,6 +454,7 @@ class JobExecutor:
                 session,
                 installation,
                 f"{count} consecutive failed runs (the last: {installation.last_error})",
+                alert=alert,
             )
             return _with_quarantine(report)
         return report
@@ -466,10 +476,11 @@ class JobExecutor:
                     (job, by_id.get(job.id) or ItemOutcome(job.id, False, error=missing))
                 )
         with self.db.write_session() as session:
+            monitored = monitoring_enabled(session, claim.organization_id)
             streak_broken = False
             new_failures = 0
             for job, item in ordered:
-                self._record_one(session, claim, job, item, report)
+                self._record_one(session, claim, job, item, report, monitored=monitored)
                 if item.ok:
                     streak_broken, new_failures = True, 0
                 elif job.id not in prepared.skipped:
@@ -484,20 +495,32 @@ class JobExecutor:
                         (item.error for _job, item in ordered if not item.ok and item.error), None
                     )
                 kind = "run.failed" if failures else "run.succeeded"
-                self._event(
-                    claim,
-                    kind,
-                    {
-                        "succeeded": len(report.succeeded),
-                        "failed": len(failures),
-                        "discarded": len(report.discarded),
-                        "mode": outcome.mode,
-                        "durationMs": round(outcome.duration_ms, 1),
-                        **({"error": outcome.error} if outcome.error else {}),
-                    },
-                    session=session,
+                if monitored or not failures:  # monitoring off: no failure alerts
+                    self._event(
+                        claim,
+                        kind,
+                        {
+                            "succeeded": len(report.succeeded),
+                            "failed": len(failures),
+                            "discarded": len(report.discarded),
+                            "mode": outcome.mode,
+                            "durationMs": round(outcome.duration_ms, 1),
+                            **({"error": outcome.error} if outcome.error else {}),
+                        },
+                        session=session,
+                    )
+                report = self._after_batch(
+                    session, installation, count, bool(failures), report, alert=monitored
                 )
-                report = self._after_batch(session, installation, count, bool(failures), report)
+            # The agent's log lines, with the outcomes they explain (and the same fate).
+            joblogs.store(
+                session,
+                claim.organization_id,
+                [job.id for job in claim.jobs],
+                outcome.logs,
+                dropped=outcome.dropped_logs,
+                secrets=prepared.secrets,
+            )
         return report
 
     def _record_one(
@@ -507,8 +530,15 @@ class JobExecutor:
         job: ClaimedJob,
         item: ItemOutcome,
         report: BatchReport,
+        *,
+        monitored: bool = True,
     ) -> None:
         seconds = item.duration_ms / 1000 if item.duration_ms else None
+
+        def count_agent_run(result: str, seconds: float | None) -> None:
+            if monitored:  # the organization's monitoringEnabled: false keeps no metrics
+                metrics.count_agent_run(result, seconds)
+
         if item.ok:
             result = dict(item.result or {})
             if item.files:
@@ -648,18 +678,33 @@ def _remove(folder: Path) -> None:
 
 
 def quarantine(
-    session: Session, installation: AgentInstallation, reason: str, *, actor: Actor = SYSTEM
+    session: Session,
+    installation: AgentInstallation,
+    reason: str,
+    *,
+    actor: Actor = SYSTEM,
+    alert: bool = True,
 ) -> None:
     """Quarantine one installation, in the caller's transaction: it runs nothing until released.
 
-    The lifecycle service writes the AgentEvent, the audit row and the security event; its
-    queued jobs stay queued, and an admin's release resets ``failure_count`` and requeues
-    them.
+    The lifecycle service writes the AgentEvent, the audit row and (with ``alert``) the
+    security event; its queued jobs stay queued, and an admin's release resets
+    ``failure_count`` and requeues them.
     """
     installation.last_error = reason[: jobs.MAX_ERROR_CHARS]
     lifecycle.quarantine(
-        OrgScope(session, installation.organization_id), installation.id, reason, actor=actor
+        OrgScope(session, installation.organization_id),
+        installation.id,
+        reason,
+        actor=actor,
+        alert=alert,
     )
+
+
+def monitoring_enabled(session: Session, organization_id: str) -> bool:
+    """Whether the organization keeps run metrics and failure alerts (``monitoringEnabled``)."""
+    config = OrgScope(session, organization_id).first(AgentConfig)
+    return True if config is None else bool(config.monitoring_enabled)
 
 
 __all__ = [
@@ -671,6 +716,7 @@ __all__ = [
     "JobExecutor",
     "JobFinishedHook",
     "SettingsProvider",
+    "monitoring_enabled",
     "no_settings",
     "quarantine",
 ]

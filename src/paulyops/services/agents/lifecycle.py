@@ -708,7 +708,12 @@ def _update(
     scope: OrgScope, ref: str, command: UpdateAgent, *, actor: Actor, cache: Path
 ) -> ChangeOutcome:
     inst = _installation(scope, ref)
-    if inst.status == QUARANTINED:
+    # Quarantined because its version (or key) was revoked: updating to a version that is
+    # not revoked is the way out, and releases it. Any other quarantine: release first.
+    revoked_out = inst.status == QUARANTINED and (
+        revoked_reason(scope.session, _package(scope.session, inst.package_id)) is not None
+    )
+    if inst.status == QUARANTINED and not revoked_out:
         raise ConflictError(
             f"{inst.agent_id} is quarantined ({inst.quarantined_reason}); release it first"
         )
@@ -718,6 +723,15 @@ def _update(
     target = _find_package(scope, package_id=package_id, agent_id=inst.agent_id, version=version)
     if target.agent_id != inst.agent_id:
         raise ConflictError(f"package {target.id} is {target.agent_id}, not {inst.agent_id}")
+    if revoked_out:
+        if target.id == inst.package_id:
+            raise ConflictError(
+                f"{inst.agent_id} {inst.version} is revoked: update it to another stored "
+                "version (--version) or uninstall it"
+            )
+        still = revoked_reason(scope.session, target)
+        if still:
+            raise ConflictError(f"{inst.agent_id}: {still}; choose another version")
     base = ChangePlan(
         action="update",
         agent_id=inst.agent_id,
@@ -803,12 +817,13 @@ def _update(
         {"from": inst.previous_version, "to": target.version, "granted": sorted(requested)},
     )
     _collect(scope.session, cache, discarded)
-    return ChangeOutcome(
-        applied=True,
-        message=f"Updated {inst.agent_id} {inst.previous_version} -> {target.version}",
-        plan=plan,
-        installation=view(scope, inst),
-    )
+    message = f"Updated {inst.agent_id} {inst.previous_version} -> {target.version}"
+    if revoked_out:
+        # No automatic rollback to the revoked version it leaves.
+        inst.probation_runs_left = 0
+        back = _lift_quarantine(scope, actor, inst, f"updated to {target.version}")
+        message += f"; released from quarantine ({back})"
+    return ChangeOutcome(applied=True, message=message, plan=plan, installation=view(scope, inst))
 
 
 def _in_range(version: str, spec: str) -> bool:
@@ -1142,12 +1157,19 @@ def settings_for_run(scope: OrgScope, installation: AgentInstallation) -> dict[s
 
 
 def quarantine(
-    scope: OrgScope, installation_id: str, reason: str, *, actor: Actor = SYSTEM
+    scope: OrgScope,
+    installation_id: str,
+    reason: str,
+    *,
+    actor: Actor = SYSTEM,
+    alert: bool = True,
 ) -> InstallationView:
     """Quarantine one installation (it runs no more until an admin releases it).
 
-    The job layer calls this after N consecutive failures; integrity checks and
-    revocations call it too. Already quarantined: the first reason is kept.
+    The job layer calls this after N consecutive failures (``alert=False`` when the
+    organization turned monitoring off: no security alert, the quarantine itself and its
+    event stay); integrity checks and revocations call it too. Already quarantined: the
+    first reason is kept.
 
     Raises:
         NotFoundError: no such installation in this organization.
@@ -1160,13 +1182,14 @@ def quarantine(
     inst.quarantined_reason = reason[:2000]
     inst.quarantined_at = utcnow()
     record_event(scope, actor, inst, "quarantined", {"reason": reason[:500]})
-    security_event(
-        "agent.quarantined",
-        organization_id=scope.organization_id,
-        agent_id=inst.agent_id,
-        installation_id=inst.id,
-        reason=reason[:200],
-    )
+    if alert:
+        security_event(
+            "agent.quarantined",
+            organization_id=scope.organization_id,
+            agent_id=inst.agent_id,
+            installation_id=inst.id,
+            reason=reason[:200],
+        )
     return view(scope, inst)
 
 
@@ -1185,6 +1208,25 @@ def revoked_reason(session: Session, row: AgentPackage | None) -> str | None:
             if key_fingerprint(key.key) == row.key_fingerprint:
                 return f"key {row.key_id} was revoked" + (f": {key.reason}" if key.reason else "")
     return None
+
+
+def _lift_quarantine(scope: OrgScope, actor: Actor, inst: AgentInstallation, reason: str) -> str:
+    """End a quarantine in the caller's transaction (event, security event); the new status."""
+    back = inst.quarantined_from if inst.quarantined_from in {ENABLED, DISABLED} else ENABLED
+    was = inst.quarantined_reason
+    inst.status = back
+    inst.quarantined_reason = inst.quarantined_at = inst.quarantined_from = None
+    inst.failure_count = 0
+    requeue_installation(scope, inst.id)
+    record_event(scope, actor, inst, "released", {"quarantinedFor": was, "reason": reason})
+    security_event(
+        "agent.released",
+        severity="info",
+        organization_id=scope.organization_id,
+        agent_id=inst.agent_id,
+        installation_id=inst.id,
+    )
+    return back
 
 
 def release(scope: OrgScope, ref: str, command: ReleaseAgent, *, actor: Actor) -> ChangeOutcome:
@@ -1220,23 +1262,13 @@ def release(scope: OrgScope, ref: str, command: ReleaseAgent, *, actor: Actor) -
     still = revoked_reason(scope.session, row)
     if still:
         raise ConflictError(
-            f"{inst.agent_id}: {still}; update it to another version or uninstall it"
+            f"{inst.agent_id}: {still}; update it to a version that is not revoked "
+            f"(`paulyops agents update {inst.agent_id} --version VERSION`, which also "
+            "releases it) or uninstall it"
         )
     if command.plan:
         return ChangeOutcome(applied=False, message=PLAN_ONLY, plan=plan)
-    was = inst.quarantined_reason
-    inst.status = back
-    inst.quarantined_reason = inst.quarantined_at = inst.quarantined_from = None
-    inst.failure_count = 0
-    requeue_installation(scope, inst.id)
-    record_event(scope, actor, inst, "released", {"quarantinedFor": was, "reason": command.reason})
-    security_event(
-        "agent.released",
-        severity="info",
-        organization_id=scope.organization_id,
-        agent_id=inst.agent_id,
-        installation_id=inst.id,
-    )
+    _lift_quarantine(scope, actor, inst, command.reason)
     return ChangeOutcome(
         applied=True,
         message=f"Released {inst.agent_id} from quarantine ({back})",

@@ -139,10 +139,19 @@ def run_file(
             f"--input: {path.name} is {size} bytes, more than the 50 MB a run can stage",
             [FieldError("--input", "at most 50 MB; use a storage connection for larger files")],
         )
+    # Read at most one byte more than the cap: a file that grew since the check is
+    # refused, never loaded whole.
+    with path.open("rb") as fh:
+        data = fh.read(jobs.MAX_STAGED_BYTES + 1)
+    if len(data) > jobs.MAX_STAGED_BYTES:
+        raise SpecValidationError(
+            f"--input: {path.name} grew past the 50 MB a run can stage while it was read",
+            [FieldError("--input", "at most 50 MB; use a storage connection for larger files")],
+        )
     spec = JobSpec(
         name=path.name,
         media_type=MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream"),
-        data=path.read_bytes(),
+        data=data,
         metadata={"origin": "manual"},
     )
     with db.write_session() as session:

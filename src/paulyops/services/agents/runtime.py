@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -84,6 +85,18 @@ class ItemOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentLogLine:
+    """One stderr line of a run: its job (``None``: not tagged, the whole batch's), when,
+    level, logger and message (clipped; the run's secret settings already replaced)."""
+
+    job_id: str | None
+    at: datetime
+    level: str
+    logger: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class RunOutcome:
     """What one sandbox start gave: one outcome per item, in the request's order.
 
@@ -96,6 +109,8 @@ class RunOutcome:
     error: str | None = None
     exit_code: int | None = None
     duration_ms: float = 0.0
+    logs: Sequence[AgentLogLine] = ()
+    dropped_logs: int = 0
 
 
 class BatchRunner(Protocol):
@@ -106,6 +121,7 @@ class BatchRunner(Protocol):
 
 __all__ = [
     "MAX_BATCH",
+    "AgentLogLine",
     "BatchRunner",
     "ItemOutcome",
     "RunItem",

@@ -11,15 +11,14 @@ An organization whose AgentConfig has ``monitoringEnabled: false`` keeps its job
 (recent runs stay visible) but gets no run metrics: the figures are ``None`` and
 ``monitoring_enabled`` is false. :func:`duration_chart` draws the recent durations as a
 small, self-contained SVG (no script), with a ``<title>``/``<desc>`` and a title per bar.
-:func:`run_logs` reads an agent's log lines back from this machine's server log files,
-where the sandbox writes them (``agent_log``, tagged with the job and organization).
+:func:`run_logs` reads an agent's log lines back from the ``job_logs`` table, where the
+executor stores them with each job's outcome.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -27,17 +26,16 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 from sqlalchemy import func, select
 
-from paulyops.core import logfiles
 from paulyops.core.db.models import AgentConfig, AgentInstallation, Job
 from paulyops.core.db.scoped import OrgScope
-from paulyops.services.agents import jobs, lifecycle, runs
+from paulyops.services.agents import joblogs, jobs, lifecycle, runs
 from paulyops.services.agents.installations import InstallationView
 
 # How many of the latest finished runs the percentiles and the chart are computed from.
 DURATION_WINDOW = 200
 CHART_RUNS = 30
-# Log lines shown per run (the sandbox itself caps a batch's lines).
-MAX_LOG_LINES = 50
+# Log lines shown per run (the executor stores at most 200 per job, and a "dropped" line).
+MAX_LOG_LINES = 201
 ENDED = (jobs.SUCCEEDED, jobs.DEAD)
 
 
@@ -299,38 +297,19 @@ def summaries(scope: OrgScope, installation_ids: Sequence[str]) -> dict[str, Run
     return out
 
 
-def run_logs(
-    log_dir: Path, organization_id: str, job_ids: Sequence[str], *, since: datetime | None = None
-) -> dict[str, list[LogLine]]:
-    """The agent log lines of these jobs found in this machine's server log files.
+def run_logs(scope: OrgScope, job_ids: Sequence[str]) -> dict[str, list[LogLine]]:
+    """The agent log lines of these jobs, as the executor stored them (``job_logs``).
 
-    A worker on another machine writes its own files: its lines are not here.
+    Stored with the job outcome by whichever machine ran it (the server, a CLI's
+    ``--wait``, a remote Celery worker), so every reader sees the same lines.
     """
-    wanted = set(job_ids)
-    if not wanted:
-        return {}
-
-    def keep(entry: logfiles.Entry) -> bool:
-        return (
-            entry.event == "agent_log"
-            and entry.fields.get("job_id") in wanted
-            and entry.fields.get("organization_id") == organization_id
-            and (since is None or entry.timestamp >= since)
-        )
-
-    out: dict[str, list[LogLine]] = {}
-    for entry in logfiles.read_entries(log_dir, keep):
-        lines = out.setdefault(str(entry.fields["job_id"]), [])
-        if len(lines) < MAX_LOG_LINES:
-            lines.append(
-                LogLine(
-                    timestamp=entry.timestamp,
-                    level=entry.level,
-                    logger=str(entry.fields.get("agent_logger", "")),
-                    message=str(entry.fields.get("message", "")),
-                )
-            )
-    return out
+    return {
+        job_id: [
+            LogLine(timestamp=row.at, level=row.level, logger=row.logger, message=row.message)
+            for row in rows[:MAX_LOG_LINES]
+        ]
+        for job_id, rows in joblogs.read(scope, job_ids).items()
+    }
 
 
 # --- the chart ----------------------------------------------------------------------------

@@ -6,7 +6,6 @@ sees them (404); monitoring off shows the runs but says so instead of the figure
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
 from datetime import timedelta
@@ -51,19 +50,13 @@ def add_runs(db, org_id, inst_id):
 
 
 def write_log(client, org_id, job_id, message):
-    log_dir = client.app.state.instance.settings.log_dir
-    log_dir.mkdir(parents=True, exist_ok=True)
-    line = {
-        "timestamp": utcnow().isoformat(),
-        "level": "info",
-        "event": "agent_log",
-        "job_id": job_id,
-        "organization_id": org_id,
-        "agent_logger": "stderr",
-        "message": message,
-    }
-    with (log_dir / "server-999999.log").open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(line) + "\n")
+    from paulyops.services.agents import joblogs
+    from paulyops.services.agents.runtime import AgentLogLine
+
+    db = client.app.state.instance.db
+    with db.write_session() as session:
+        line = AgentLogLine(job_id, utcnow(), "info", "stderr", message)
+        joblogs.store(session, org_id, [job_id], [line])
 
 
 def _svg(html: str) -> ET.Element:

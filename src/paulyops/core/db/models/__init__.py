@@ -6,6 +6,7 @@ from paulyops.core.db.models.agents import (
     AgentPackage,
     Job,
     JobInput,
+    JobLog,
     SchedulerLease,
 )
 from paulyops.core.db.models.audit import INSTANCE_CHAIN, AuditCheckpoint, AuditLog
@@ -59,6 +60,7 @@ __all__ = [
     "Invitation",
     "Job",
     "JobInput",
+    "JobLog",
     "LiveProcess",
     "MarketplacePolicy",
     "Membership",

@@ -126,6 +126,27 @@ class JobInput(OrgScoped, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class JobLog(OrgScoped, Base):
+    """One line an agent logged (stderr) during a run of a job, stored with the outcome.
+
+    Written by the executor in the outcome's transaction, bounded per job (see
+    ``services/agents/execute.py``), the message clipped and its secrets already
+    redacted. Kept as long as its job (deleted with it, kept when the agent is
+    uninstalled), so a run's logs are readable from any machine.
+    """
+
+    __tablename__ = "job_logs"
+    __table_args__ = (Index("ix_job_logs_job_seq", "job_id", "seq"),)
+
+    id: Mapped[str] = id_column("jlog")
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    level: Mapped[str] = mapped_column(String(10), default="info")
+    logger: Mapped[str] = mapped_column(String(100), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
 class SchedulerLease(Base):
     """Who leads a periodic duty (instance-wide): one row per lease name."""
 
@@ -157,5 +178,6 @@ __all__ = [
     "AgentPackage",
     "Job",
     "JobInput",
+    "JobLog",
     "SchedulerLease",
 ]

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from paulyops.services.agents.protocol import (
     parse_line,
     result_dict,
 )
-from paulyops.services.agents.runtime import ItemOutcome, RunOutcome, RunRequest
+from paulyops.services.agents.runtime import AgentLogLine, ItemOutcome, RunOutcome, RunRequest
 from paulyops.services.agents.sandbox import _command as cmdline
 from paulyops.services.agents.sandbox import _staging as staging
 from paulyops.services.agents.sandbox._config import Limits, SandboxConfig, resolve_limits
@@ -62,6 +63,7 @@ class _Exchange:
     violation: str | None = None
     log_lines: int = 0
     dropped_logs: int = 0
+    logs: list[AgentLogLine] = field(default_factory=list)
 
 
 def _refused(request: RunRequest, reason: str) -> RunOutcome:
@@ -115,6 +117,8 @@ def run(request: RunRequest, config: SandboxConfig, status: SandboxStatus) -> Ru
         error=outcome.error,
         exit_code=outcome.exit_code,
         duration_ms=(time.perf_counter() - started) * 1000,
+        logs=outcome.logs,
+        dropped_logs=outcome.dropped_logs,
     )
 
 
@@ -477,6 +481,8 @@ def _log_line(exchange: _Exchange, raw: bytes) -> None:
     request = exchange.request
     for secret in request.secret_values:  # an agent may log the secrets it was given
         message = message.replace(secret, "[secret]")
+    message = message[:MAX_LOG_CHARS]
+    exchange.logs.append(AgentLogLine(job_id, datetime.now(UTC), level, logger, message))
     getattr(log, level)(
         "agent_log",
         agent_id=request.agent_id,
@@ -484,7 +490,7 @@ def _log_line(exchange: _Exchange, raw: bytes) -> None:
         organization_id=request.organization_id,
         job_id=job_id,
         agent_logger=logger,
-        message=message[:MAX_LOG_CHARS],
+        message=message,
     )
 
 
@@ -577,6 +583,8 @@ def _collect(
         mode="refused",  # replaced by the caller
         error=batch_error,
         exit_code=proc.returncode,
+        logs=tuple(exchange.logs),
+        dropped_logs=exchange.dropped_logs,
     )
 
 

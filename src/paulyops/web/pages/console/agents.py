@@ -25,7 +25,7 @@ from paulyops.services.agents.installations import ChangeOutcome, agent_cache
 from paulyops.services.commands import parse
 from paulyops.services.marketplace import listing
 from paulyops.web.auth import DbSession, Principal, require
-from paulyops.web.deps import ClientAddress, InstanceDep, get_instance
+from paulyops.web.deps import ClientAddress, InstanceDep
 from paulyops.web.pages.console.common import _back, _member_names, _page
 from paulyops.web.pages.console.marketplace import BADGE_STYLE
 from paulyops.web.pages.render import templates
@@ -162,13 +162,7 @@ def _agent_page(
     inst_id = page.agent.installation.id
     recent = runs.recent_runs(scope, inst_id, limit=RECENT_RUNS)
     figures = stats.agent_stats(scope, inst_id)
-    log_dir = get_instance(request).settings.log_dir
-    logs = stats.run_logs(
-        log_dir,
-        scope.organization_id,
-        [run.id for run in recent],
-        since=min((run.created_at for run in recent), default=None),
-    )
+    logs = stats.run_logs(scope, [run.id for run in recent])
     return _page(
         request,
         session,
