@@ -25,6 +25,8 @@ from tests.factories import make_org
 from tests.services.marketplace.packages import agent_files, signed_package
 
 AGENTS = "/api/marketplace/agents"
+# The bundled agents every organization sees, in the listing order (by id).
+BUNDLED = ["paulyops.document-classifier", "paulyops.file-processor"]
 
 
 def sign_in(client, org_id: str, user_id: str) -> dict[str, str]:
@@ -137,7 +139,7 @@ def test_another_organizations_packages_are_not_found(client, two_orgs):
     sign_in(client, other.id, other.members["Owner"])
     assert client.get(f"{AGENTS}/acme.hello").status_code == 404
     # Only the bundled agents (every organization's) are listed, never acme's upload.
-    assert [a["id"] for a in client.get(AGENTS).json()] == ["paulyops.file-processor"]
+    assert [a["id"] for a in client.get(AGENTS).json()] == BUNDLED
 
 
 def test_missing_csrf_is_refused_and_nothing_is_stored(client, two_orgs):
@@ -349,10 +351,7 @@ def test_a_script_uploads_with_an_api_token_and_no_csrf(client, two_orgs):
     ci = {"Authorization": f"Bearer {issued['ci']}"}
     answer = upload(client, ci, signed_package(key))
     assert answer.status_code == 201, answer.text
-    assert [a["id"] for a in client.get(AGENTS, headers=reader).json()] == [
-        "paulyops.file-processor",
-        "acme.hello",
-    ]
+    assert [a["id"] for a in client.get(AGENTS, headers=reader).json()] == [*BUNDLED, "acme.hello"]
 
 
 def test_bundled_agents_are_listed_for_every_organization_with_their_badge(client, two_orgs):
@@ -371,6 +370,6 @@ def test_bundled_agents_are_listed_for_every_organization_with_their_badge(clien
     assert detail["keyId"] is None
     assert [(v["version"], v["source"]) for v in detail["allVersions"]] == [("0.1.0", "bundled")]
     found = client.get(AGENTS, params={"publisher": "paulyops"}).json()
-    assert [a["id"] for a in found] == ["paulyops.file-processor"]
+    assert [a["id"] for a in found] == BUNDLED
     # Nothing of it is stored: bundled agents are read from the distribution.
     assert stored_count(client.app.state.instance.db) == 0
