@@ -124,9 +124,9 @@ def test_search_and_show_list_what_an_organization_sees(instance_root, db, tmp_p
     key, path = _key_file(tmp_path)
     assert run("trust", "add", str(path)).exit_code == 0
     _upload(db, org.id, signed_package(key))
-    assert "No agents match" in run("search", "words").output
+    assert "No agents match" in run("search", "zebra").output
     assert "acme.hello" not in run("search").output
-    found = run("search", "words", "--org", "acme", "--json")
+    found = run("search", "counts words", "--org", "acme", "--json")
     assert found.exit_code == 0, found.output
     assert [a["id"] for a in json.loads(found.stdout)] == ["acme.hello"]
     shown = run("show", "acme.hello", "--org", "acme")

@@ -131,7 +131,8 @@ def test_an_api_token_of_one_organization_never_reaches_the_other(client, two_or
     token = _token(db, acme, "Owner", ["marketplace:read", "marketplace:manage"])
     assert client.get(f"{AGENTS}/acme.secret", headers=token).status_code == 404
     assert [a["id"] for a in client.get(AGENTS, headers=token).json()] == [
-        "paulyops.file-processor"
+        "paulyops.document-classifier",
+        "paulyops.file-processor",
     ]
     assert client.put(POLICY, json={"allowUnsigned": True}, headers=token).status_code == 200
     assert _policy_of(db, other.id) is False

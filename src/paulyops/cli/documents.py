@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from paulyops.cli.context import console, open_instance, read_settings
+from paulyops.cli.context import CommandGroup, console, open_instance, read_settings
 
 if TYPE_CHECKING:
     from paulyops.services.ingestion.views import DocumentView
 
-ingest_app = typer.Typer(help="Pick up new files from the storage connections.")
-documents_app = typer.Typer(help="Documents found in storage and their journey.")
+ingest_app = typer.Typer(cls=CommandGroup, help="Pick up new files from the storage connections.")
+documents_app = typer.Typer(cls=CommandGroup, help="Documents found in storage and their journey.")
 
 ORG_HELP = "the organization (slug or id; default: the only one)"
 # Seconds between the two observations that prove a file is complete.

@@ -183,11 +183,15 @@ def test_uploads_are_the_organizations_own(db):
         mine = listing.search_agents(OrgScope(session, acme.id), listing.SearchAgents())
         # Bundled agents are every organization's; the upload is acme's only.
         assert [(a.id, a.badge) for a in mine] == [
+            ("paulyops.document-classifier", "bundled"),
             ("paulyops.file-processor", "bundled"),
             ("acme.hello", "organization-local"),
         ]
         theirs = listing.search_agents(OrgScope(session, other.id), listing.SearchAgents())
-        assert [(a.id, a.badge) for a in theirs] == [("paulyops.file-processor", "bundled")]
+        assert [(a.id, a.badge) for a in theirs] == [
+            ("paulyops.document-classifier", "bundled"),
+            ("paulyops.file-processor", "bundled"),
+        ]
         with pytest.raises(NotFoundError):
             listing.agent_detail(OrgScope(session, other.id), "acme.hello")
         with pytest.raises(NotFoundError):
